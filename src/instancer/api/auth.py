@@ -1,0 +1,46 @@
+"""Bearer-token checks: the platform token acts for owners, the admin token for everything."""
+
+from __future__ import annotations
+
+import hmac
+from enum import Enum
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .context import ApiContext
+from .errors import Forbidden, Unauthorized
+
+_bearer = HTTPBearer(auto_error=False, description="INSTANCER_PLATFORM_TOKEN or INSTANCER_ADMIN_TOKEN")
+
+
+class Role(Enum):
+    PLATFORM = "platform"
+    ADMIN = "admin"
+
+
+def _role(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Role:
+    if credentials is None:
+        raise Unauthorized("a bearer token is required")
+    ctx: ApiContext = request.app.state.ctx
+    given = credentials.credentials.encode()
+    # Compare against both tokens every time, in constant time, so timing reveals nothing.
+    is_admin = hmac.compare_digest(given, ctx.admin_token.encode())
+    is_platform = hmac.compare_digest(given, ctx.platform_token.encode())
+    if is_admin:
+        return Role.ADMIN
+    if is_platform:
+        return Role.PLATFORM
+    raise Unauthorized("the bearer token is not valid")
+
+
+def platform(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Role:
+    """Platform or admin."""
+    return _role(request, credentials)
+
+
+def admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Role:
+    role = _role(request, credentials)
+    if role is not Role.ADMIN:
+        raise Forbidden("this endpoint needs the admin token")
+    return role

@@ -1,0 +1,24 @@
+"""What the HTTP layer is given by `bootstrap`: use cases, the clock and a few settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..domain.ports import Clock
+from ..services.challenges import ChallengeService
+from ..services.instances import InstanceService
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    instances: InstanceService
+    challenges: ChallengeService
+    clock: Clock
+    platform_token: str
+    admin_token: str
+    public_host: str
+    capacity: int
+    max_body_bytes: int = 65536
+    #: name -> check that raises when the dependency is not usable (for /readyz)
+    readiness: dict[str, Callable[[], None]] = field(default_factory=dict)

@@ -1,0 +1,191 @@
+"""Thin handlers: parse, call a use case, serialise. No decisions here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from ..domain.errors import ValidationFailed
+from ..domain.model import State
+from ..domain.ports import InstanceFilter
+from ..domain.spec import CHALLENGE_ID_PATTERN
+from . import auth
+from .context import ApiContext
+from .schemas import (
+    INSTANCE_ID_PATTERN,
+    OWNER_PATTERN,
+    AdminExtendRequest,
+    ErrorOut,
+    InstanceList,
+    InstanceOut,
+    StartRequest,
+    StatsOut,
+    StoppedCount,
+)
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503)
+}
+platform = APIRouter(prefix="/api/v1", dependencies=[Depends(auth.platform)], responses=_ERRORS)
+admin = APIRouter(prefix="/api/v1", dependencies=[Depends(auth.admin)], responses=_ERRORS)
+health = APIRouter()
+
+InstanceId = Annotated[str, Path(pattern=INSTANCE_ID_PATTERN)]
+ChallengeId = Annotated[str, Path(pattern=CHALLENGE_ID_PATTERN)]
+OwnerQuery = Annotated[
+    str | None, Query(pattern=OWNER_PATTERN, description="When given, the instance must belong to this owner.")
+]
+
+
+def _ctx(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ApiContext, Depends(_ctx)]
+
+
+def _out(ctx: ApiContext, instance: Any) -> InstanceOut:
+    return InstanceOut.of(instance, host=ctx.public_host, now=ctx.clock.now())
+
+
+# --- challenges (admin) ------------------------------------------------------------
+
+
+@admin.put("/challenges/{challenge_id}", tags=["challenges"], status_code=200)
+def put_challenge(
+    ctx: Ctx, challenge_id: ChallengeId, response: Response, document: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    spec, created = ctx.challenges.put(document, challenge_id=challenge_id)
+    response.status_code = 201 if created else 200
+    return spec.model_dump(mode="json")
+
+
+@admin.get("/challenges/{challenge_id}", tags=["challenges"])
+def get_challenge(ctx: Ctx, challenge_id: ChallengeId) -> dict[str, Any]:
+    return ctx.challenges.get(challenge_id).model_dump(mode="json")
+
+
+@admin.get("/challenges", tags=["challenges"])
+def list_challenges(ctx: Ctx) -> dict[str, Any]:
+    return {"items": [s.model_dump(mode="json") for s in ctx.challenges.list()]}
+
+
+@admin.delete("/challenges/{challenge_id}", tags=["challenges"])
+def delete_challenge(ctx: Ctx, challenge_id: ChallengeId) -> StoppedCount:
+    return StoppedCount(stopped=ctx.challenges.delete(challenge_id))
+
+
+# --- instances (platform, acting for owners) -----------------------------------------
+
+
+@platform.post("/instances", tags=["instances"], status_code=201, response_model=InstanceOut)
+def start_instance(ctx: Ctx, body: StartRequest) -> JSONResponse:
+    started = ctx.instances.start(body.challenge, body.owner)
+    out = _out(ctx, started.instance)
+    return JSONResponse(out.model_dump(mode="json"), status_code=201 if started.created else 200)
+
+
+@platform.get("/instances", tags=["instances"])
+def list_instances(
+    ctx: Ctx,
+    owner: Annotated[str, Query(pattern=OWNER_PATTERN)],
+    challenge: Annotated[str | None, Query(pattern=CHALLENGE_ID_PATTERN)] = None,
+    include_ended: bool = False,
+) -> InstanceList:
+    """The owner's live instances (and, with include_ended, its past ones, newest first)."""
+    states = None if include_ended else frozenset({State.STARTING, State.RUNNING, State.STOPPING})
+    page = ctx.instances.find(InstanceFilter(challenge_id=challenge, owner=owner, states=states), per_page=100)
+    return InstanceList.of(page, host=ctx.public_host, now=ctx.clock.now())
+
+
+@platform.get("/instances/{instance_id}", tags=["instances"])
+def get_instance(ctx: Ctx, instance_id: InstanceId, owner: OwnerQuery = None) -> InstanceOut:
+    return _out(ctx, ctx.instances.get(instance_id, owner=owner))
+
+
+@platform.post("/instances/{instance_id}/extend", tags=["instances"])
+def extend_instance(ctx: Ctx, instance_id: InstanceId, owner: OwnerQuery = None) -> InstanceOut:
+    return _out(ctx, ctx.instances.extend(instance_id, owner=owner))
+
+
+@platform.post("/instances/{instance_id}/revert", tags=["instances"])
+def revert_instance(ctx: Ctx, instance_id: InstanceId, owner: OwnerQuery = None) -> InstanceOut:
+    return _out(ctx, ctx.instances.revert(instance_id, owner=owner))
+
+
+@platform.delete("/instances/{instance_id}", tags=["instances"])
+def stop_instance(ctx: Ctx, instance_id: InstanceId, owner: OwnerQuery = None) -> InstanceOut:
+    return _out(ctx, ctx.instances.stop(instance_id, owner=owner))
+
+
+# --- admin ---------------------------------------------------------------------------
+
+
+@admin.get("/admin/instances", tags=["admin"])
+def admin_list_instances(
+    ctx: Ctx,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=500)] = 50,
+    challenge: Annotated[str | None, Query(pattern=CHALLENGE_ID_PATTERN)] = None,
+    owner: Annotated[str | None, Query(pattern=OWNER_PATTERN)] = None,
+    state: Annotated[list[State] | None, Query()] = None,
+) -> InstanceList:
+    flt = InstanceFilter(challenge_id=challenge, owner=owner, states=frozenset(state) if state else None)
+    return InstanceList.of(
+        ctx.instances.find(flt, page=page, per_page=per_page), host=ctx.public_host, now=ctx.clock.now()
+    )
+
+
+@admin.post("/admin/instances/{instance_id}/extend", tags=["admin"])
+def admin_extend_instance(
+    ctx: Ctx, instance_id: InstanceId, body: Annotated[AdminExtendRequest | None, Body()] = None
+) -> InstanceOut:
+    return _out(ctx, ctx.instances.admin_extend(instance_id, seconds=body.seconds if body else None))
+
+
+@admin.delete("/admin/instances/{instance_id}", tags=["admin"])
+def admin_stop_instance(ctx: Ctx, instance_id: InstanceId) -> InstanceOut:
+    return _out(ctx, ctx.instances.stop(instance_id, reason="stopped by an admin"))
+
+
+@admin.delete("/admin/instances", tags=["admin"])
+def admin_stop_instances(
+    ctx: Ctx,
+    challenge: Annotated[str | None, Query(pattern=CHALLENGE_ID_PATTERN)] = None,
+    all: Annotated[bool, Query(description="Required to stop every instance of every challenge.")] = False,  # noqa: A002
+) -> StoppedCount:
+    if challenge is None and not all:
+        raise ValidationFailed("give `challenge`, or `all=true` to stop every instance")
+    return StoppedCount(stopped=ctx.instances.stop_all(challenge))
+
+
+@admin.get("/admin/stats", tags=["admin"])
+def admin_stats(ctx: Ctx) -> StatsOut:
+    return StatsOut.of(ctx.instances.stats(), capacity=ctx.capacity)
+
+
+# --- health --------------------------------------------------------------------------
+
+
+@health.get("/healthz", tags=["health"])
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@health.get("/readyz", tags=["health"])
+def readyz(ctx: Ctx) -> JSONResponse:
+    """The database and the engine are reachable."""
+    checks: dict[str, str] = {}
+    for name, check in ctx.readiness.items():
+        try:
+            check()
+            checks[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready; the code says which
+            checks[name] = getattr(exc, "code", "UNAVAILABLE")
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
+                        status_code=200 if ready else 503)

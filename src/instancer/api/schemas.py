@@ -1,0 +1,115 @@
+"""Request and response bodies of the HTTP API. What leaves here is whitelisted:
+an instance's flag is never part of these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..domain.model import Instance, endpoints
+from ..domain.ports import Page, Stats
+from ..domain.spec import CHALLENGE_ID_PATTERN
+
+OWNER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+INSTANCE_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class StartRequest(_In):
+    challenge: str = Field(pattern=CHALLENGE_ID_PATTERN, description="Challenge id.")
+    owner: str = Field(pattern=OWNER_PATTERN, description="Opaque owner id chosen by the platform (team or user).")
+
+
+class AdminExtendRequest(_In):
+    seconds: int | None = Field(default=None, ge=1, le=7 * 86400, description="Seconds to add; default: the challenge's step.")
+
+
+class ConnectionOut(BaseModel):
+    container: str
+    container_port: int
+    protocol: str
+    host: str
+    port: int
+    url: str | None = Field(description="For http ports.")
+    command: str | None = Field(description="For tcp ports: the command a player runs.")
+
+
+class InstanceOut(BaseModel):
+    id: str
+    challenge: str
+    owner: str
+    state: str
+    created_at: datetime
+    started_at: datetime | None
+    expires_at: datetime
+    ended_at: datetime | None
+    remaining_seconds: int = Field(description="Seconds until expiry (0 once ended).")
+    extensions_used: int
+    extensions_left: int
+    reason: str | None
+    connection: list[ConnectionOut]
+
+    @classmethod
+    def of(cls, instance: Instance, *, host: str, now: datetime) -> InstanceOut:
+        remaining = max(0, int((instance.expires_at - now).total_seconds())) if instance.live else 0
+        return cls(
+            id=instance.id, challenge=instance.challenge_id, owner=instance.owner, state=instance.state.value,
+            created_at=instance.created_at, started_at=instance.started_at, expires_at=instance.expires_at,
+            ended_at=instance.ended_at, remaining_seconds=remaining, extensions_used=instance.extensions_used,
+            extensions_left=instance.extensions_left, reason=instance.reason,
+            connection=[
+                ConnectionOut(
+                    container=e.container, container_port=e.container_port, protocol=e.protocol.value,
+                    host=e.host, port=e.port, url=e.url, command=e.command,
+                )
+                for e in endpoints(instance, host)
+            ] if instance.live else [],
+        )
+
+
+class InstanceList(BaseModel):
+    items: list[InstanceOut]
+    total: int
+    page: int
+    per_page: int
+
+    @classmethod
+    def of(cls, page: Page, *, host: str, now: datetime) -> InstanceList:
+        return cls(
+            items=[InstanceOut.of(i, host=host, now=now) for i in page.items],
+            total=page.total, page=page.page, per_page=page.per_page,
+        )
+
+
+class StoppedCount(BaseModel):
+    stopped: int
+
+
+class StatsOut(BaseModel):
+    by_state: dict[str, int]
+    live_by_challenge: dict[str, int]
+    occupying: int
+    capacity: int
+    ports_allocated: int
+
+    @classmethod
+    def of(cls, stats: Stats, *, capacity: int) -> StatsOut:
+        occupying = sum(stats.by_state.get(s, 0) for s in ("starting", "running", "stopping"))
+        return cls(
+            by_state=stats.by_state, live_by_challenge=stats.by_challenge, occupying=occupying,
+            capacity=capacity, ports_allocated=stats.ports_allocated,
+        )
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, object]
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,1 @@
+"""Engine adapters behind the `Backend` port. Backends never import each other."""

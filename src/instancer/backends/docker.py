@@ -1,0 +1,191 @@
+"""The single-host backend: one Docker engine, one private bridge network per instance.
+
+Uses docker-py's low-level `APIClient` (no implicit inspects after create, no implicit
+pulls). Every docker/requests exception is translated here, once, into the domain's
+backend errors; none crosses this module's edge.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from ..domain.errors import BackendRejected, BackendUnavailable, ImageMissing, PortUnavailable
+from ..domain.ports import ContainerPlan, LaunchPlan, Launched, Observed
+from . import labels
+
+log = logging.getLogger(__name__)
+
+_PORT_CLASH = ("port is already allocated", "address already in use", "bind for")
+_LOG_CONFIG = {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}}
+
+
+@contextmanager
+def translate_errors(action: str) -> Iterator[None]:
+    """Turn docker-py and requests failures into our own backend errors."""
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise ImageMissing(f"the challenge image is not on the engine ({action})") from exc
+    except docker.errors.APIError as exc:
+        text = str(exc.explanation or exc).lower()
+        if any(marker in text for marker in _PORT_CLASH):
+            raise PortUnavailable("a host port is held by something else") from exc
+        if exc.status_code is not None and exc.status_code >= 500 and "no such image" in text:
+            raise ImageMissing(f"the challenge image is not on the engine ({action})") from exc
+        raise BackendRejected(f"the engine refused to {action}: {exc.explanation}") from exc
+    except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
+        raise BackendUnavailable(f"the Docker engine is unreachable ({action})") from exc
+
+
+class DockerBackend:
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        deployment: str,
+        publish_address: str = "0.0.0.0",  # noqa: S104 - players connect from anywhere
+        timeout_seconds: float = 30.0,
+        pool_size: int = 64,
+    ) -> None:
+        self._base_url = base_url
+        self._deployment = deployment
+        self._publish_address = publish_address
+        self._timeout = timeout_seconds
+        self._pool_size = pool_size
+        self._client: docker.APIClient | None = None
+
+    @property
+    def api(self) -> docker.APIClient:
+        """The engine client, created on first use so the service starts without an engine."""
+        if self._client is None:
+            with translate_errors("connect"):
+                self._client = docker.APIClient(
+                    base_url=self._base_url, version="auto", timeout=int(self._timeout),
+                    max_pool_size=self._pool_size,
+                )
+        return self._client
+
+    def ping(self) -> None:
+        with translate_errors("ping"):
+            self.api.ping()
+
+    def start(self, plan: LaunchPlan) -> Launched:
+        network = f"inst-{plan.instance_id}-{plan.generation}"
+        with translate_errors("create the network"):
+            self.api.create_network(
+                network, driver="bridge", labels=labels.for_network(plan, self._deployment), check_duplicate=True
+            )
+        targets: list[tuple[str, int]] = []
+        for container in plan.containers:
+            ip = self._run_container(plan, container, network)
+            targets += [(ip, b.container_port) for b in container.ports]
+        return Launched(probe_targets=tuple(targets))
+
+    def _run_container(self, plan: LaunchPlan, c: ContainerPlan, network: str) -> str:
+        """Create and start one hardened container; return its address on the instance network."""
+        api = self.api
+        host_config = api.create_host_config(
+            port_bindings={f"{b.container_port}/tcp": (self._publish_address, b.host_port) for b in c.ports},
+            mem_limit=f"{c.memory_mib}m",
+            memswap_limit=f"{c.memory_mib}m",  # no swap beyond the memory limit
+            nano_cpus=int(c.cpus * 1e9),
+            pids_limit=c.pids,
+            cap_drop=["ALL"],
+            cap_add=list(c.cap_add) or None,
+            security_opt=["no-new-privileges:true"],
+            privileged=False,
+            network_mode=network,
+            log_config=_LOG_CONFIG,
+        )
+        with translate_errors("create the container"):
+            created = api.create_container(
+                image=c.image,
+                command=list(c.command) if c.command is not None else None,
+                name=f"inst-{plan.instance_id}-{plan.generation}-{c.name}",
+                hostname=c.name,
+                environment=c.env,
+                labels=labels.for_container(plan, self._deployment, c.name),
+                ports=[(b.container_port, "tcp") for b in c.ports],
+                host_config=host_config,
+                networking_config=api.create_networking_config(
+                    {network: api.create_endpoint_config(aliases=[c.name])}
+                ),
+            )
+        with translate_errors("start the container"):
+            api.start(created["Id"])
+            info = api.inspect_container(created["Id"])
+        return str(info["NetworkSettings"]["Networks"][network]["IPAddress"])
+
+    def probe(self, launched: Launched) -> bool:
+        return all(_accepts(host, port) for host, port in launched.probe_targets)
+
+    def stop(self, instance_id: str) -> None:
+        selector = {"label": [f"{labels.INSTANCE}={instance_id}", f"{labels.DEPLOYMENT}={self._deployment}"]}
+        with translate_errors("list the instance's containers"):
+            containers = self.api.containers(all=True, filters=selector)
+        for container in containers:
+            self._ignore_gone(self.api.remove_container, container["Id"], force=True, v=True)
+        with translate_errors("list the instance's networks"):
+            networks = self.api.networks(filters=selector)
+        for network in networks:
+            self._ignore_gone(self.api.remove_network, network["Id"])
+
+    def _ignore_gone(self, call: Any, *args: Any, **kwargs: Any) -> None:
+        """Removing what is already gone (or already being removed) is success."""
+        try:
+            with translate_errors("remove an object"):
+                call(*args, **kwargs)
+        except BackendRejected as exc:
+            cause = exc.__cause__
+            if isinstance(cause, docker.errors.NotFound) or "already in progress" in str(cause):
+                return
+            raise
+
+    def list_managed(self) -> list[Observed]:
+        selector = {"label": [f"{labels.DEPLOYMENT}={self._deployment}"]}
+        with translate_errors("list managed objects"):
+            containers = self.api.containers(all=True, filters=selector)
+            networks = self.api.networks(filters=selector)
+        observed = [
+            Observed(
+                kind="container", name=c["Names"][0].lstrip("/"), instance_id=c["Labels"][labels.INSTANCE],
+                created_at=datetime.fromtimestamp(c["Created"], UTC), running=c["State"] == "running",
+            )
+            for c in containers
+        ]
+        observed += [
+            Observed(
+                kind="network", name=n["Name"], instance_id=n["Labels"][labels.INSTANCE],
+                created_at=_parse_engine_time(n["Created"]),
+            )
+            for n in networks
+        ]
+        return observed
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.25):
+            return True
+    except OSError:
+        return False
+
+
+def _parse_engine_time(value: str) -> datetime:
+    """Docker's RFC 3339 times carry nanoseconds, which `fromisoformat` refuses; trim them."""
+    head, _, rest = value.partition(".")
+    zone = rest[rest.find("+"):] if "+" in rest else ("+00:00" if rest.endswith("Z") or not rest else "")
+    if "-" in rest:
+        zone = rest[rest.find("-"):]
+    return datetime.fromisoformat(head + zone).astimezone(UTC)

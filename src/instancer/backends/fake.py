@@ -1,0 +1,56 @@
+"""An in-memory backend for unit tests of the use cases and for trying the API without an engine.
+
+Behaves like a real engine where the use cases can tell: idempotent stop, labelled
+objects, images that may be missing, an engine that may be down.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ..domain.errors import BackendUnavailable, ImageMissing, PortUnavailable
+from ..domain.ports import LaunchPlan, Launched, Observed
+
+
+@dataclass
+class FakeBackend:
+    name: str = "fake"
+    images: set[str] | None = None  # None: every image exists
+    down: bool = False
+    ready: bool = True
+    busy_ports: set[int] = field(default_factory=set)
+    running: dict[str, LaunchPlan] = field(default_factory=dict)
+    starts: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ping(self) -> None:
+        if self.down:
+            raise BackendUnavailable("the fake engine is down")
+
+    def start(self, plan: LaunchPlan) -> Launched:
+        self.ping()
+        for c in plan.containers:
+            if self.images is not None and c.image not in self.images:
+                raise ImageMissing(f"no image {c.image}")
+            if any(b.host_port in self.busy_ports for b in c.ports):
+                raise PortUnavailable("a host port is held by something else")
+        with self._lock:
+            self.running[plan.instance_id] = plan
+            self.starts += 1
+        return Launched(probe_targets=tuple(("fake", b.host_port) for c in plan.containers for b in c.ports))
+
+    def probe(self, launched: Launched) -> bool:
+        return self.ready
+
+    def stop(self, instance_id: str) -> None:
+        self.ping()
+        with self._lock:
+            self.running.pop(instance_id, None)
+
+    def list_managed(self) -> list[Observed]:
+        self.ping()
+        epoch = datetime(2000, 1, 1, tzinfo=UTC)
+        with self._lock:
+            return [Observed("container", f"inst-{i}", i, epoch, running=True) for i in self.running]

@@ -1,0 +1,115 @@
+"""The composition root: the only module that wires every layer together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from .api.app import create_app
+from .api.context import ApiContext
+from .backends.docker import DockerBackend
+from .backends.fake import FakeBackend
+from .domain.ports import Backend, Clock
+from .services.challenges import ChallengeService
+from .services.instances import InstanceService
+from .services.policy import Policy
+from .settings import Settings
+from .store import migrate
+from .store.sql import SqlStore, make_engine
+from .worker.reaper import Reaper, ReaperConfig
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    engine: Engine
+    store: SqlStore
+    backend: Backend
+    clock: Clock
+    instances: InstanceService
+    challenges: ChallengeService
+    reaper: Reaper
+
+
+def policy_of(settings: Settings) -> Policy:
+    return Policy(
+        per_owner=settings.per_owner_limit,
+        capacity=settings.capacity,
+        cooldown_seconds=settings.cooldown_seconds,
+        extension_interval_seconds=settings.extension_interval_seconds,
+        ready_timeout_seconds=settings.ready_timeout_seconds,
+        port_low=settings.port_range_start,
+        port_high=settings.port_range_end,
+        stale_after_seconds=settings.stale_after_seconds,
+    )
+
+
+def backend_of(settings: Settings) -> Backend:
+    if settings.backend == "fake":
+        return FakeBackend()
+    return DockerBackend(
+        base_url=settings.docker_host,
+        deployment=settings.deployment,
+        publish_address=settings.publish_address,
+        timeout_seconds=settings.docker_timeout_seconds,
+    )
+
+
+def build(settings: Settings, *, backend: Backend | None = None, clock: Clock | None = None) -> Service:
+    """Wire the service. `backend` and `clock` may be replaced (tests)."""
+    engine = make_engine(settings.database_url)
+    store = SqlStore(engine)
+    backend = backend or backend_of(settings)
+    clock = clock or SystemClock()
+    instances = InstanceService(store=store, backend=backend, clock=clock, policy=policy_of(settings))
+    challenges = ChallengeService(store=store, clock=clock, instances=instances)
+    reaper = Reaper(
+        instances,
+        ReaperConfig(
+            interval_seconds=settings.reaper_interval_seconds,
+            orphan_grace_seconds=settings.orphan_grace_seconds,
+        ),
+    )
+    return Service(settings, engine, store, backend, clock, instances, challenges, reaper)
+
+
+def upgrade_database(service: Service) -> None:
+    migrate.upgrade(service.engine)
+
+
+def app_of(service: Service, *, run_reaper: bool = True) -> FastAPI:
+    """The HTTP app; its lifespan runs the reaper (unless told not to) and closes the pool."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if run_reaper:
+            service.reaper.start()
+        try:
+            yield
+        finally:
+            service.reaper.stop()
+            service.engine.dispose()
+
+    s = service.settings
+    ctx = ApiContext(
+        instances=service.instances,
+        challenges=service.challenges,
+        clock=service.clock,
+        platform_token=s.platform_token.get_secret_value(),
+        admin_token=s.admin_token.get_secret_value(),
+        public_host=s.public_host,
+        capacity=s.capacity,
+        max_body_bytes=s.max_body_bytes,
+        readiness={"database": service.store.ping, "engine": service.backend.ping},
+    )
+    return create_app(ctx, lifespan=lifespan)

@@ -1,0 +1,79 @@
+"""Lifecycle rules as pure functions of explicit inputs, `now` included.
+
+Every rule here is deterministic so tests never sleep: pass the time in.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from .errors import Cooldown, ExtensionLimitReached, ExtensionTooSoon, InstanceNotRunning
+from .model import Instance, State
+from .spec import Lifetime
+
+
+def initial_deadline(now: datetime, lifetime: Lifetime) -> datetime:
+    return now + timedelta(seconds=lifetime.seconds)
+
+
+def extended_deadline(
+    instance: Instance, lifetime: Lifetime, now: datetime, *, min_interval_s: float
+) -> datetime:
+    """The deadline after one player extension, or the error that forbids it.
+
+    The new deadline is `expires_at + extension_seconds`, capped at
+    `now + max_remaining_seconds`.
+
+    | state    | extensions left | since last extension | result                     |
+    |----------|-----------------|----------------------|----------------------------|
+    | !running | any             | any                  | InstanceNotRunning         |
+    | running  | 0               | any                  | ExtensionLimitReached      |
+    | running  | > 0             | < min_interval_s     | ExtensionTooSoon           |
+    | running  | > 0             | >= min_interval_s    | capped deadline            |
+    | running  | > 0             | ok, cap <= current   | ExtensionTooSoon (no gain) |
+
+    An extension that would not move the deadline is refused rather than spending one
+    of the owner's extensions for nothing.
+    """
+    if instance.state is not State.RUNNING:
+        raise InstanceNotRunning("only a running instance can be extended", state=instance.state.value)
+    if instance.extensions_left <= 0:
+        raise ExtensionLimitReached(
+            "this instance has no extensions left", max_extensions=instance.max_extensions
+        )
+    wait = _remaining_wait(instance.last_extended_at, now, min_interval_s)
+    if wait > 0:
+        raise ExtensionTooSoon("extended too recently", retry_after_seconds=wait)
+    cap = now + timedelta(seconds=lifetime.max_remaining_seconds)
+    deadline = min(instance.expires_at + timedelta(seconds=lifetime.extension_seconds), cap)
+    if deadline <= instance.expires_at:
+        room = (instance.expires_at - now).total_seconds()
+        raise ExtensionTooSoon(
+            "the instance already has the most time it may have left",
+            max_remaining_seconds=lifetime.max_remaining_seconds,
+            retry_after_seconds=max(1, int(room - lifetime.max_remaining_seconds) + 1),
+        )
+    return deadline
+
+
+def check_cooldown(last_start: datetime | None, now: datetime, cooldown_s: float) -> None:
+    """Refuse a start or revert that comes less than `cooldown_s` after the owner's last one.
+
+    Raises:
+        Cooldown: with `retry_after_seconds`.
+    """
+    wait = _remaining_wait(last_start, now, cooldown_s)
+    if wait > 0:
+        raise Cooldown("wait a little before starting or reverting again", retry_after_seconds=wait)
+
+
+def _remaining_wait(since: datetime | None, now: datetime, interval_s: float) -> int:
+    """Whole seconds still to wait (rounded up), 0 when `interval_s` has passed."""
+    if since is None:
+        return 0
+    left = interval_s - (now - since).total_seconds()
+    return 0 if left <= 0 else int(left) + (left % 1 > 0)
+
+
+def is_expired(instance: Instance, now: datetime) -> bool:
+    return instance.live and instance.expires_at <= now

@@ -1,0 +1,197 @@
+"""The ports the use cases depend on: engine backend, store, clock.
+
+Adapters implement these (`backends/`, `store/`); the use cases never see the
+libraries behind them. Every backend method is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from .model import Allocation, Instance, State
+from .spec import ChallengeSpec
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+# --- Engine ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    container_port: int
+    host_port: int
+
+
+@dataclass(frozen=True)
+class ContainerPlan:
+    name: str
+    image: str
+    env: dict[str, str]
+    command: tuple[str, ...] | None
+    memory_mib: int
+    cpus: float
+    pids: int
+    cap_add: tuple[str, ...]
+    ports: tuple[PortBinding, ...]
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything an engine needs to run one generation of one instance."""
+
+    instance_id: str
+    generation: int
+    challenge_id: str
+    owner: str
+    expires_at: datetime
+    containers: tuple[ContainerPlan, ...]
+
+
+@dataclass(frozen=True)
+class Launched:
+    """What `start` learned: where the exposed ports can be probed from here."""
+
+    probe_targets: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One engine object (container or network) carrying our labels."""
+
+    kind: str  # "container" | "network"
+    name: str
+    instance_id: str
+    created_at: datetime
+    running: bool = False
+
+
+class Backend(Protocol):
+    """An engine that runs instances. Stopping what is gone is success."""
+
+    name: str
+
+    def ping(self) -> None:
+        """Raises BackendUnavailable when the engine cannot be reached."""
+
+    def start(self, plan: LaunchPlan) -> Launched:
+        """Create the private network and the containers, and start them.
+
+        Raises:
+            BackendUnavailable, ImageMissing, PortUnavailable, BackendRejected.
+        """
+        ...
+
+    def probe(self, launched: Launched) -> bool:
+        """True when every exposed port accepts a TCP connection."""
+        ...
+
+    def stop(self, instance_id: str) -> None:
+        """Remove every container and network of the instance (any generation)."""
+
+    def list_managed(self) -> list[Observed]:
+        """Every container and network of this deployment, by label (no per-object inspect)."""
+        ...
+
+
+# --- Store ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstanceFilter:
+    challenge_id: str | None = None
+    owner: str | None = None
+    states: frozenset[State] | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Instance]
+    total: int
+    page: int = 1
+    per_page: int = 50
+
+
+@dataclass(frozen=True)
+class Stats:
+    by_state: dict[str, int] = field(default_factory=dict)
+    by_challenge: dict[str, int] = field(default_factory=dict)
+    ports_allocated: int = 0
+
+
+class Tx(Protocol):
+    """One database transaction. Commits when the `with` block ends without error."""
+
+    def lock_starts(self) -> None:
+        """Serialise start/revert decisions across threads and replicas (a row lock)."""
+
+    def get_challenge(self, challenge_id: str) -> ChallengeSpec | None: ...
+    def put_challenge(self, spec: ChallengeSpec, now: datetime) -> bool:
+        """Insert or replace; True when created."""
+        ...
+
+    def delete_challenge(self, challenge_id: str) -> bool: ...
+    def list_challenges(self) -> list[ChallengeSpec]: ...
+
+    def owner_last_start(self, owner: str) -> datetime | None: ...
+    def touch_owner(self, owner: str, now: datetime) -> None: ...
+
+    def add_instance(self, instance: Instance) -> None:
+        """Raises LiveInstanceExists when (challenge, owner) already holds a live one."""
+
+    def get_instance(self, instance_id: str) -> Instance | None: ...
+    def live_instance(self, challenge_id: str, owner: str) -> Instance | None: ...
+    def live_of_owner(self, owner: str) -> list[Instance]: ...
+    def count_occupying(self) -> int: ...
+    def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page: ...
+    def due(self, now: datetime, limit: int) -> list[Instance]:
+        """Live instances whose deadline has passed, oldest deadline first."""
+        ...
+
+    def stale(self, states: frozenset[State], before: datetime, limit: int) -> list[Instance]:
+        """Instances in `states` whose state has not changed since `before`."""
+        ...
+
+    def transition(
+        self,
+        instance_id: str,
+        *,
+        expect: frozenset[State],
+        to: State,
+        now: datetime,
+        at_generation: int | None = None,
+        **changes: object,
+    ) -> bool:
+        """Move an instance to `to` only if it is in one of `expect` (and at `at_generation`).
+
+        This compare-and-set is how two threads or replicas agree on who acts.
+        """
+        ...
+
+    def allocate_ports(self, instance_id: str, wanted: Sequence[tuple[str, int, str]],
+                       low: int, high: int, avoid: frozenset[int] = frozenset()) -> list[Allocation]:
+        """Reserve one free host port per (container, container_port, protocol).
+
+        Raises PortsExhausted when the range is full.
+        """
+        ...
+
+    def release_ports(self, instance_id: str) -> None: ...
+    def stats(self) -> Stats: ...
+
+
+class Store(Protocol):
+    def transaction(self) -> AbstractContextManager[Tx]: ...
+    def ping(self) -> None: ...
+
+
+class LiveInstanceExists(Exception):  # noqa: N818 - a signal between store and use case, not an error
+    """The store refused a second live instance for one (challenge, owner)."""
+
+

@@ -1,0 +1,156 @@
+"""The challenge spec: what an organiser writes (YAML or JSON) to describe a challenge.
+
+One validator for every entry point (API, CLI). A spec has a list of containers that
+share one private network per instance; the short form (`image`, `ports`, ... at the
+top level) is the common single-container case and is normalised into that list.
+Pure values: no I/O here.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ValidationFailed
+
+CHALLENGE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+CONTAINER_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,30}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# Linux capabilities a spec may add back; everything is dropped by default.
+ALLOWED_CAPABILITIES = frozenset(
+    {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL", "SYS_CHROOT"}
+)
+_SHORT_FORM_KEYS = ("image", "ports", "env", "command", "resources", "cap_add")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Protocol(StrEnum):
+    HTTP = "http"
+    TCP = "tcp"
+
+
+class Port(_Strict):
+    """A container port players reach. `http` gets a URL, `tcp` an `nc host port` line."""
+
+    port: int = Field(ge=1, le=65535)
+    protocol: Protocol = Protocol.TCP
+
+
+class Resources(_Strict):
+    memory_mib: int = Field(default=256, ge=16, le=65536, description="Memory limit, MiB.")
+    cpus: float = Field(default=0.5, gt=0, le=64, description="CPU limit, in cores.")
+    pids: int = Field(default=256, ge=16, le=65536, description="Process/thread limit.")
+
+
+class Container(_Strict):
+    name: str = Field(default="main", pattern=CONTAINER_NAME_PATTERN)
+    image: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+    ports: tuple[Port, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    command: tuple[str, ...] | None = None
+    resources: Resources = Resources()
+    cap_add: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for key in self.env:
+            if not re.match(ENV_NAME_PATTERN, key):
+                raise ValueError(f"env name {key!r} is not a valid variable name")
+        unknown = sorted(set(self.cap_add) - ALLOWED_CAPABILITIES)
+        if unknown:
+            raise ValueError(f"cap_add {unknown} not allowed; allowed: {sorted(ALLOWED_CAPABILITIES)}")
+        numbers = [p.port for p in self.ports]
+        if len(numbers) != len(set(numbers)):
+            raise ValueError("a container port is listed twice")
+        return self
+
+
+class Lifetime(_Strict):
+    """How long an instance lives and how far players may extend it (all in seconds)."""
+
+    seconds: int = Field(default=3600, ge=1, le=7 * 86400)
+    extension_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
+    max_extensions: int = Field(default=5, ge=0, le=1000)
+    max_remaining_seconds: int = Field(default=7200, ge=1, le=7 * 86400)
+
+
+class Limits(_Strict):
+    """Per-challenge overrides of the global limits; `None` means the global setting."""
+
+    per_owner: int | None = Field(default=None, ge=1, le=1000)
+    cooldown_seconds: float | None = Field(default=None, ge=0, le=86400)
+    extension_interval_seconds: float | None = Field(default=None, ge=0, le=86400)
+
+
+class FlagSpec(_Strict):
+    """Where the per-instance flag goes. Templates arrive with the flags feature."""
+
+    env: str = Field(default="FLAG", pattern=ENV_NAME_PATTERN)
+    prefix: str = Field(default="flag", pattern=r"^[A-Za-z0-9_]{1,32}$")
+
+
+class ChallengeSpec(_Strict):
+    id: str = Field(pattern=CHALLENGE_ID_PATTERN)
+    name: str = Field(default="", max_length=200)
+    containers: tuple[Container, ...] = Field(min_length=1, max_length=10)
+    lifetime: Lifetime = Lifetime()
+    limits: Limits = Limits()
+    flag: FlagSpec = FlagSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        """Turn `image: ...` at the top level into `containers: [{name: main, image: ...}]`."""
+        if not isinstance(data, dict) or not any(k in data for k in _SHORT_FORM_KEYS):
+            return data
+        if "containers" in data:
+            raise ValueError("give either `containers` or the short form (`image`, `ports`, ...), not both")
+        rest = {k: v for k, v in data.items() if k not in _SHORT_FORM_KEYS}
+        rest["containers"] = [{k: data[k] for k in _SHORT_FORM_KEYS if k in data}]
+        return rest
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        names = [c.name for c in self.containers]
+        if len(names) != len(set(names)):
+            raise ValueError("container names must be unique")
+        if self.lifetime.max_remaining_seconds < self.lifetime.seconds:
+            raise ValueError("lifetime.max_remaining_seconds must be at least lifetime.seconds")
+        return self
+
+    @property
+    def exposed(self) -> list[tuple[Container, Port]]:
+        return [(c, p) for c in self.containers for p in c.ports]
+
+
+def parse_spec(data: Any, *, challenge_id: str | None = None) -> ChallengeSpec:
+    """Validate a decoded spec document.
+
+    `challenge_id`, when given (the id in the URL), fills a missing `id` and must match
+    a present one.
+
+    Raises:
+        ValidationFailed: with `details.errors` listing each problem and where it is.
+    """
+    if challenge_id is not None and isinstance(data, dict):
+        data = {"id": challenge_id, **data}
+        if data["id"] != challenge_id:
+            raise ValidationFailed("the spec's id differs from the id in the URL", errors=[])
+    try:
+        return ChallengeSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed("the challenge spec is invalid", errors=describe(exc)) from exc
+
+
+def describe(exc: ValidationError) -> list[dict[str, str]]:
+    """Pydantic's errors, without echoing the input back (it may hold secrets)."""
+    return [
+        {"loc": ".".join(str(part) for part in err["loc"]) or "(root)", "message": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]

@@ -1,0 +1,449 @@
+"""Instance use cases: start, show, extend, revert, stop, and the reaper's expiry pass.
+
+Each decision (limits, cooldown, capacity, state changes) happens in one short database
+transaction; engine calls happen between transactions, after the intent is recorded,
+so a crash leaves only states the reaper repairs (`starting`/`stopping` gone stale).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from ..domain import lifecycle
+from ..domain.errors import (
+    BackendError,
+    BackendUnavailable,
+    CapacityReached,
+    ChallengeNotFound,
+    InstanceLimitReached,
+    InstanceNotFound,
+    InstanceNotRunning,
+    InstanceStartFailed,
+    PortUnavailable,
+)
+from ..domain.model import ENDED_STATES, LIVE_STATES, OCCUPYING_STATES, Allocation, Instance, State
+from ..domain.ports import (
+    Backend,
+    Clock,
+    ContainerPlan,
+    InstanceFilter,
+    LaunchPlan,
+    Launched,
+    LiveInstanceExists,
+    Page,
+    PortBinding,
+    Stats,
+    Store,
+    Tx,
+)
+from ..domain.spec import ChallengeSpec
+from .policy import Policy
+
+log = logging.getLogger(__name__)
+
+_PORT_RETRIES = 3
+REASON_EXPIRED = "lifetime over"
+REASON_INTERRUPTED = "start interrupted"
+
+
+@dataclass(frozen=True)
+class Started:
+    instance: Instance
+    created: bool
+
+
+class InstanceService:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        backend: Backend,
+        clock: Clock,
+        policy: Policy,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._store = store
+        self._backend = backend
+        self._clock = clock
+        self._policy = policy
+        self._sleep = sleep
+
+    # --- reads -------------------------------------------------------------------
+
+    def get(self, instance_id: str, *, owner: str | None = None) -> Instance:
+        with self._store.transaction() as tx:
+            return _owned(tx, instance_id, owner)
+
+    def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page:
+        with self._store.transaction() as tx:
+            return tx.find(flt, page=page, per_page=per_page)
+
+    def stats(self) -> Stats:
+        with self._store.transaction() as tx:
+            return tx.stats()
+
+    # --- start -------------------------------------------------------------------
+
+    def start(self, challenge_id: str, owner: str) -> Started:
+        """Start the owner's instance of a challenge, or return the live one it has.
+
+        Raises:
+            ChallengeNotFound, InstanceLimitReached, Cooldown, CapacityReached,
+            PortsExhausted, BackendUnavailable, ImageMissing, InstanceStartFailed.
+        """
+        self._backend.ping()  # fail fast, before anything is recorded
+        try:
+            reserved = self._reserve(challenge_id, owner)
+        except LiveInstanceExists:  # another replica won the race for this slot
+            with self._store.transaction() as tx:
+                live = tx.live_instance(challenge_id, owner)
+            if live is None:
+                raise
+            return Started(live, created=False)
+        if isinstance(reserved, Instance):
+            return Started(reserved, created=False)
+        spec, instance = reserved
+        return Started(self._launch(spec, instance), created=True)
+
+    def _reserve(self, challenge_id: str, owner: str) -> Instance | tuple[ChallengeSpec, Instance]:
+        """Check every limit and record the new instance as `starting`, in one transaction."""
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            tx.lock_starts()
+            spec = _challenge(tx, challenge_id)
+            live = tx.live_instance(challenge_id, owner)
+            if live is not None:
+                return live
+            self._check_start_limits(tx, spec, owner, now)
+            instance = Instance(
+                id=secrets.token_hex(16),
+                challenge_id=challenge_id,
+                owner=owner,
+                state=State.STARTING,
+                generation=1,
+                flag=_new_flag(spec),
+                created_at=now,
+                expires_at=lifecycle.initial_deadline(now, spec.lifetime),
+                max_extensions=spec.lifetime.max_extensions,
+            )
+            tx.add_instance(instance)
+            allocations = self._allocate(tx, spec, instance.id)
+            tx.touch_owner(owner, now)
+        return spec, replace(instance, allocations=tuple(allocations))
+
+    def _check_start_limits(self, tx: Tx, spec: ChallengeSpec, owner: str, now: datetime) -> None:
+        mine = tx.live_of_owner(owner)
+        limit = self._policy.per_owner_for(spec)
+        if len(mine) >= limit:
+            raise InstanceLimitReached(
+                f"this owner already has {len(mine)} live instance(s); the limit is {limit}",
+                limit=limit,
+                instances=[{"id": i.id, "challenge": i.challenge_id, "state": i.state.value} for i in mine],
+            )
+        lifecycle.check_cooldown(tx.owner_last_start(owner), now, self._policy.cooldown_for(spec))
+        if tx.count_occupying() >= self._policy.capacity:
+            raise CapacityReached(
+                "the event has reached its instance capacity; try again later",
+                capacity=self._policy.capacity,
+            )
+
+    def _allocate(
+        self, tx: Tx, spec: ChallengeSpec, instance_id: str, avoid: frozenset[int] = frozenset()
+    ) -> list[Allocation]:
+        wanted = [(c.name, p.port, p.protocol.value) for c, p in spec.exposed]
+        return tx.allocate_ports(instance_id, wanted, self._policy.port_low, self._policy.port_high, avoid)
+
+    def _launch(self, spec: ChallengeSpec, instance: Instance) -> Instance:
+        """Run the recorded instance on the engine and wait until it answers."""
+        try:
+            launched = self._start_on_engine(spec, instance)
+            if not self._wait_ready(launched):
+                raise InstanceStartFailed(
+                    f"the instance did not accept connections within {self._policy.ready_timeout_seconds:g} s",
+                    instance_id=instance.id,
+                )
+        except BackendError as exc:
+            self._fail(instance, exc.code, exc.message)
+            raise
+        except InstanceStartFailed as exc:
+            self._fail(instance, "NOT_READY", exc.message)
+            raise
+        return self._mark_running(instance)
+
+    def _start_on_engine(self, spec: ChallengeSpec, instance: Instance) -> Launched:
+        """Start, moving to other host ports if something outside instancer holds ours."""
+        avoid: frozenset[int] = frozenset()
+        for attempt in range(_PORT_RETRIES + 1):
+            try:
+                return self._backend.start(_plan(spec, instance))
+            except PortUnavailable:
+                if attempt == _PORT_RETRIES:
+                    raise
+                self._backend.stop(instance.id)
+                avoid |= {a.host_port for a in instance.allocations}
+                instance = self._reallocate(spec, instance, avoid)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reallocate(self, spec: ChallengeSpec, instance: Instance, avoid: frozenset[int]) -> Instance:
+        with self._store.transaction() as tx:
+            tx.lock_starts()
+            tx.release_ports(instance.id)
+            allocations = self._allocate(tx, spec, instance.id, avoid)
+        return replace(instance, allocations=tuple(allocations))
+
+    def _wait_ready(self, launched: Launched) -> bool:
+        """Poll the exposed ports, quickly at first, then every 200 ms, until the timeout."""
+        deadline = time.monotonic() + self._policy.ready_timeout_seconds
+        pause = 0.01
+        while not self._backend.probe(launched):
+            if time.monotonic() >= deadline:
+                return False
+            self._sleep(pause)
+            pause = min(pause * 2, 0.2)
+        return True
+
+    def _mark_running(self, instance: Instance) -> Instance:
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            ok = tx.transition(
+                instance.id, expect=frozenset({State.STARTING}), to=State.RUNNING, now=now,
+                at_generation=instance.generation, started_at=now,
+            )
+            current = tx.get_instance(instance.id)
+        if not ok:  # stopped (or reverted) while we were starting: leave no container behind
+            log.info("instance %s changed while starting; removing what this start created", instance.id)
+            if current is None or current.state not in LIVE_STATES:
+                self._backend.stop(instance.id)
+        assert current is not None
+        return current
+
+    def _fail(self, instance: Instance, code: str, message: str) -> None:
+        """Record a failed start with its reason and remove whatever the engine holds of it."""
+        log.warning("instance %s failed to start: %s", instance.id, code)
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            tx.transition(
+                instance.id, expect=frozenset({State.STARTING}), to=State.FAILED, now=now,
+                at_generation=instance.generation, ended_at=now, reason=f"{code}: {message}",
+            )
+            tx.release_ports(instance.id)
+        try:
+            self._backend.stop(instance.id)
+        except BackendUnavailable:
+            log.warning("engine unreachable while cleaning up %s; the reaper will retry", instance.id)
+
+    # --- extend ------------------------------------------------------------------
+
+    def extend(self, instance_id: str, *, owner: str | None = None) -> Instance:
+        """A player extension: obeys the challenge's extension step, count and spacing.
+
+        Raises:
+            InstanceNotFound, InstanceNotRunning, ExtensionLimitReached, ExtensionTooSoon.
+        """
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            tx.lock_starts()
+            instance = _owned(tx, instance_id, owner)
+            spec = _challenge(tx, instance.challenge_id)
+            deadline = lifecycle.extended_deadline(
+                instance, spec.lifetime, now, min_interval_s=self._policy.extension_interval_for(spec)
+            )
+            tx.transition(
+                instance.id, expect=frozenset({State.RUNNING}), to=State.RUNNING, now=now,
+                expires_at=deadline, extensions_used=instance.extensions_used + 1, last_extended_at=now,
+            )
+            return _reload(tx, instance.id)
+
+    def admin_extend(self, instance_id: str, *, seconds: int | None = None) -> Instance:
+        """An admin extension: any live instance, by `seconds` (default: the challenge's step)."""
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            instance = _owned(tx, instance_id, None)
+            if not instance.live:
+                raise InstanceNotRunning("only a live instance can be extended", state=instance.state.value)
+            spec = tx.get_challenge(instance.challenge_id)
+            step = seconds if seconds is not None else (spec.lifetime.extension_seconds if spec else 3600)
+            tx.transition(
+                instance.id, expect=LIVE_STATES, to=instance.state, now=now,
+                expires_at=max(instance.expires_at, now) + timedelta(seconds=step),
+            )
+            return _reload(tx, instance.id)
+
+    # --- revert ------------------------------------------------------------------
+
+    def revert(self, instance_id: str, *, owner: str | None = None) -> Instance:
+        """Replace the instance's containers with fresh ones; deadline, ports and flag stay.
+
+        Raises:
+            InstanceNotFound, InstanceNotRunning, Cooldown, BackendUnavailable, InstanceStartFailed.
+        """
+        self._backend.ping()
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            tx.lock_starts()
+            instance = _owned(tx, instance_id, owner)
+            if instance.state is not State.RUNNING:
+                raise InstanceNotRunning("only a running instance can be reverted", state=instance.state.value)
+            spec = _challenge(tx, instance.challenge_id)
+            lifecycle.check_cooldown(tx.owner_last_start(instance.owner), now, self._policy.cooldown_for(spec))
+            tx.transition(
+                instance.id, expect=frozenset({State.RUNNING}), to=State.STARTING, now=now,
+                at_generation=instance.generation, generation=instance.generation + 1,
+            )
+            tx.touch_owner(instance.owner, now)
+            instance = _reload(tx, instance.id)
+        self._backend.stop(instance.id)
+        return self._launch(spec, instance)
+
+    # --- stop --------------------------------------------------------------------
+
+    def stop(self, instance_id: str, *, owner: str | None = None, final: State = State.STOPPED,
+             reason: str | None = None) -> Instance:
+        """Stop an instance and free what it held. Stopping an ended instance is a no-op.
+
+        Raises:
+            InstanceNotFound; BackendUnavailable (the record stays `stopping`; the reaper finishes).
+        """
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            instance = _owned(tx, instance_id, owner)
+            if instance.state in ENDED_STATES:
+                return instance
+            tx.transition(instance.id, expect=OCCUPYING_STATES, to=State.STOPPING, now=now, reason=reason)
+        return self._finish_stop(instance.id, final, reason)
+
+    def _finish_stop(self, instance_id: str, final: State, reason: str | None) -> Instance:
+        self._backend.stop(instance_id)
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            tx.transition(
+                instance_id, expect=frozenset({State.STOPPING}), to=final, now=now, ended_at=now, reason=reason
+            )
+            tx.release_ports(instance_id)
+            return _reload(tx, instance_id)
+
+    def stop_all(self, challenge_id: str | None = None) -> int:
+        """Admin bulk stop; returns how many instances this call stopped."""
+        flt = InstanceFilter(challenge_id=challenge_id, states=OCCUPYING_STATES)
+        with self._store.transaction() as tx:
+            targets = tx.find(flt, page=1, per_page=100_000).items
+        stopped = 0
+        for instance in targets:
+            if self.stop(instance.id, reason="stopped by an admin").state is State.STOPPED:
+                stopped += 1
+        return stopped
+
+    # --- reaper ------------------------------------------------------------------
+
+    def reap(self, *, batch: int = 50) -> dict[str, int]:
+        """Expire instances past their deadline and finish starts/stops a dead process left.
+
+        Safe to run from several replicas at once: every step is a compare-and-set.
+        Returns counts per kind of repair.
+        """
+        report = {"expired": 0, "stale_starting": 0, "stale_stopping": 0}
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            due = tx.due(now, batch)
+            stale_before = now - timedelta(seconds=self._policy.stale_after_seconds)
+            stale = tx.stale(frozenset({State.STARTING, State.STOPPING}), stale_before, batch)
+        for instance in due:
+            if self._claim(instance, LIVE_STATES, REASON_EXPIRED):
+                self._finish_stop(instance.id, State.EXPIRED, REASON_EXPIRED)
+                report["expired"] += 1
+        for instance in stale:
+            kind = "stale_starting" if instance.state is State.STARTING else "stale_stopping"
+            final = _final_state_of_stale(instance)
+            if instance.state is State.STOPPING or self._claim(
+                instance, frozenset({State.STARTING}), REASON_INTERRUPTED
+            ):
+                self._finish_stop(instance.id, final, instance.reason or REASON_INTERRUPTED)
+                report[kind] += 1
+        return report
+
+    def _claim(self, instance: Instance, expect: frozenset[State], reason: str) -> bool:
+        with self._store.transaction() as tx:
+            return tx.transition(
+                instance.id, expect=expect, to=State.STOPPING, now=self._clock.now(),
+                at_generation=instance.generation, reason=reason,
+            )
+
+    def remove_orphans(self, *, grace_seconds: float = 60.0) -> int:
+        """Remove engine objects with our labels whose instance holds no live record."""
+        now = self._clock.now()
+        observed = self._backend.list_managed()
+        ids = {o.instance_id for o in observed if (now - o.created_at).total_seconds() > grace_seconds}
+        removed = 0
+        for instance_id in sorted(ids):
+            with self._store.transaction() as tx:
+                record = tx.get_instance(instance_id)
+            if record is None or record.state in ENDED_STATES:
+                self._backend.stop(instance_id)
+                removed += 1
+        return removed
+
+
+def _final_state_of_stale(instance: Instance) -> State:
+    """The state a stale `starting`/`stopping` record ends in once the reaper cleans it up."""
+    if instance.state is State.STARTING:
+        return State.FAILED
+    return State.EXPIRED if instance.reason == REASON_EXPIRED else State.STOPPED
+
+
+def _challenge(tx: Tx, challenge_id: str) -> ChallengeSpec:
+    spec = tx.get_challenge(challenge_id)
+    if spec is None:
+        raise ChallengeNotFound(f"no challenge {challenge_id!r}", challenge=challenge_id)
+    return spec
+
+
+def _owned(tx: Tx, instance_id: str, owner: str | None) -> Instance:
+    """The instance, if it exists and (when `owner` is given) belongs to that owner."""
+    instance = tx.get_instance(instance_id)
+    if instance is None or (owner is not None and instance.owner != owner):
+        raise InstanceNotFound("no such instance", instance=instance_id)
+    return instance
+
+
+def _reload(tx: Tx, instance_id: str) -> Instance:
+    instance = tx.get_instance(instance_id)
+    if instance is None:  # pragma: no cover - rows are never deleted
+        raise InstanceNotFound("no such instance", instance=instance_id)
+    return instance
+
+
+def _new_flag(spec: ChallengeSpec) -> str:
+    return f"{spec.flag.prefix}{{{secrets.token_hex(16)}}}"
+
+
+def _plan(spec: ChallengeSpec, instance: Instance) -> LaunchPlan:
+    by_container: dict[str, list[PortBinding]] = {}
+    for a in instance.allocations:
+        by_container.setdefault(a.container, []).append(PortBinding(a.container_port, a.host_port))
+    containers = tuple(
+        ContainerPlan(
+            name=c.name,
+            image=c.image,
+            env={**c.env, spec.flag.env: instance.flag},
+            command=c.command,
+            memory_mib=c.resources.memory_mib,
+            cpus=c.resources.cpus,
+            pids=c.resources.pids,
+            cap_add=c.cap_add,
+            ports=tuple(by_container.get(c.name, ())),
+        )
+        for c in spec.containers
+    )
+    return LaunchPlan(
+        instance_id=instance.id,
+        generation=instance.generation,
+        challenge_id=instance.challenge_id,
+        owner=instance.owner,
+        expires_at=instance.expires_at,
+        containers=containers,
+    )

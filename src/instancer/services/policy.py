@@ -1,0 +1,31 @@
+"""The organiser's global limits and timings, as the use cases need them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..domain.spec import ChallengeSpec
+
+
+@dataclass(frozen=True)
+class Policy:
+    per_owner: int = 1
+    capacity: int = 500
+    cooldown_seconds: float = 5.0
+    extension_interval_seconds: float = 300.0
+    ready_timeout_seconds: float = 30.0
+    port_low: int = 30000
+    port_high: int = 60000
+    #: A `starting` or `stopping` record untouched this long belongs to a process that died.
+    stale_after_seconds: float = 120.0
+
+    def per_owner_for(self, spec: ChallengeSpec) -> int:
+        return spec.limits.per_owner if spec.limits.per_owner is not None else self.per_owner
+
+    def cooldown_for(self, spec: ChallengeSpec) -> float:
+        c = spec.limits.cooldown_seconds
+        return c if c is not None else self.cooldown_seconds
+
+    def extension_interval_for(self, spec: ChallengeSpec) -> float:
+        e = spec.limits.extension_interval_seconds
+        return e if e is not None else self.extension_interval_seconds

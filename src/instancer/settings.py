@@ -1,0 +1,77 @@
+"""One typed settings object, loaded from `INSTANCER_*` environment variables.
+
+Loaded once by `bootstrap`/`cli`, never at import time. Every field documents its unit;
+`docs/configuration.md` lists them all (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INSTANCER_", extra="ignore", frozen=True)
+
+    # --- access -----------------------------------------------------------------
+    platform_token: SecretStr = Field(
+        description="Bearer token of the platform (the CTFd plugin); acts for owners. Required."
+    )
+    admin_token: SecretStr = Field(description="Bearer token of administrators. Required; differs from the platform token.")
+
+    # --- storage ----------------------------------------------------------------
+    database_url: str = Field(
+        default="sqlite:///./data/instancer.db",
+        description="SQLAlchemy URL. SQLite file (embedded default) or postgresql+psycopg://user@host/db.",
+    )
+
+    # --- engine -----------------------------------------------------------------
+    backend: Literal["docker", "fake"] = Field(
+        default="docker", description="Engine backend: `docker` (one host) or `fake` (in memory, for trying the API)."
+    )
+    docker_host: str = Field(
+        default="unix:///var/run/docker.sock",
+        validation_alias=AliasChoices("INSTANCER_DOCKER_HOST", "DOCKER_HOST"),
+        description="Docker engine address; falls back to DOCKER_HOST, then the local socket.",
+    )
+    docker_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one engine API call, seconds.")
+    deployment: str = Field(
+        default="default",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
+        description="Name stamped on every engine object (label instancer.deployment); two deployments on one engine ignore each other.",
+    )
+
+    # --- exposure ---------------------------------------------------------------
+    public_host: str = Field(default="localhost", description="Host name players connect to, shown in connection info.")
+    publish_address: str = Field(default="0.0.0.0", description="Host address instance ports are published on.")  # noqa: S104
+    port_range_start: int = Field(default=30000, ge=1024, le=65535, description="First host port handed to instances.")
+    port_range_end: int = Field(default=60000, ge=1024, le=65535, description="Last host port handed to instances.")
+
+    # --- limits (each overridable per challenge where noted) ---------------------
+    per_owner_limit: int = Field(default=1, ge=1, description="Live instances per owner, across challenges (per challenge: limits.per_owner).")
+    capacity: int = Field(default=500, ge=1, description="Live instances in all, across owners.")
+    cooldown_seconds: float = Field(default=5.0, ge=0, description="Minimum time between two starts or reverts of one owner, seconds (per challenge: limits.cooldown_seconds).")
+    extension_interval_seconds: float = Field(default=300.0, ge=0, description="Minimum time between two extensions of one instance, seconds (per challenge: limits.extension_interval_seconds).")
+
+    # --- timings ----------------------------------------------------------------
+    ready_timeout_seconds: float = Field(default=30.0, gt=0, description="How long a start waits for the exposed ports to accept connections, seconds.")
+    reaper_interval_seconds: float = Field(default=1.0, gt=0, le=60, description="Period of the expiry loop, seconds.")
+    orphan_grace_seconds: float = Field(default=120.0, ge=0, description="Age before an engine object with no live record is removed, seconds.")
+    stale_after_seconds: float = Field(default=120.0, gt=0, description="A starting/stopping record untouched this long is finished by the reaper, seconds.")
+
+    # --- HTTP -------------------------------------------------------------------
+    max_body_bytes: int = Field(default=65536, ge=1024, description="Largest request body accepted, bytes.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.port_range_end < self.port_range_start:
+            raise ValueError("INSTANCER_PORT_RANGE_END must not be below INSTANCER_PORT_RANGE_START")
+        for name in ("platform_token", "admin_token"):
+            if len(getattr(self, name).get_secret_value()) < 16:
+                raise ValueError(f"INSTANCER_{name.upper()} must be at least 16 characters")
+        if self.platform_token.get_secret_value() == self.admin_token.get_secret_value():
+            raise ValueError("INSTANCER_PLATFORM_TOKEN and INSTANCER_ADMIN_TOKEN must differ")
+        return self

@@ -1,0 +1,294 @@
+"""The store adapter: one `SqlTx` per transaction, over SQLite or PostgreSQL.
+
+SQLite transactions begin with BEGIN IMMEDIATE, so writers queue on the database lock;
+on PostgreSQL `lock_starts` takes a row lock. Either way every limit decision is made by
+one writer at a time, across threads and replicas alike.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from ..domain.errors import PortsExhausted, StoreUnavailable
+from ..domain.model import OCCUPYING_STATES, Allocation, Instance, State
+from ..domain.ports import InstanceFilter, LiveInstanceExists, Page, Stats
+from ..domain.spec import ChallengeSpec, Protocol
+from .tables import AllocationRow, ChallengeRow, InstanceRow, LockRow, OwnerRow
+
+STARTS_LOCK = "starts"
+_INSTANCE_COLUMNS = {c.name for c in InstanceRow.__table__.columns}
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for instancer: SQLite in WAL mode with immediate transactions."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class SqlStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlTx]:
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield SqlTx(session)
+        except OperationalError as exc:
+            raise StoreUnavailable("the database cannot be reached") from exc
+
+    def ping(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable("the database cannot be reached") from exc
+
+
+class SqlTx:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    # --- locks and challenges ----------------------------------------------------
+
+    def lock_starts(self) -> None:
+        if self._s.get_bind().dialect.name == "sqlite":
+            return  # BEGIN IMMEDIATE already holds the database write lock
+        self._s.execute(select(LockRow).where(LockRow.name == STARTS_LOCK).with_for_update())
+
+    def get_challenge(self, challenge_id: str) -> ChallengeSpec | None:
+        row = self._s.get(ChallengeRow, challenge_id)
+        return None if row is None else ChallengeSpec.model_validate_json(row.spec)
+
+    def put_challenge(self, spec: ChallengeSpec, now: datetime) -> bool:
+        row = self._s.get(ChallengeRow, spec.id)
+        body = spec.model_dump_json()
+        if row is None:
+            self._s.add(ChallengeRow(id=spec.id, spec=body, created_at=now, updated_at=now))
+            return True
+        row.spec, row.updated_at = body, now
+        return False
+
+    def delete_challenge(self, challenge_id: str) -> bool:
+        result = self._s.execute(delete(ChallengeRow).where(ChallengeRow.id == challenge_id))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def list_challenges(self) -> list[ChallengeSpec]:
+        rows = self._s.scalars(select(ChallengeRow).order_by(ChallengeRow.id))
+        return [ChallengeSpec.model_validate_json(r.spec) for r in rows]
+
+    # --- owners ------------------------------------------------------------------
+
+    def owner_last_start(self, owner: str) -> datetime | None:
+        row = self._s.get(OwnerRow, owner)
+        return None if row is None else row.last_start_at
+
+    def touch_owner(self, owner: str, now: datetime) -> None:
+        row = self._s.get(OwnerRow, owner)
+        if row is None:
+            self._s.add(OwnerRow(owner=owner, last_start_at=now))
+        else:
+            row.last_start_at = now
+
+    # --- instances ---------------------------------------------------------------
+
+    def add_instance(self, instance: Instance) -> None:
+        self._s.add(_to_row(instance))
+        try:
+            self._s.flush()
+        except IntegrityError as exc:
+            raise LiveInstanceExists(instance.challenge_id, instance.owner) from exc
+
+    def get_instance(self, instance_id: str) -> Instance | None:
+        row = self._s.get(InstanceRow, instance_id)
+        return None if row is None else self._hydrate([row])[0]
+
+    def live_instance(self, challenge_id: str, owner: str) -> Instance | None:
+        rows = self._select(InstanceFilter(challenge_id, owner, frozenset({State.STARTING, State.RUNNING})))
+        return rows[0] if rows else None
+
+    def live_of_owner(self, owner: str) -> list[Instance]:
+        return self._select(InstanceFilter(owner=owner, states=frozenset({State.STARTING, State.RUNNING})))
+
+    def count_occupying(self) -> int:
+        q = select(func.count()).select_from(InstanceRow).where(InstanceRow.state.in_(_names(OCCUPYING_STATES)))
+        return int(self._s.scalar(q) or 0)
+
+    def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page:
+        total = int(self._s.scalar(_filtered(select(func.count()).select_from(InstanceRow), flt)) or 0)
+        items = self._select(flt, offset=(page - 1) * per_page, limit=per_page)
+        return Page(items=items, total=total, page=page, per_page=per_page)
+
+    def due(self, now: datetime, limit: int) -> list[Instance]:
+        q = (
+            select(InstanceRow)
+            .where(InstanceRow.state.in_(["starting", "running"]), InstanceRow.expires_at <= now)
+            .order_by(InstanceRow.expires_at)
+            .limit(limit)
+        )
+        return self._hydrate(list(self._s.scalars(q)))
+
+    def stale(self, states: frozenset[State], before: datetime, limit: int) -> list[Instance]:
+        q = (
+            select(InstanceRow)
+            .where(InstanceRow.state.in_(_names(states)), InstanceRow.state_changed_at < before)
+            .order_by(InstanceRow.state_changed_at)
+            .limit(limit)
+        )
+        return self._hydrate(list(self._s.scalars(q)))
+
+    def transition(
+        self,
+        instance_id: str,
+        *,
+        expect: frozenset[State],
+        to: State,
+        now: datetime,
+        at_generation: int | None = None,
+        **changes: object,
+    ) -> bool:
+        unknown = set(changes) - _INSTANCE_COLUMNS
+        if unknown:
+            raise ValueError(f"not instance columns: {sorted(unknown)}")
+        q = update(InstanceRow).where(InstanceRow.id == instance_id, InstanceRow.state.in_(_names(expect)))
+        if at_generation is not None:
+            q = q.where(InstanceRow.generation == at_generation)
+        result = self._s.execute(q.values(state=to.value, state_changed_at=now, **changes))
+        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+    # --- ports -------------------------------------------------------------------
+
+    def allocate_ports(
+        self,
+        instance_id: str,
+        wanted: Sequence[tuple[str, int, str]],
+        low: int,
+        high: int,
+        avoid: frozenset[int] = frozenset(),
+    ) -> list[Allocation]:
+        if not wanted:
+            return []
+        taken = set(self._s.scalars(select(AllocationRow.host_port))) | avoid
+        free = _pick_free(taken, low, high, len(wanted))
+        if free is None:
+            raise PortsExhausted(f"no free host port left in {low}-{high}", low=low, high=high)
+        allocations = [Allocation(c, cp, Protocol(proto), hp) for (c, cp, proto), hp in zip(wanted, free, strict=True)]
+        for a in allocations:
+            self._s.add(
+                AllocationRow(
+                    host_port=a.host_port, instance_id=instance_id, container=a.container,
+                    container_port=a.container_port, protocol=a.protocol.value,
+                )
+            )
+        self._s.flush()
+        return allocations
+
+    def release_ports(self, instance_id: str) -> None:
+        self._s.execute(delete(AllocationRow).where(AllocationRow.instance_id == instance_id))
+
+    def stats(self) -> Stats:
+        by_state = dict(self._s.execute(select(InstanceRow.state, func.count()).group_by(InstanceRow.state)).all())
+        occupying = (
+            select(InstanceRow.challenge_id, func.count())
+            .where(InstanceRow.state.in_(_names(OCCUPYING_STATES)))
+            .group_by(InstanceRow.challenge_id)
+        )
+        by_challenge = dict(self._s.execute(occupying).all())
+        ports = int(self._s.scalar(select(func.count()).select_from(AllocationRow)) or 0)
+        return Stats(by_state=by_state, by_challenge=by_challenge, ports_allocated=ports)
+
+    # --- helpers -----------------------------------------------------------------
+
+    def _select(self, flt: InstanceFilter, *, offset: int = 0, limit: int | None = None) -> list[Instance]:
+        q = _filtered(select(InstanceRow), flt).order_by(InstanceRow.created_at.desc(), InstanceRow.id)
+        rows = list(self._s.scalars(q.offset(offset).limit(limit)))
+        return self._hydrate(rows)
+
+    def _hydrate(self, rows: list[InstanceRow]) -> list[Instance]:
+        """Rows to domain instances, loading every row's port allocations in one query."""
+        ids = [r.id for r in rows]
+        allocs: dict[str, list[Allocation]] = {}
+        if ids:
+            q = select(AllocationRow).where(AllocationRow.instance_id.in_(ids)).order_by(AllocationRow.host_port)
+            for a in self._s.scalars(q):
+                allocs.setdefault(a.instance_id, []).append(
+                    Allocation(a.container, a.container_port, Protocol(a.protocol), a.host_port)
+                )
+        return [_from_row(r, tuple(allocs.get(r.id, ()))) for r in rows]
+
+
+def _filtered(q: Any, flt: InstanceFilter) -> Any:
+    if flt.challenge_id is not None:
+        q = q.where(InstanceRow.challenge_id == flt.challenge_id)
+    if flt.owner is not None:
+        q = q.where(InstanceRow.owner == flt.owner)
+    if flt.states is not None:
+        q = q.where(InstanceRow.state.in_(_names(flt.states)))
+    return q
+
+
+def _names(states: frozenset[State]) -> list[str]:
+    return sorted(s.value for s in states)
+
+
+def _pick_free(taken: set[int], low: int, high: int, n: int) -> list[int] | None:
+    """`n` distinct free ports in [low, high], chosen at random so replicas rarely collide."""
+    if high - low + 1 - len({p for p in taken if low <= p <= high}) < n:
+        return None
+    chosen: list[int] = []
+    while len(chosen) < n:
+        port = random.randint(low, high)
+        if port not in taken:
+            taken.add(port)
+            chosen.append(port)
+    return chosen
+
+
+def _to_row(i: Instance) -> InstanceRow:
+    return InstanceRow(
+        id=i.id, challenge_id=i.challenge_id, owner=i.owner, state=i.state.value, generation=i.generation,
+        flag=i.flag, created_at=i.created_at, state_changed_at=i.created_at, expires_at=i.expires_at,
+        started_at=i.started_at, ended_at=i.ended_at, extensions_used=i.extensions_used,
+        max_extensions=i.max_extensions, last_extended_at=i.last_extended_at, reason=i.reason,
+    )
+
+
+def _from_row(r: InstanceRow, allocations: tuple[Allocation, ...]) -> Instance:
+    return Instance(
+        id=r.id, challenge_id=r.challenge_id, owner=r.owner, state=State(r.state), generation=r.generation,
+        flag=r.flag, created_at=r.created_at, expires_at=r.expires_at, extensions_used=r.extensions_used,
+        max_extensions=r.max_extensions, last_extended_at=r.last_extended_at, started_at=r.started_at,
+        ended_at=r.ended_at, reason=r.reason, allocations=allocations,
+    )
+
+
+

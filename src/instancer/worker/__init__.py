@@ -1,0 +1,1 @@
+"""Background loops (the reaper): tick, jitter, graceful stop. They call use cases only."""

@@ -1,0 +1,68 @@
+"""The reaper loop: expires instances on time and sweeps orphans, in a daemon thread.
+
+Several replicas may each run one: the use cases it calls decide by compare-and-set,
+so no instance is handled twice. A failing pass is logged and retried next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass
+
+from ..domain.errors import InstancerError
+from ..services.instances import InstanceService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReaperConfig:
+    interval_seconds: float = 1.0
+    orphan_every_ticks: int = 30
+    orphan_grace_seconds: float = 120.0
+
+
+class Reaper:
+    def __init__(self, instances: InstanceService, config: ReaperConfig) -> None:
+        self._instances = instances
+        self._config = config
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.passes = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="instancer-reaper", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the loop to stop and wait for the pass under way to finish."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        ticks = 0
+        while not self._stop.is_set():
+            self.tick(sweep_orphans=ticks % self._config.orphan_every_ticks == 0)
+            ticks += 1
+            # A little jitter keeps replicas from ticking in lockstep.
+            self._stop.wait(self._config.interval_seconds * random.uniform(0.8, 1.0))
+
+    def tick(self, *, sweep_orphans: bool = False) -> dict[str, int]:
+        report: dict[str, int] = {}
+        try:
+            report = self._instances.reap()
+            if sweep_orphans:
+                report["orphans"] = self._instances.remove_orphans(
+                    grace_seconds=self._config.orphan_grace_seconds
+                )
+        except InstancerError as exc:
+            log.warning("reaper pass failed (%s): %s; retrying next tick", exc.code, exc.message)
+        except Exception:
+            log.exception("reaper pass crashed; retrying next tick")
+        self.passes += 1
+        if any(report.values()):
+            log.info("reaper: %s", report)
+        return report
