@@ -1,0 +1,36 @@
+# One obvious command each. See README.md.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: venv run test test-fast check clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11+ or run make PYTHON=python3"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+## Run the service with the embedded defaults (SQLite under ./data, local Docker, demo challenges).
+run:
+	scripts/run
+
+## The whole test suite (unit, store, API, real Docker engine; PostgreSQL too when INSTANCER_TEST_POSTGRES_URL is set).
+test: venv
+	$(BIN)/pytest -q
+
+## Only the tests that need neither Docker nor PostgreSQL.
+test-fast: venv
+	$(BIN)/pytest -q tests/unit tests/services tests/api -k sqlite -p no:cacheprovider
+
+## Lint, types and the layering rules.
+check: venv
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

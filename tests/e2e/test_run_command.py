@@ -1,0 +1,82 @@
+"""The README's run command (`make run`, i.e. scripts/run) on this machine: it brings the
+service up with the demo challenges; an instance serves its flag; stopping it leaves
+nothing behind; SIGTERM shuts the service down cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ADMIN_TOKEN, PLATFORM_TOKEN, free_port
+from tests.integration.helpers import http_get, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.docker
+
+
+def _call(method: str, url: str, token: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - local test server
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        return response.status, json.loads(response.read())
+
+
+def _labelled(deployment: str) -> str:
+    return subprocess.run(
+        ["docker", "ps", "-a", "-q", "--filter", f"label=instancer.deployment={deployment}"],
+        capture_output=True, text=True, check=True,
+    ).stdout + subprocess.run(
+        ["docker", "network", "ls", "-q", "--filter", f"label=instancer.deployment={deployment}"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+
+
+def test_run_command_serves_the_demo_challenge(docker_ready: None, tmp_path: Path) -> None:
+    port = free_port()
+    deployment = "e2e" + secrets.token_hex(3)
+    env = {
+        **os.environ,
+        "RUN_PORT": str(port),
+        "INSTANCER_DATABASE_URL": f"sqlite:///{tmp_path}/instancer.db",
+        "INSTANCER_PLATFORM_TOKEN": PLATFORM_TOKEN,
+        "INSTANCER_ADMIN_TOKEN": ADMIN_TOKEN,
+        "INSTANCER_DEPLOYMENT": deployment,
+        "INSTANCER_PUBLIC_HOST": "127.0.0.1",
+    }
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen(["scripts/run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()
+            try:
+                return urllib.request.urlopen(base + "/readyz", timeout=1).status == 200  # noqa: S310
+            except OSError:
+                return False
+
+        wait_until(ready, timeout=300, interval=0.2)
+        status, body = _call("POST", base + "/api/v1/instances", PLATFORM_TOKEN,
+                             {"challenge": "demo-web", "owner": "team-1"})
+        assert status == 201
+        page = http_get(body["connection"][0]["url"])
+        assert page.startswith("flag{") and _labelled(deployment).strip()
+
+        status, stopped = _call("DELETE", f"{base}/api/v1/instances/{body['id']}", PLATFORM_TOKEN)
+        assert (status, stopped["state"]) == (200, "stopped")
+        assert _labelled(deployment).strip() == ""
+        _, stats = _call("GET", base + "/api/v1/admin/stats", ADMIN_TOKEN)
+        assert stats["ports_allocated"] == 0 and stats["occupying"] == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal once its graceful shutdown is complete.
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in (tmp_path / "run.log").read_text()

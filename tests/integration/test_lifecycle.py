@@ -1,0 +1,160 @@
+"""The service over HTTP on the real engine: start to flag to gone, limits under concurrent
+requests, expiry on time, and extend/revert/stop with their documented codes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import httpx2 as httpx
+import pytest
+
+from instancer.bootstrap import Service
+from tests.conftest import ADMIN_TOKEN, LiveServer, auth, demo_spec, tcp_spec
+from tests.integration.helpers import engine_objects, http_get, tcp_read, wait_until
+
+pytestmark = pytest.mark.docker
+MakeService = Callable[..., Service]
+
+
+def _client(server: LiveServer) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers=auth(), timeout=60)
+
+
+def _put(client: httpx.Client, spec: dict) -> None:
+    r = client.put(f"/api/v1/challenges/{spec['id']}", json=spec, headers=auth(ADMIN_TOKEN))
+    assert r.status_code in (200, 201), r.text
+
+
+def test_start_connect_get_flag_stop_leaves_nothing(docker_service: MakeService) -> None:
+    service = docker_service()
+    with LiveServer(service) as server, _client(server) as client:
+        _put(client, demo_spec())
+        r = client.post("/api/v1/instances", json={"challenge": "demo-web", "owner": "team-1"})
+        assert r.status_code == 201, r.text
+        body = r.json()
+        flag = service.instances.get(body["id"]).flag
+        assert flag in http_get(body["connection"][0]["url"])
+        containers, networks = engine_objects(service, body["id"])
+        assert len(containers) == 1 and len(networks) == 1
+
+        r = client.delete(f"/api/v1/instances/{body['id']}")
+        assert r.status_code == 200 and r.json()["state"] == "stopped"
+        assert engine_objects(service) == ([], [])
+        assert service.instances.stats().ports_allocated == 0
+
+
+def test_tcp_challenge_gives_a_working_nc_line(docker_service: MakeService) -> None:
+    service = docker_service()
+    with LiveServer(service) as server, _client(server) as client:
+        _put(client, tcp_spec())
+        body = client.post("/api/v1/instances", json={"challenge": "demo-tcp", "owner": "t"}).json()
+        _, host, port = body["connection"][0]["command"].split()
+        assert service.instances.get(body["id"]).flag in tcp_read(host, int(port))
+
+
+def test_twenty_concurrent_starts_of_one_owner_make_one_container(docker_service: MakeService) -> None:
+    service = docker_service()
+    with LiveServer(service) as server, _client(server) as client:
+        _put(client, demo_spec())
+        _put(client, demo_spec("second"))
+
+        def start(_: int) -> httpx.Response:
+            return client.post("/api/v1/instances", json={"challenge": "demo-web", "owner": "team-1"})
+
+        with ThreadPoolExecutor(20) as pool:
+            responses = list(pool.map(start, range(20)))
+        assert sorted(r.status_code for r in responses) == [200] * 19 + [201]
+        assert len({r.json()["id"] for r in responses}) == 1
+        containers, _ = engine_objects(service)
+        assert len(containers) == 1
+
+        r = client.post("/api/v1/instances", json={"challenge": "second", "owner": "team-1"})
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "INSTANCE_LIMIT_REACHED")
+        assert r.json()["error"]["details"]["instances"][0]["id"] == responses[0].json()["id"]
+
+
+def test_capacity_n_gives_exactly_n_instances_under_a_burst(docker_service: MakeService) -> None:
+    capacity = 4
+    service = docker_service(capacity=capacity)
+    with LiveServer(service) as server, _client(server) as client:
+        _put(client, demo_spec())
+
+        def start(n: int) -> httpx.Response:
+            return client.post("/api/v1/instances", json={"challenge": "demo-web", "owner": f"team-{n}"})
+
+        with ThreadPoolExecutor(capacity + 10) as pool:
+            responses = list(pool.map(start, range(capacity + 10)))
+        codes = sorted(r.status_code for r in responses)
+        assert codes == [201] * capacity + [503] * 10
+        assert {r.json()["error"]["code"] for r in responses if r.status_code == 503} == {"CAPACITY_REACHED"}
+        containers, networks = engine_objects(service)
+        assert len(containers) == capacity and len(networks) == capacity
+
+
+def test_a_three_second_instance_is_gone_within_five_seconds_of_its_deadline(docker_service: MakeService) -> None:
+    service = docker_service(reaper_interval_seconds=0.5)
+    with LiveServer(service) as server, _client(server) as client:
+        _put(client, demo_spec(lifetime={"seconds": 3}))
+        body = client.post("/api/v1/instances", json={"challenge": "demo-web", "owner": "t"}).json()
+        deadline = datetime.fromisoformat(body["expires_at"])
+
+        def gone() -> bool:
+            return engine_objects(service, body["id"]) == ([], []) and client.get(
+                f"/api/v1/instances/{body['id']}"
+            ).json()["state"] == "expired"
+
+        wait_until(gone, timeout=20, interval=0.1)
+        late_by = time.time() - deadline.timestamp()
+        assert late_by <= 5, f"removed {late_by:.1f} s after the deadline"
+        assert client.get(f"/api/v1/instances/{body['id']}").json()["reason"] == "lifetime over"
+
+
+def test_extend_revert_stop_obey_the_limits(docker_service: MakeService) -> None:
+    service = docker_service(cooldown_seconds=30, extension_interval_seconds=0)
+    with LiveServer(service) as server, _client(server) as client:
+        _put(client, demo_spec(lifetime={"seconds": 60, "extension_seconds": 60, "max_extensions": 1,
+                                         "max_remaining_seconds": 600}))
+        body = client.post("/api/v1/instances", json={"challenge": "demo-web", "owner": "t"}).json()
+        path = f"/api/v1/instances/{body['id']}"
+
+        r = client.post(path + "/extend")
+        assert r.status_code == 200 and r.json()["extensions_left"] == 0
+        r = client.post(path + "/extend")
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "EXTENSION_LIMIT_REACHED")
+
+        r = client.post(path + "/revert")  # within the 30 s cooldown of the start
+        assert (r.status_code, r.json()["error"]["code"]) == (429, "COOLDOWN")
+
+        r = client.delete(path)  # stopping is always allowed
+        assert r.status_code == 200 and r.json()["state"] == "stopped"
+        r = client.post(path + "/extend")
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "INSTANCE_NOT_RUNNING")
+        assert engine_objects(service) == ([], [])
+
+
+def test_revert_gives_a_fresh_container_on_the_same_port_with_the_same_flag(docker_service: MakeService) -> None:
+    service = docker_service()
+    with LiveServer(service) as server, _client(server) as client:
+        _put(client, demo_spec())
+        body = client.post("/api/v1/instances", json={"challenge": "demo-web", "owner": "t"}).json()
+        (before,), _ = engine_objects(service, body["id"])
+        r = client.post(f"/api/v1/instances/{body['id']}/revert")
+        assert r.status_code == 200 and r.json()["state"] == "running"
+        (after,), networks = engine_objects(service, body["id"])
+        assert after["Id"] != before["Id"] and len(networks) == 1
+        assert r.json()["connection"] == body["connection"]
+        assert service.instances.get(body["id"]).flag in http_get(body["connection"][0]["url"])
+
+
+def test_admin_bulk_stop_removes_every_container(docker_service: MakeService) -> None:
+    service = docker_service()
+    with LiveServer(service) as server, _client(server) as client:
+        _put(client, demo_spec())
+        for n in range(3):
+            assert client.post("/api/v1/instances", json={"challenge": "demo-web", "owner": f"o{n}"}).status_code == 201
+        r = client.delete("/api/v1/admin/instances", params={"challenge": "demo-web"}, headers=auth(ADMIN_TOKEN))
+        assert r.json() == {"stopped": 3}
+        assert engine_objects(service) == ([], [])

@@ -1,0 +1,261 @@
+"""Instance use cases over a real database (SQLite, and PostgreSQL when configured) with the
+in-package fake engine and a fake clock: limits, lifecycle and repair, without sleeping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from instancer.backends.fake import FakeBackend
+from instancer.bootstrap import Service
+from instancer.domain.errors import (
+    BackendUnavailable,
+    CapacityReached,
+    ChallengeNotFound,
+    Cooldown,
+    ExtensionLimitReached,
+    ExtensionTooSoon,
+    ImageMissing,
+    InstanceLimitReached,
+    InstanceNotFound,
+    InstanceNotRunning,
+    InstanceStartFailed,
+    PortsExhausted,
+)
+from instancer.domain.model import State
+from instancer.domain.ports import InstanceFilter, LaunchPlan
+from tests.conftest import FakeClock, demo_spec
+
+MakeService = Callable[..., Service]
+
+
+@pytest.fixture
+def svc(make_service: MakeService, fake_backend: FakeBackend, clock: FakeClock) -> Service:
+    service = make_service(backend=fake_backend, clock=clock)
+    service.challenges.put(demo_spec("web"))
+    service.challenges.put(demo_spec("other"))
+    return service
+
+
+def test_start_records_a_running_instance_with_a_port_and_flag(svc: Service, fake_backend: FakeBackend) -> None:
+    started = svc.instances.start("web", "team-1")
+    inst = started.instance
+    assert started.created and inst.state is State.RUNNING
+    assert inst.flag.startswith("flag{") and len(inst.flag) == 38
+    (alloc,) = inst.allocations
+    assert 30000 <= alloc.host_port <= 60000 and alloc.container_port == 8080
+    assert fake_backend.running[inst.id].containers[0].env["FLAG"] == inst.flag
+
+
+def test_second_start_returns_the_live_instance(svc: Service, fake_backend: FakeBackend) -> None:
+    first = svc.instances.start("web", "team-1").instance
+    again = svc.instances.start("web", "team-1")
+    assert not again.created and again.instance.id == first.id
+    assert fake_backend.starts == 1
+
+
+def test_unknown_challenge(svc: Service) -> None:
+    with pytest.raises(ChallengeNotFound):
+        svc.instances.start("nope", "team-1")
+
+
+def test_per_owner_limit_names_the_running_instance(svc: Service) -> None:
+    first = svc.instances.start("web", "team-1").instance
+    with pytest.raises(InstanceLimitReached) as caught:
+        svc.instances.start("other", "team-1")
+    assert caught.value.details["instances"][0]["id"] == first.id
+    assert svc.instances.start("other", "team-2").created  # other owners are not affected
+
+
+def test_per_challenge_override_of_the_owner_limit(make_service: MakeService, fake_backend: FakeBackend) -> None:
+    service = make_service(backend=fake_backend)
+    service.challenges.put(demo_spec("a", limits={"per_owner": 2}))
+    service.challenges.put(demo_spec("b", limits={"per_owner": 2}))
+    service.instances.start("a", "o")
+    assert service.instances.start("b", "o").created
+
+
+def test_cooldown_between_starts_but_stop_is_always_allowed(
+    make_service: MakeService, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
+    service = make_service(backend=fake_backend, clock=clock, cooldown_seconds=5)
+    service.challenges.put(demo_spec("web"))
+    inst = service.instances.start("web", "o").instance
+    assert service.instances.stop(inst.id).state is State.STOPPED
+    with pytest.raises(Cooldown) as caught:
+        service.instances.start("web", "o")
+    assert caught.value.details["retry_after_seconds"] == 5
+    clock.advance(5)
+    assert service.instances.start("web", "o").created
+
+
+def test_capacity_counts_every_owner(make_service: MakeService, fake_backend: FakeBackend) -> None:
+    service = make_service(backend=fake_backend, capacity=2)
+    service.challenges.put(demo_spec("web"))
+    service.instances.start("web", "a")
+    service.instances.start("web", "b")
+    with pytest.raises(CapacityReached):
+        service.instances.start("web", "c")
+
+
+def test_engine_down_fails_fast_and_records_nothing(svc: Service, fake_backend: FakeBackend) -> None:
+    fake_backend.down = True
+    with pytest.raises(BackendUnavailable):
+        svc.instances.start("web", "o")
+    assert svc.instances.find(InstanceFilter()).total == 0
+    fake_backend.down = False
+    assert svc.instances.start("web", "o").created  # and no cooldown was consumed
+
+
+def test_missing_image_marks_the_instance_failed_and_frees_its_port(svc: Service, fake_backend: FakeBackend) -> None:
+    fake_backend.images = set()
+    with pytest.raises(ImageMissing):
+        svc.instances.start("web", "o")
+    (failed,) = svc.instances.find(InstanceFilter()).items
+    assert failed.state is State.FAILED and failed.reason and failed.reason.startswith("IMAGE_MISSING")
+    assert failed.allocations == () and svc.instances.stats().ports_allocated == 0
+
+
+def test_not_ready_in_time_fails_and_removes_the_container(
+    make_service: MakeService, fake_backend: FakeBackend
+) -> None:
+    service = make_service(backend=fake_backend, ready_timeout_seconds=0.05)
+    service.challenges.put(demo_spec("web"))
+    fake_backend.ready = False
+    with pytest.raises(InstanceStartFailed):
+        service.instances.start("web", "o")
+    assert fake_backend.running == {}
+    assert service.instances.find(InstanceFilter(states=frozenset({State.FAILED}))).total == 1
+
+
+def test_a_port_held_outside_instancer_is_replaced(svc: Service, fake_backend: FakeBackend) -> None:
+    fake_backend.busy_ports = set(range(30000, 45000))
+    inst = svc.instances.start("web", "o").instance
+    assert inst.allocations[0].host_port >= 45000
+
+
+def test_ports_exhausted(make_service: MakeService, fake_backend: FakeBackend) -> None:
+    service = make_service(backend=fake_backend, port_range_start=40000, port_range_end=40000)
+    service.challenges.put(demo_spec("web"))
+    service.instances.start("web", "a")
+    with pytest.raises(PortsExhausted):
+        service.instances.start("web", "b")
+
+
+def test_extend_obeys_count_and_interval(make_service: MakeService, fake_backend: FakeBackend, clock: FakeClock) -> None:
+    service = make_service(backend=fake_backend, clock=clock, extension_interval_seconds=300)
+    service.challenges.put(demo_spec("web", lifetime={"seconds": 600, "extension_seconds": 600, "max_extensions": 1,
+                                                      "max_remaining_seconds": 3600}))
+    inst = service.instances.start("web", "o").instance
+    extended = service.instances.extend(inst.id)
+    assert (extended.expires_at - inst.expires_at).total_seconds() == 600
+    assert extended.extensions_left == 0
+    clock.advance(10)
+    with pytest.raises(ExtensionLimitReached):
+        service.instances.extend(inst.id)
+
+
+def test_extend_too_soon(make_service: MakeService, fake_backend: FakeBackend, clock: FakeClock) -> None:
+    service = make_service(backend=fake_backend, clock=clock, extension_interval_seconds=300)
+    service.challenges.put(demo_spec("web", lifetime={"seconds": 60, "extension_seconds": 60,
+                                                      "max_remaining_seconds": 3600}))
+    inst = service.instances.start("web", "o").instance
+    service.instances.extend(inst.id)
+    with pytest.raises(ExtensionTooSoon):
+        service.instances.extend(inst.id)
+    clock.advance(300)
+    service.instances.extend(inst.id)
+
+
+def test_admin_extend_ignores_limits(svc: Service) -> None:
+    inst = svc.instances.start("web", "o").instance
+    for _ in range(10):
+        svc.instances.admin_extend(inst.id, seconds=3600)
+    assert (svc.instances.get(inst.id).expires_at - inst.expires_at).total_seconds() == 36000
+
+
+def test_revert_replaces_the_containers_and_keeps_deadline_port_and_flag(
+    svc: Service, fake_backend: FakeBackend
+) -> None:
+    inst = svc.instances.start("web", "o").instance
+    reverted = svc.instances.revert(inst.id)
+    assert reverted.state is State.RUNNING and reverted.generation == 2
+    assert (reverted.expires_at, reverted.allocations, reverted.flag) == (inst.expires_at, inst.allocations, inst.flag)
+    assert fake_backend.running[inst.id].generation == 2 and fake_backend.starts == 2
+
+
+def test_revert_obeys_the_cooldown(make_service: MakeService, fake_backend: FakeBackend, clock: FakeClock) -> None:
+    service = make_service(backend=fake_backend, clock=clock, cooldown_seconds=5)
+    service.challenges.put(demo_spec("web"))
+    inst = service.instances.start("web", "o").instance
+    with pytest.raises(Cooldown):
+        service.instances.revert(inst.id)
+    clock.advance(5)
+    service.instances.revert(inst.id)
+
+
+def test_stop_is_idempotent_and_frees_everything(svc: Service, fake_backend: FakeBackend) -> None:
+    inst = svc.instances.start("web", "o").instance
+    assert svc.instances.stop(inst.id).state is State.STOPPED
+    assert svc.instances.stop(inst.id).state is State.STOPPED
+    assert fake_backend.running == {} and svc.instances.stats().ports_allocated == 0
+    with pytest.raises(InstanceNotRunning):
+        svc.instances.extend(inst.id)
+    with pytest.raises(InstanceNotRunning):
+        svc.instances.revert(inst.id)
+
+
+def test_owner_mismatch_looks_like_not_found(svc: Service) -> None:
+    inst = svc.instances.start("web", "o").instance
+    with pytest.raises(InstanceNotFound):
+        svc.instances.stop(inst.id, owner="someone-else")
+    assert svc.instances.get(inst.id).state is State.RUNNING
+
+
+def test_reaper_expires_on_time_and_not_before(svc: Service, fake_backend: FakeBackend, clock: FakeClock) -> None:
+    inst = svc.instances.start("web", "o").instance
+    clock.advance(3599)
+    assert svc.instances.reap()["expired"] == 0
+    clock.advance(1)
+    assert svc.instances.reap()["expired"] == 1
+    ended = svc.instances.get(inst.id)
+    assert ended.state is State.EXPIRED and ended.reason == "lifetime over"
+    assert fake_backend.running == {}
+    assert svc.instances.start("web", "o").created  # the slot is free again
+
+
+def test_reaper_finishes_a_stop_the_engine_interrupted(svc: Service, fake_backend: FakeBackend, clock: FakeClock) -> None:
+    inst = svc.instances.start("web", "o").instance
+    fake_backend.down = True
+    with pytest.raises(BackendUnavailable):
+        svc.instances.stop(inst.id)
+    assert svc.instances.get(inst.id).state is State.STOPPING
+    fake_backend.down = False
+    clock.advance(121)
+    assert svc.instances.reap()["stale_stopping"] == 1
+    assert svc.instances.get(inst.id).state is State.STOPPED and fake_backend.running == {}
+
+
+def test_orphans_without_live_records_are_removed(svc: Service, fake_backend: FakeBackend) -> None:
+    inst = svc.instances.start("web", "o").instance
+    svc.instances.stop(inst.id)
+    fake_backend.running["f" * 32] = LaunchPlan("f" * 32, 1, "web", "x", inst.expires_at, ())  # no record
+    live = svc.instances.start("web", "p").instance
+    assert svc.instances.remove_orphans(grace_seconds=0) == 1
+    assert set(fake_backend.running) == {live.id}
+
+
+def test_stop_all_of_a_challenge(svc: Service) -> None:
+    for owner in ("a", "b", "c"):
+        svc.instances.start("web", owner)
+    svc.instances.start("other", "d")
+    assert svc.instances.stop_all("web") == 3
+    assert svc.instances.stats().by_challenge == {"other": 1}
+
+
+def test_deleting_a_challenge_stops_its_instances(svc: Service) -> None:
+    svc.instances.start("web", "a")
+    assert svc.challenges.delete("web") == 1
+    with pytest.raises(ChallengeNotFound):
+        svc.challenges.get("web")
