@@ -133,8 +133,11 @@ def docker_ready() -> None:
         probe.ping()
         for image in (DEMO_WEB_IMAGE, DEMO_TCP_IMAGE):
             probe.api.inspect_image(image)
-    except Exception as exc:  # noqa: BLE001
-        _missing("docker", f"no Docker engine with the demo images ({exc}); run scripts/docker-up and scripts/build-images")
+    except Exception as exc:
+        _missing(
+            "docker",
+            f"no Docker engine with the demo images ({exc}); run scripts/docker-up and scripts/build-images",
+        )
 
 
 @pytest.fixture
@@ -175,8 +178,11 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            bootstrap.app_of(service, run_reaper=run_reaper), host="127.0.0.1", port=self.port,
-            log_level="warning", limit_concurrency=1000,
+            bootstrap.app_of(service, run_reaper=run_reaper),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            limit_concurrency=1000,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -199,8 +205,18 @@ def auth(token: str = PLATFORM_TOKEN) -> dict[str, str]:
 
 
 def demo_spec(challenge_id: str = "demo-web", **extra: Any) -> dict[str, Any]:
-    return {"id": challenge_id, "image": DEMO_WEB_IMAGE, "ports": [{"port": 8080, "protocol": "http"}], **extra}
+    return {
+        "id": challenge_id,
+        "image": DEMO_WEB_IMAGE,
+        "ports": [{"port": 8080, "protocol": "http"}],
+        **extra,
+    }
 
 
 def tcp_spec(challenge_id: str = "demo-tcp", **extra: Any) -> dict[str, Any]:
-    return {"id": challenge_id, "image": DEMO_TCP_IMAGE, "ports": [{"port": 9000, "protocol": "tcp"}], **extra}
+    return {
+        "id": challenge_id,
+        "image": DEMO_TCP_IMAGE,
+        "ports": [{"port": 9000, "protocol": "tcp"}],
+        **extra,
+    }

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 import yaml
 from pydantic import ValidationError
 
 from . import bootstrap
-from .domain.errors import InstancerError
+from .domain.errors import InstancerError, ValidationFailed
 from .domain.model import State
 from .domain.ports import InstanceFilter
 from .settings import Settings
@@ -27,7 +28,7 @@ from .settings import Settings
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings()  # type: ignore[call-arg]  # read from the environment
+        settings = Settings()  # read from the environment
     except ValidationError as exc:
         for err in exc.errors(include_url=False, include_input=False):
             key = "INSTANCER_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
@@ -39,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
     except InstancerError as exc:
         print(f"error {exc.code}: {exc.message}", file=sys.stderr)
+        for problem in exc.details.get("errors", []):
+            print(f"  {problem['loc']}: {problem['message']}", file=sys.stderr)
         return 1
 
 
@@ -51,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(run=_serve)
 
-    challenge = sub.add_parser("challenge", help="register, list and delete challenges").add_subparsers(required=True)
+    challenge = sub.add_parser("challenge", help="register, list and delete challenges").add_subparsers(
+        required=True
+    )
     apply = challenge.add_parser("apply", help="create or replace challenges from YAML/JSON spec files")
     apply.add_argument("files", nargs="+", type=Path)
     apply.set_defaults(run=_challenge_apply)
@@ -80,8 +85,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
     service = bootstrap.build(settings)
     bootstrap.upgrade_database(service)
     try:
@@ -90,8 +93,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print(_no_engine(settings), file=sys.stderr)
         return 1
     app = bootstrap.app_of(service)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(),
-                timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=30,
+    )
     return 0
 
 
@@ -105,7 +113,10 @@ def _no_engine(settings: Settings) -> str:
 def _challenge_apply(settings: Settings, args: argparse.Namespace) -> int:
     service = _ready(settings)
     for path in args.files:
-        document = yaml.safe_load(path.read_text())
+        try:
+            document = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValidationFailed(f"cannot read {path}: {exc}") from exc
         spec, created = service.challenges.put(document)
         print(f"{'created' if created else 'updated'} challenge {spec.id}")
     return 0

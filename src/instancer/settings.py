@@ -19,7 +19,9 @@ class Settings(BaseSettings):
     platform_token: SecretStr = Field(
         description="Bearer token of the platform (the CTFd plugin); acts for owners. Required."
     )
-    admin_token: SecretStr = Field(description="Bearer token of administrators. Required; differs from the platform token.")
+    admin_token: SecretStr = Field(
+        description="Bearer token of administrators. Required; differs from the platform token."
+    )
 
     # --- storage ----------------------------------------------------------------
     database_url: str = Field(
@@ -29,37 +31,84 @@ class Settings(BaseSettings):
 
     # --- engine -----------------------------------------------------------------
     backend: Literal["docker", "fake"] = Field(
-        default="docker", description="Engine backend: `docker` (one host) or `fake` (in memory, for trying the API)."
+        default="docker",
+        description="Engine backend: `docker` (one host) or `fake` (in memory, for trying the API).",
     )
     docker_host: str = Field(
         default="unix:///var/run/docker.sock",
         validation_alias=AliasChoices("INSTANCER_DOCKER_HOST", "DOCKER_HOST"),
         description="Docker engine address; falls back to DOCKER_HOST, then the local socket.",
     )
-    docker_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one engine API call, seconds.")
+    docker_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Timeout of one engine API call, seconds."
+    )
     deployment: str = Field(
         default="default",
         pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
-        description="Name stamped on every engine object (label instancer.deployment); two deployments on one engine ignore each other.",
+        description=(
+            "Name stamped on every engine object (label instancer.deployment); "
+            "two deployments on one engine ignore each other."
+        ),
     )
 
     # --- exposure ---------------------------------------------------------------
-    public_host: str = Field(default="localhost", description="Host name players connect to, shown in connection info.")
-    publish_address: str = Field(default="0.0.0.0", description="Host address instance ports are published on.")  # noqa: S104
-    port_range_start: int = Field(default=30000, ge=1024, le=65535, description="First host port handed to instances.")
-    port_range_end: int = Field(default=60000, ge=1024, le=65535, description="Last host port handed to instances.")
+    public_host: str = Field(
+        default="localhost", description="Host name players connect to, shown in connection info."
+    )
+    publish_address: str = Field(
+        default="0.0.0.0",  # noqa: S104 - players connect from anywhere by default
+        description="Host address instance ports are published on.",
+    )
+    port_range_start: int = Field(
+        default=30000, ge=1024, le=65535, description="First host port handed to instances."
+    )
+    port_range_end: int = Field(
+        default=60000, ge=1024, le=65535, description="Last host port handed to instances."
+    )
 
     # --- limits (each overridable per challenge where noted) ---------------------
-    per_owner_limit: int = Field(default=1, ge=1, description="Live instances per owner, across challenges (per challenge: limits.per_owner).")
+    per_owner_limit: int = Field(
+        default=1,
+        ge=1,
+        description="Live instances per owner, across challenges (per challenge: limits.per_owner).",
+    )
     capacity: int = Field(default=500, ge=1, description="Live instances in all, across owners.")
-    cooldown_seconds: float = Field(default=5.0, ge=0, description="Minimum time between two starts or reverts of one owner, seconds (per challenge: limits.cooldown_seconds).")
-    extension_interval_seconds: float = Field(default=300.0, ge=0, description="Minimum time between two extensions of one instance, seconds (per challenge: limits.extension_interval_seconds).")
+    cooldown_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "Minimum time between two starts or reverts of one owner, seconds "
+            "(per challenge: limits.cooldown_seconds)."
+        ),
+    )
+    extension_interval_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "Minimum time between two extensions of one instance, seconds "
+            "(per challenge: limits.extension_interval_seconds)."
+        ),
+    )
 
     # --- timings ----------------------------------------------------------------
-    ready_timeout_seconds: float = Field(default=30.0, gt=0, description="How long a start waits for the exposed ports to accept connections, seconds.")
-    reaper_interval_seconds: float = Field(default=1.0, gt=0, le=60, description="Period of the expiry loop, seconds.")
-    orphan_grace_seconds: float = Field(default=120.0, ge=0, description="Age before an engine object with no live record is removed, seconds.")
-    stale_after_seconds: float = Field(default=120.0, gt=0, description="A starting/stopping record untouched this long is finished by the reaper, seconds.")
+    ready_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a start waits for the exposed ports to accept connections, seconds.",
+    )
+    reaper_interval_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="Period of the expiry loop, seconds."
+    )
+    orphan_grace_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="Age before an engine object with no live record is removed, seconds.",
+    )
+    stale_after_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A starting/stopping record untouched this long is finished by the reaper, seconds.",
+    )
 
     # --- HTTP -------------------------------------------------------------------
     max_body_bytes: int = Field(default=65536, ge=1024, description="Largest request body accepted, bytes.")

@@ -53,7 +53,11 @@ def test_start_shows_connection_info_and_never_the_flag(client: TestClient) -> N
 
 
 def test_tcp_ports_get_an_nc_command(client: TestClient) -> None:
-    client.put("/api/v1/challenges/nc", json={"image": "x", "ports": [{"port": 9000, "protocol": "tcp"}]}, headers=ADMIN)
+    client.put(
+        "/api/v1/challenges/nc",
+        json={"image": "x", "ports": [{"port": 9000, "protocol": "tcp"}]},
+        headers=ADMIN,
+    )
     body = _start(client, challenge="nc")
     (conn,) = body["connection"]
     assert conn["command"] == f"nc 127.0.0.1 {conn['port']}" and conn["url"] is None
@@ -75,16 +79,36 @@ def test_owner_list_get_extend_revert_stop(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("setup", "call", "status", "code"),
     [
-        (None, ("post", "/api/v1/instances", {"challenge": "nope", "owner": "o"}), 404, "CHALLENGE_NOT_FOUND"),
-        ("start", ("post", "/api/v1/instances", {"challenge": "other", "owner": "team-1"}), 409, "INSTANCE_LIMIT_REACHED"),
+        (
+            None,
+            ("post", "/api/v1/instances", {"challenge": "nope", "owner": "o"}),
+            404,
+            "CHALLENGE_NOT_FOUND",
+        ),
+        (
+            "start",
+            ("post", "/api/v1/instances", {"challenge": "other", "owner": "team-1"}),
+            409,
+            "INSTANCE_LIMIT_REACHED",
+        ),
         (None, ("get", "/api/v1/instances/" + "0" * 32, None), 404, "INSTANCE_NOT_FOUND"),
         (None, ("get", "/api/v1/instances/not-an-id", None), 422, "VALIDATION_FAILED"),
         (None, ("get", "/api/v1/nowhere", None), 404, "NOT_FOUND"),
         (None, ("patch", "/api/v1/instances", None), 405, "METHOD_NOT_ALLOWED"),
         (None, ("post", "/api/v1/instances", {"challenge": "web"}), 422, "VALIDATION_FAILED"),
         (None, ("post", "/api/v1/instances", {"challenge": 5, "owner": "o"}), 422, "VALIDATION_FAILED"),
-        (None, ("post", "/api/v1/instances", {"challenge": "web", "owner": "o", "x": 1}), 422, "VALIDATION_FAILED"),
-        (None, ("post", "/api/v1/instances", {"challenge": "web", "owner": "bad owner!"}), 422, "VALIDATION_FAILED"),
+        (
+            None,
+            ("post", "/api/v1/instances", {"challenge": "web", "owner": "o", "x": 1}),
+            422,
+            "VALIDATION_FAILED",
+        ),
+        (
+            None,
+            ("post", "/api/v1/instances", {"challenge": "web", "owner": "bad owner!"}),
+            422,
+            "VALIDATION_FAILED",
+        ),
         (None, ("post", "/api/v1/instances", [1, 2]), 422, "VALIDATION_FAILED"),
     ],
 )
@@ -104,12 +128,18 @@ def test_documented_errors_change_nothing(
 def test_the_limit_error_names_the_running_instance(client: TestClient) -> None:
     inst = _start(client)
     r = client.post("/api/v1/instances", json={"challenge": "other", "owner": "team-1"}, headers=PLATFORM)
-    assert r.json()["error"]["details"]["instances"] == [{"id": inst["id"], "challenge": "web", "state": "running"}]
+    assert r.json()["error"]["details"]["instances"] == [
+        {"id": inst["id"], "challenge": "web", "state": "running"}
+    ]
 
 
 def test_malformed_json(client: TestClient) -> None:
     before = _count(client)
-    r = client.post("/api/v1/instances", content=b'{"challenge": "web",', headers={**PLATFORM, "content-type": "application/json"})
+    r = client.post(
+        "/api/v1/instances",
+        content=b'{"challenge": "web",',
+        headers={**PLATFORM, "content-type": "application/json"},
+    )
     assert (r.status_code, r.json()["error"]["code"]) == (400, "MALFORMED_JSON")
     assert _count(client) == before
 
@@ -126,7 +156,9 @@ def test_oversized_bodies_are_refused_before_reading(client: TestClient) -> None
             yield b"v" * 1000
         yield b'"}}'
 
-    r = client.put("/api/v1/challenges/big", content=chunks(), headers={**ADMIN, "content-type": "application/json"})
+    r = client.put(
+        "/api/v1/challenges/big", content=chunks(), headers={**ADMIN, "content-type": "application/json"}
+    )
     assert (r.status_code, r.json()["error"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
     assert _count(client) == before
 
@@ -135,7 +167,12 @@ def test_oversized_bodies_are_refused_before_reading(client: TestClient) -> None
     ("headers", "path", "status", "code"),
     [
         ({}, "/api/v1/instances?owner=o", 401, "UNAUTHORIZED"),
-        ({"Authorization": "Bearer wrong-token-xxxxxxxxxxxx"}, "/api/v1/instances?owner=o", 401, "UNAUTHORIZED"),
+        (
+            {"Authorization": "Bearer wrong-token-xxxxxxxxxxxx"},
+            "/api/v1/instances?owner=o",
+            401,
+            "UNAUTHORIZED",
+        ),
         ({"Authorization": "Basic abc"}, "/api/v1/instances?owner=o", 401, "UNAUTHORIZED"),
         (PLATFORM, "/api/v1/admin/instances", 403, "FORBIDDEN"),
         (PLATFORM, "/api/v1/challenges", 403, "FORBIDDEN"),
@@ -162,8 +199,14 @@ def test_invalid_challenge_spec_lists_problems(client: TestClient) -> None:
 
 
 def test_challenge_crud(client: TestClient) -> None:
-    assert client.get("/api/v1/challenges/web", headers=ADMIN).json()["containers"][0]["image"] == "instancer/demo-web:latest"
-    assert client.put("/api/v1/challenges/web", json=demo_spec("web", name="Web"), headers=ADMIN).status_code == 200
+    assert (
+        client.get("/api/v1/challenges/web", headers=ADMIN).json()["containers"][0]["image"]
+        == "instancer/demo-web:latest"
+    )
+    assert (
+        client.put("/api/v1/challenges/web", json=demo_spec("web", name="Web"), headers=ADMIN).status_code
+        == 200
+    )
     assert client.get("/api/v1/challenges/web", headers=ADMIN).json()["name"] == "Web"
     _start(client)
     assert client.delete("/api/v1/challenges/web", headers=ADMIN).json() == {"stopped": 1}
@@ -175,12 +218,20 @@ def test_admin_list_filters_paginates_and_counts(client: TestClient) -> None:
     for n in range(5):
         _start(client, owner=f"t{n}")
     _start(client, owner="u", challenge="other")
-    page = client.get("/api/v1/admin/instances", params={"per_page": 2, "page": 2, "challenge": "web"}, headers=ADMIN).json()
+    page = client.get(
+        "/api/v1/admin/instances", params={"per_page": 2, "page": 2, "challenge": "web"}, headers=ADMIN
+    ).json()
     assert (page["total"], len(page["items"]), page["page"]) == (5, 2, 2)
-    only = client.get("/api/v1/admin/instances", params={"owner": "u", "state": "running"}, headers=ADMIN).json()
+    only = client.get(
+        "/api/v1/admin/instances", params={"owner": "u", "state": "running"}, headers=ADMIN
+    ).json()
     assert only["total"] == 1
     stats = client.get("/api/v1/admin/stats", headers=ADMIN).json()
-    assert stats["occupying"] == 6 and stats["live_by_challenge"] == {"web": 5, "other": 1} and stats["capacity"] == 500
+    assert (
+        stats["occupying"] == 6
+        and stats["live_by_challenge"] == {"web": 5, "other": 1}
+        and stats["capacity"] == 500
+    )
 
 
 def test_admin_extend_stop_and_bulk_stop(client: TestClient) -> None:
@@ -194,7 +245,9 @@ def test_admin_extend_stop_and_bulk_stop(client: TestClient) -> None:
         _start(client, owner=f"b{n}")
     r = client.delete("/api/v1/admin/instances", headers=ADMIN)
     assert (r.status_code, r.json()["error"]["code"]) == (422, "VALIDATION_FAILED")
-    assert client.delete("/api/v1/admin/instances", params={"challenge": "web"}, headers=ADMIN).json() == {"stopped": 3}
+    assert client.delete("/api/v1/admin/instances", params={"challenge": "web"}, headers=ADMIN).json() == {
+        "stopped": 3
+    }
 
 
 def test_health_and_readiness(client: TestClient, fake_backend: FakeBackend) -> None:
@@ -207,7 +260,9 @@ def test_health_and_readiness(client: TestClient, fake_backend: FakeBackend) -> 
     assert (r.status_code, r.json()["error"]["code"]) == (503, "ENGINE_UNAVAILABLE")
 
 
-def test_cooldown_sets_retry_after(make_service: Callable[..., bootstrap.Service], fake_backend: FakeBackend) -> None:
+def test_cooldown_sets_retry_after(
+    make_service: Callable[..., bootstrap.Service], fake_backend: FakeBackend
+) -> None:
     service = make_service(backend=fake_backend, cooldown_seconds=30)
     with TestClient(bootstrap.app_of(service, run_reaper=False)) as c:
         c.put("/api/v1/challenges/web", json=demo_spec("web"), headers=ADMIN)

@@ -23,21 +23,28 @@ pytestmark = pytest.mark.docker
 
 def _call(method: str, url: str, token: str, body: dict | None = None) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - local test server
+    request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Authorization", f"Bearer {token}")
     request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=60) as response:
         return response.status, json.loads(response.read())
 
 
 def _labelled(deployment: str) -> str:
-    return subprocess.run(
-        ["docker", "ps", "-a", "-q", "--filter", f"label=instancer.deployment={deployment}"],
-        capture_output=True, text=True, check=True,
-    ).stdout + subprocess.run(
-        ["docker", "network", "ls", "-q", "--filter", f"label=instancer.deployment={deployment}"],
-        capture_output=True, text=True, check=True,
-    ).stdout
+    return (
+        subprocess.run(
+            ["docker", "ps", "-a", "-q", "--filter", f"label=instancer.deployment={deployment}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        + subprocess.run(
+            ["docker", "network", "ls", "-q", "--filter", f"label=instancer.deployment={deployment}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
 
 
 def test_run_command_serves_the_demo_challenge(docker_ready: None, tmp_path: Path) -> None:
@@ -56,16 +63,18 @@ def test_run_command_serves_the_demo_challenge(docker_ready: None, tmp_path: Pat
     proc = subprocess.Popen(["scripts/run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
+
         def ready() -> bool:
             assert proc.poll() is None, (tmp_path / "run.log").read_text()
             try:
-                return urllib.request.urlopen(base + "/readyz", timeout=1).status == 200  # noqa: S310
+                return urllib.request.urlopen(base + "/readyz", timeout=1).status == 200
             except OSError:
                 return False
 
         wait_until(ready, timeout=300, interval=0.2)
-        status, body = _call("POST", base + "/api/v1/instances", PLATFORM_TOKEN,
-                             {"challenge": "demo-web", "owner": "team-1"})
+        status, body = _call(
+            "POST", base + "/api/v1/instances", PLATFORM_TOKEN, {"challenge": "demo-web", "owner": "team-1"}
+        )
         assert status == 201
         page = http_get(body["connection"][0]["url"])
         assert page.startswith("flag{") and _labelled(deployment).strip()

@@ -22,7 +22,7 @@ def engine_objects(service: Service, instance_id: str | None = None) -> tuple[li
 
 
 def http_get(url: str, timeout: float = 5.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - test URLs
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         return str(response.read().decode())
 
 

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture
 def backend(docker_ready: None) -> Iterator[DockerBackend]:
-    b = DockerBackend(base_url=docker_host(), deployment="t" + secrets.token_hex(4), publish_address="127.0.0.1")
+    b = DockerBackend(
+        base_url=docker_host(), deployment="t" + secrets.token_hex(4), publish_address="127.0.0.1"
+    )
     _typed: Backend = b  # the conformance check mypy makes
     yield b
     for instance_id in {o.instance_id for o in b.list_managed()}:
@@ -31,10 +33,19 @@ def backend(docker_ready: None) -> Iterator[DockerBackend]:
 
 def _plan(host_port: int, image: str = DEMO_WEB_IMAGE, flag: str = "flag{backend}") -> LaunchPlan:
     container = ContainerPlan(
-        name="main", image=image, env={"FLAG": flag}, command=None, memory_mib=64, cpus=0.25, pids=64,
-        cap_add=(), ports=(PortBinding(8080, host_port),),
+        name="main",
+        image=image,
+        env={"FLAG": flag},
+        command=None,
+        memory_mib=64,
+        cpus=0.25,
+        pids=64,
+        cap_add=(),
+        ports=(PortBinding(8080, host_port),),
     )
-    return LaunchPlan(secrets.token_hex(16), 1, "demo", "team-9", datetime(2030, 1, 1, tzinfo=UTC), (container,))
+    return LaunchPlan(
+        secrets.token_hex(16), 1, "demo", "team-9", datetime(2030, 1, 1, tzinfo=UTC), (container,)
+    )
 
 
 def test_start_probe_stop(backend: DockerBackend) -> None:

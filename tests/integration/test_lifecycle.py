@@ -94,7 +94,9 @@ def test_capacity_n_gives_exactly_n_instances_under_a_burst(docker_service: Make
         assert len(containers) == capacity and len(networks) == capacity
 
 
-def test_a_three_second_instance_is_gone_within_five_seconds_of_its_deadline(docker_service: MakeService) -> None:
+def test_a_three_second_instance_is_gone_within_five_seconds_of_its_deadline(
+    docker_service: MakeService,
+) -> None:
     service = docker_service(reaper_interval_seconds=0.5)
     with LiveServer(service) as server, _client(server) as client:
         _put(client, demo_spec(lifetime={"seconds": 3}))
@@ -102,9 +104,10 @@ def test_a_three_second_instance_is_gone_within_five_seconds_of_its_deadline(doc
         deadline = datetime.fromisoformat(body["expires_at"])
 
         def gone() -> bool:
-            return engine_objects(service, body["id"]) == ([], []) and client.get(
-                f"/api/v1/instances/{body['id']}"
-            ).json()["state"] == "expired"
+            return (
+                engine_objects(service, body["id"]) == ([], [])
+                and client.get(f"/api/v1/instances/{body['id']}").json()["state"] == "expired"
+            )
 
         wait_until(gone, timeout=20, interval=0.1)
         late_by = time.time() - deadline.timestamp()
@@ -115,8 +118,17 @@ def test_a_three_second_instance_is_gone_within_five_seconds_of_its_deadline(doc
 def test_extend_revert_stop_obey_the_limits(docker_service: MakeService) -> None:
     service = docker_service(cooldown_seconds=30, extension_interval_seconds=0)
     with LiveServer(service) as server, _client(server) as client:
-        _put(client, demo_spec(lifetime={"seconds": 60, "extension_seconds": 60, "max_extensions": 1,
-                                         "max_remaining_seconds": 600}))
+        _put(
+            client,
+            demo_spec(
+                lifetime={
+                    "seconds": 60,
+                    "extension_seconds": 60,
+                    "max_extensions": 1,
+                    "max_remaining_seconds": 600,
+                }
+            ),
+        )
         body = client.post("/api/v1/instances", json={"challenge": "demo-web", "owner": "t"}).json()
         path = f"/api/v1/instances/{body['id']}"
 
@@ -135,7 +147,9 @@ def test_extend_revert_stop_obey_the_limits(docker_service: MakeService) -> None
         assert engine_objects(service) == ([], [])
 
 
-def test_revert_gives_a_fresh_container_on_the_same_port_with_the_same_flag(docker_service: MakeService) -> None:
+def test_revert_gives_a_fresh_container_on_the_same_port_with_the_same_flag(
+    docker_service: MakeService,
+) -> None:
     service = docker_service()
     with LiveServer(service) as server, _client(server) as client:
         _put(client, demo_spec())
@@ -154,7 +168,12 @@ def test_admin_bulk_stop_removes_every_container(docker_service: MakeService) ->
     with LiveServer(service) as server, _client(server) as client:
         _put(client, demo_spec())
         for n in range(3):
-            assert client.post("/api/v1/instances", json={"challenge": "demo-web", "owner": f"o{n}"}).status_code == 201
-        r = client.delete("/api/v1/admin/instances", params={"challenge": "demo-web"}, headers=auth(ADMIN_TOKEN))
+            assert (
+                client.post("/api/v1/instances", json={"challenge": "demo-web", "owner": f"o{n}"}).status_code
+                == 201
+            )
+        r = client.delete(
+            "/api/v1/admin/instances", params={"challenge": "demo-web"}, headers=auth(ADMIN_TOKEN)
+        )
         assert r.json() == {"stopped": 3}
         assert engine_objects(service) == ([], [])

@@ -38,7 +38,9 @@ def svc(make_service: MakeService, fake_backend: FakeBackend, clock: FakeClock) 
     return service
 
 
-def test_start_records_a_running_instance_with_a_port_and_flag(svc: Service, fake_backend: FakeBackend) -> None:
+def test_start_records_a_running_instance_with_a_port_and_flag(
+    svc: Service, fake_backend: FakeBackend
+) -> None:
     started = svc.instances.start("web", "team-1")
     inst = started.instance
     assert started.created and inst.state is State.RUNNING
@@ -68,7 +70,9 @@ def test_per_owner_limit_names_the_running_instance(svc: Service) -> None:
     assert svc.instances.start("other", "team-2").created  # other owners are not affected
 
 
-def test_per_challenge_override_of_the_owner_limit(make_service: MakeService, fake_backend: FakeBackend) -> None:
+def test_per_challenge_override_of_the_owner_limit(
+    make_service: MakeService, fake_backend: FakeBackend
+) -> None:
     service = make_service(backend=fake_backend)
     service.challenges.put(demo_spec("a", limits={"per_owner": 2}))
     service.challenges.put(demo_spec("b", limits={"per_owner": 2}))
@@ -108,7 +112,9 @@ def test_engine_down_fails_fast_and_records_nothing(svc: Service, fake_backend: 
     assert svc.instances.start("web", "o").created  # and no cooldown was consumed
 
 
-def test_missing_image_marks_the_instance_failed_and_frees_its_port(svc: Service, fake_backend: FakeBackend) -> None:
+def test_missing_image_marks_the_instance_failed_and_frees_its_port(
+    svc: Service, fake_backend: FakeBackend
+) -> None:
     fake_backend.images = set()
     with pytest.raises(ImageMissing):
         svc.instances.start("web", "o")
@@ -143,10 +149,21 @@ def test_ports_exhausted(make_service: MakeService, fake_backend: FakeBackend) -
         service.instances.start("web", "b")
 
 
-def test_extend_obeys_count_and_interval(make_service: MakeService, fake_backend: FakeBackend, clock: FakeClock) -> None:
+def test_extend_obeys_count_and_interval(
+    make_service: MakeService, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
     service = make_service(backend=fake_backend, clock=clock, extension_interval_seconds=300)
-    service.challenges.put(demo_spec("web", lifetime={"seconds": 600, "extension_seconds": 600, "max_extensions": 1,
-                                                      "max_remaining_seconds": 3600}))
+    service.challenges.put(
+        demo_spec(
+            "web",
+            lifetime={
+                "seconds": 600,
+                "extension_seconds": 600,
+                "max_extensions": 1,
+                "max_remaining_seconds": 3600,
+            },
+        )
+    )
     inst = service.instances.start("web", "o").instance
     extended = service.instances.extend(inst.id)
     assert (extended.expires_at - inst.expires_at).total_seconds() == 600
@@ -158,8 +175,9 @@ def test_extend_obeys_count_and_interval(make_service: MakeService, fake_backend
 
 def test_extend_too_soon(make_service: MakeService, fake_backend: FakeBackend, clock: FakeClock) -> None:
     service = make_service(backend=fake_backend, clock=clock, extension_interval_seconds=300)
-    service.challenges.put(demo_spec("web", lifetime={"seconds": 60, "extension_seconds": 60,
-                                                      "max_remaining_seconds": 3600}))
+    service.challenges.put(
+        demo_spec("web", lifetime={"seconds": 60, "extension_seconds": 60, "max_remaining_seconds": 3600})
+    )
     inst = service.instances.start("web", "o").instance
     service.instances.extend(inst.id)
     with pytest.raises(ExtensionTooSoon):
@@ -181,11 +199,17 @@ def test_revert_replaces_the_containers_and_keeps_deadline_port_and_flag(
     inst = svc.instances.start("web", "o").instance
     reverted = svc.instances.revert(inst.id)
     assert reverted.state is State.RUNNING and reverted.generation == 2
-    assert (reverted.expires_at, reverted.allocations, reverted.flag) == (inst.expires_at, inst.allocations, inst.flag)
+    assert (reverted.expires_at, reverted.allocations, reverted.flag) == (
+        inst.expires_at,
+        inst.allocations,
+        inst.flag,
+    )
     assert fake_backend.running[inst.id].generation == 2 and fake_backend.starts == 2
 
 
-def test_revert_obeys_the_cooldown(make_service: MakeService, fake_backend: FakeBackend, clock: FakeClock) -> None:
+def test_revert_obeys_the_cooldown(
+    make_service: MakeService, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
     service = make_service(backend=fake_backend, clock=clock, cooldown_seconds=5)
     service.challenges.put(demo_spec("web"))
     inst = service.instances.start("web", "o").instance
@@ -213,7 +237,9 @@ def test_owner_mismatch_looks_like_not_found(svc: Service) -> None:
     assert svc.instances.get(inst.id).state is State.RUNNING
 
 
-def test_reaper_expires_on_time_and_not_before(svc: Service, fake_backend: FakeBackend, clock: FakeClock) -> None:
+def test_reaper_expires_on_time_and_not_before(
+    svc: Service, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
     inst = svc.instances.start("web", "o").instance
     clock.advance(3599)
     assert svc.instances.reap()["expired"] == 0
@@ -225,7 +251,9 @@ def test_reaper_expires_on_time_and_not_before(svc: Service, fake_backend: FakeB
     assert svc.instances.start("web", "o").created  # the slot is free again
 
 
-def test_reaper_finishes_a_stop_the_engine_interrupted(svc: Service, fake_backend: FakeBackend, clock: FakeClock) -> None:
+def test_reaper_finishes_a_stop_the_engine_interrupted(
+    svc: Service, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
     inst = svc.instances.start("web", "o").instance
     fake_backend.down = True
     with pytest.raises(BackendUnavailable):

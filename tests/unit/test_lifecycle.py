@@ -18,8 +18,15 @@ LIFETIME = Lifetime(seconds=3600, extension_seconds=3600, max_extensions=2, max_
 
 def _instance(**changes: object) -> Instance:
     base = Instance(
-        id="a" * 32, challenge_id="c", owner="o", state=State.RUNNING, generation=1, flag="f",
-        created_at=T0, expires_at=T0 + timedelta(seconds=3600), max_extensions=2,
+        id="a" * 32,
+        challenge_id="c",
+        owner="o",
+        state=State.RUNNING,
+        generation=1,
+        flag="f",
+        created_at=T0,
+        expires_at=T0 + timedelta(seconds=3600),
+        max_extensions=2,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -30,9 +37,13 @@ def test_initial_deadline_is_now_plus_lifetime() -> None:
 
 def test_extension_adds_the_step_capped_at_max_remaining() -> None:
     now = T0 + timedelta(minutes=30)  # 30 min left; +1 h = 1 h 30 left, under the 2 h cap
-    assert lifecycle.extended_deadline(_instance(), LIFETIME, now, min_interval_s=0) == T0 + timedelta(hours=2)
+    assert lifecycle.extended_deadline(_instance(), LIFETIME, now, min_interval_s=0) == T0 + timedelta(
+        hours=2
+    )
     now = T0  # 1 h left; +1 h = 2 h, exactly the cap
-    assert lifecycle.extended_deadline(_instance(), LIFETIME, now, min_interval_s=0) == T0 + timedelta(hours=2)
+    assert lifecycle.extended_deadline(_instance(), LIFETIME, now, min_interval_s=0) == T0 + timedelta(
+        hours=2
+    )
 
 
 def test_extension_that_gains_nothing_is_refused_with_a_retry_time() -> None:
@@ -51,7 +62,9 @@ def test_extension_that_gains_nothing_is_refused_with_a_retry_time() -> None:
         ({"last_extended_at": T0}, 299, 300, ExtensionTooSoon),
     ],
 )
-def test_extension_truth_table(changes: dict[str, object], now_offset: int, interval: float, error: type) -> None:
+def test_extension_truth_table(
+    changes: dict[str, object], now_offset: int, interval: float, error: type
+) -> None:
     with pytest.raises(error):
         lifecycle.extended_deadline(
             _instance(**changes), LIFETIME, T0 + timedelta(seconds=now_offset), min_interval_s=interval

@@ -14,14 +14,25 @@ def test_short_form_becomes_one_container_with_documented_defaults() -> None:
     assert (c.name, c.image, c.ports[0].port, c.ports[0].protocol) == ("main", "img:1", 80, Protocol.HTTP)
     assert (c.resources.memory_mib, c.resources.cpus, c.resources.pids) == (256, 0.5, 256)
     lt = spec.lifetime
-    assert (lt.seconds, lt.extension_seconds, lt.max_extensions, lt.max_remaining_seconds) == (3600, 3600, 5, 7200)
+    assert (lt.seconds, lt.extension_seconds, lt.max_extensions, lt.max_remaining_seconds) == (
+        3600,
+        3600,
+        5,
+        7200,
+    )
     assert spec.flag.env == "FLAG"
     assert c.cap_add == ()
 
 
 def test_long_form_holds_several_containers() -> None:
     spec = parse_spec(
-        {"id": "app", "containers": [{"name": "web", "image": "a", "ports": [{"port": 80}]}, {"name": "db", "image": "b"}]}
+        {
+            "id": "app",
+            "containers": [
+                {"name": "web", "image": "a", "ports": [{"port": 80}]},
+                {"name": "db", "image": "b"},
+            ],
+        }
     )
     assert [c.name for c in spec.containers] == ["web", "db"]
     assert [(c.name, p.port) for c, p in spec.exposed] == [("web", 80)]
@@ -42,7 +53,10 @@ def test_url_id_fills_a_missing_id() -> None:
         ({"id": "a", "image": "a", "cap_add": ["SYS_ADMIN"]}, "cap_add"),
         ({"id": "a", "image": "a", "env": {"1BAD": "x"}}, "env"),
         ({"id": "a", "image": "a", "resources": {"memory_mib": 1}}, "memory_mib"),
-        ({"id": "a", "image": "a", "lifetime": {"seconds": 7200, "max_remaining_seconds": 60}}, "max_remaining"),
+        (
+            {"id": "a", "image": "a", "lifetime": {"seconds": 7200, "max_remaining_seconds": 60}},
+            "max_remaining",
+        ),
         ({"id": "a", "image": "a", "containers": [{"image": "b"}]}, "not both"),
         ({"id": "a", "containers": [{"name": "x", "image": "a"}, {"name": "x", "image": "b"}]}, "unique"),
         ({"id": "a", "containers": []}, "containers"),

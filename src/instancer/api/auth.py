@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from enum import Enum
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -34,12 +35,15 @@ def _role(request: Request, credentials: HTTPAuthorizationCredentials | None) ->
     raise Unauthorized("the bearer token is not valid")
 
 
-def platform(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Role:
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def platform(request: Request, credentials: Credentials) -> Role:
     """Platform or admin."""
     return _role(request, credentials)
 
 
-def admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Role:
+def admin(request: Request, credentials: Credentials) -> Role:
     role = _role(request, credentials)
     if role is not Role.ADMIN:
         raise Forbidden("this endpoint needs the admin token")

@@ -52,8 +52,9 @@ STATUS: dict[str, int] = {
 }
 
 
-def error_response(code: str, message: str, details: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
     return JSONResponse(body, status_code=STATUS.get(code, 500), headers=headers)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_response
@@ -45,12 +43,14 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
-            "PAYLOAD_TOO_LARGE", f"the request body exceeds {self.max_bytes} bytes", {"max_bytes": self.max_bytes}
+            "PAYLOAD_TOO_LARGE",
+            f"the request body exceeds {self.max_bytes} bytes",
+            {"max_bytes": self.max_bytes},
         )
         await response(scope, receive, send)
 
 
-def _content_length(scope: dict[str, Any]) -> int | None:
+def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
             try:

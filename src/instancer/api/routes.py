@@ -35,7 +35,8 @@ health = APIRouter()
 InstanceId = Annotated[str, Path(pattern=INSTANCE_ID_PATTERN)]
 ChallengeId = Annotated[str, Path(pattern=CHALLENGE_ID_PATTERN)]
 OwnerQuery = Annotated[
-    str | None, Query(pattern=OWNER_PATTERN, description="When given, the instance must belong to this owner.")
+    str | None,
+    Query(pattern=OWNER_PATTERN, description="When given, the instance must belong to this owner."),
 ]
 
 
@@ -97,7 +98,9 @@ def list_instances(
 ) -> InstanceList:
     """The owner's live instances (and, with include_ended, its past ones, newest first)."""
     states = None if include_ended else frozenset({State.STARTING, State.RUNNING, State.STOPPING})
-    page = ctx.instances.find(InstanceFilter(challenge_id=challenge, owner=owner, states=states), per_page=100)
+    page = ctx.instances.find(
+        InstanceFilter(challenge_id=challenge, owner=owner, states=states), per_page=100
+    )
     return InstanceList.of(page, host=ctx.public_host, now=ctx.clock.now())
 
 
@@ -127,6 +130,7 @@ def stop_instance(ctx: Ctx, instance_id: InstanceId, owner: OwnerQuery = None) -
 @admin.get("/admin/instances", tags=["admin"])
 def admin_list_instances(
     ctx: Ctx,
+    *,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
     challenge: Annotated[str | None, Query(pattern=CHALLENGE_ID_PATTERN)] = None,
@@ -155,7 +159,7 @@ def admin_stop_instance(ctx: Ctx, instance_id: InstanceId) -> InstanceOut:
 def admin_stop_instances(
     ctx: Ctx,
     challenge: Annotated[str | None, Query(pattern=CHALLENGE_ID_PATTERN)] = None,
-    all: Annotated[bool, Query(description="Required to stop every instance of every challenge.")] = False,  # noqa: A002
+    all: Annotated[bool, Query(description="Required to stop every instance of every challenge.")] = False,
 ) -> StoppedCount:
     if challenge is None and not all:
         raise ValidationFailed("give `challenge`, or `all=true` to stop every instance")
@@ -184,8 +188,9 @@ def readyz(ctx: Ctx) -> JSONResponse:
         try:
             check()
             checks[name] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready; the code says which
+        except Exception as exc:
             checks[name] = getattr(exc, "code", "UNAVAILABLE")
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )

@@ -21,11 +21,15 @@ class _In(BaseModel):
 
 class StartRequest(_In):
     challenge: str = Field(pattern=CHALLENGE_ID_PATTERN, description="Challenge id.")
-    owner: str = Field(pattern=OWNER_PATTERN, description="Opaque owner id chosen by the platform (team or user).")
+    owner: str = Field(
+        pattern=OWNER_PATTERN, description="Opaque owner id chosen by the platform (team or user)."
+    )
 
 
 class AdminExtendRequest(_In):
-    seconds: int | None = Field(default=None, ge=1, le=7 * 86400, description="Seconds to add; default: the challenge's step.")
+    seconds: int | None = Field(
+        default=None, ge=1, le=7 * 86400, description="Seconds to add; default: the challenge's step."
+    )
 
 
 class ConnectionOut(BaseModel):
@@ -57,17 +61,32 @@ class InstanceOut(BaseModel):
     def of(cls, instance: Instance, *, host: str, now: datetime) -> InstanceOut:
         remaining = max(0, int((instance.expires_at - now).total_seconds())) if instance.live else 0
         return cls(
-            id=instance.id, challenge=instance.challenge_id, owner=instance.owner, state=instance.state.value,
-            created_at=instance.created_at, started_at=instance.started_at, expires_at=instance.expires_at,
-            ended_at=instance.ended_at, remaining_seconds=remaining, extensions_used=instance.extensions_used,
-            extensions_left=instance.extensions_left, reason=instance.reason,
+            id=instance.id,
+            challenge=instance.challenge_id,
+            owner=instance.owner,
+            state=instance.state.value,
+            created_at=instance.created_at,
+            started_at=instance.started_at,
+            expires_at=instance.expires_at,
+            ended_at=instance.ended_at,
+            remaining_seconds=remaining,
+            extensions_used=instance.extensions_used,
+            extensions_left=instance.extensions_left,
+            reason=instance.reason,
             connection=[
                 ConnectionOut(
-                    container=e.container, container_port=e.container_port, protocol=e.protocol.value,
-                    host=e.host, port=e.port, url=e.url, command=e.command,
+                    container=e.container,
+                    container_port=e.container_port,
+                    protocol=e.protocol.value,
+                    host=e.host,
+                    port=e.port,
+                    url=e.url,
+                    command=e.command,
                 )
                 for e in endpoints(instance, host)
-            ] if instance.live else [],
+            ]
+            if instance.live
+            else [],
         )
 
 
@@ -81,7 +100,9 @@ class InstanceList(BaseModel):
     def of(cls, page: Page, *, host: str, now: datetime) -> InstanceList:
         return cls(
             items=[InstanceOut.of(i, host=host, now=now) for i in page.items],
-            total=page.total, page=page.page, per_page=page.per_page,
+            total=page.total,
+            page=page.page,
+            per_page=page.per_page,
         )
 
 
@@ -100,8 +121,11 @@ class StatsOut(BaseModel):
     def of(cls, stats: Stats, *, capacity: int) -> StatsOut:
         occupying = sum(stats.by_state.get(s, 0) for s in ("starting", "running", "stopping"))
         return cls(
-            by_state=stats.by_state, live_by_challenge=stats.by_challenge, occupying=occupying,
-            capacity=capacity, ports_allocated=stats.ports_allocated,
+            by_state=stats.by_state,
+            live_by_challenge=stats.by_challenge,
+            occupying=occupying,
+            capacity=capacity,
+            ports_allocated=stats.ports_allocated,
         )
 
 

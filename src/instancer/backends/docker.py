@@ -16,16 +16,18 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 import requests.exceptions
 
 from ..domain.errors import BackendRejected, BackendUnavailable, ImageMissing, PortUnavailable
-from ..domain.ports import ContainerPlan, LaunchPlan, Launched, Observed
+from ..domain.ports import ContainerPlan, Launched, LaunchPlan, Observed
 from . import labels
 
 log = logging.getLogger(__name__)
 
 _PORT_CLASH = ("port is already allocated", "address already in use", "bind for")
-_LOG_CONFIG = {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}}
+# Bounded logs: a chatty challenge must not fill the engine's disk.
+_LOG_CONFIG = docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"})
 
 
 @contextmanager
@@ -71,7 +73,9 @@ class DockerBackend:
         if self._client is None:
             with translate_errors("connect"):
                 self._client = docker.APIClient(
-                    base_url=self._base_url, version="auto", timeout=int(self._timeout),
+                    base_url=self._base_url,
+                    version="auto",
+                    timeout=int(self._timeout),
                     max_pool_size=self._pool_size,
                 )
         return self._client
@@ -84,7 +88,10 @@ class DockerBackend:
         network = f"inst-{plan.instance_id}-{plan.generation}"
         with translate_errors("create the network"):
             self.api.create_network(
-                network, driver="bridge", labels=labels.for_network(plan, self._deployment), check_duplicate=True
+                network,
+                driver="bridge",
+                labels=labels.for_network(plan, self._deployment),
+                check_duplicate=True,
             )
         targets: list[tuple[str, int]] = []
         for container in plan.containers:
@@ -119,7 +126,8 @@ class DockerBackend:
                 ports=[(b.container_port, "tcp") for b in c.ports],
                 host_config=host_config,
                 networking_config=api.create_networking_config(
-                    {network: api.create_endpoint_config(aliases=[c.name])}
+                    # The stub says one EndpointConfig; the SDK takes {network name: EndpointConfig}.
+                    {network: api.create_endpoint_config(aliases=[c.name])}  # type: ignore[arg-type]
                 ),
             )
         with translate_errors("start the container"):
@@ -159,14 +167,19 @@ class DockerBackend:
             networks = self.api.networks(filters=selector)
         observed = [
             Observed(
-                kind="container", name=c["Names"][0].lstrip("/"), instance_id=c["Labels"][labels.INSTANCE],
-                created_at=datetime.fromtimestamp(c["Created"], UTC), running=c["State"] == "running",
+                kind="container",
+                name=c["Names"][0].lstrip("/"),
+                instance_id=c["Labels"][labels.INSTANCE],
+                created_at=datetime.fromtimestamp(c["Created"], UTC),
+                running=c["State"] == "running",
             )
             for c in containers
         ]
         observed += [
             Observed(
-                kind="network", name=n["Name"], instance_id=n["Labels"][labels.INSTANCE],
+                kind="network",
+                name=n["Name"],
+                instance_id=n["Labels"][labels.INSTANCE],
                 created_at=_parse_engine_time(n["Created"]),
             )
             for n in networks
@@ -185,7 +198,7 @@ def _accepts(host: str, port: int) -> bool:
 def _parse_engine_time(value: str) -> datetime:
     """Docker's RFC 3339 times carry nanoseconds, which `fromisoformat` refuses; trim them."""
     head, _, rest = value.partition(".")
-    zone = rest[rest.find("+"):] if "+" in rest else ("+00:00" if rest.endswith("Z") or not rest else "")
+    zone = rest[rest.find("+") :] if "+" in rest else ("+00:00" if rest.endswith("Z") or not rest else "")
     if "-" in rest:
-        zone = rest[rest.find("-"):]
+        zone = rest[rest.find("-") :]
     return datetime.fromisoformat(head + zone).astimezone(UTC)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..domain.errors import BackendUnavailable, ImageMissing, PortUnavailable
-from ..domain.ports import LaunchPlan, Launched, Observed
+from ..domain.ports import Launched, LaunchPlan, Observed
 
 
 @dataclass

@@ -174,8 +174,14 @@ class Tx(Protocol):
         """
         ...
 
-    def allocate_ports(self, instance_id: str, wanted: Sequence[tuple[str, int, str]],
-                       low: int, high: int, avoid: frozenset[int] = frozenset()) -> list[Allocation]:
+    def allocate_ports(
+        self,
+        instance_id: str,
+        wanted: Sequence[tuple[str, int, str]],
+        low: int,
+        high: int,
+        avoid: frozenset[int] = frozenset(),
+    ) -> list[Allocation]:
         """Reserve one free host port per (container, container_port, protocol).
 
         Raises PortsExhausted when the range is full.
@@ -191,7 +197,5 @@ class Store(Protocol):
     def ping(self) -> None: ...
 
 
-class LiveInstanceExists(Exception):  # noqa: N818 - a signal between store and use case, not an error
+class LiveInstanceExists(Exception):
     """The store refused a second live instance for one (challenge, owner)."""
-
-

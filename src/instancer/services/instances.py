@@ -32,8 +32,8 @@ from ..domain.ports import (
     Clock,
     ContainerPlan,
     InstanceFilter,
-    LaunchPlan,
     Launched,
+    LaunchPlan,
     LiveInstanceExists,
     Page,
     PortBinding,
@@ -163,8 +163,9 @@ class InstanceService:
         try:
             launched = self._start_on_engine(spec, instance)
             if not self._wait_ready(launched):
+                timeout = self._policy.ready_timeout_seconds
                 raise InstanceStartFailed(
-                    f"the instance did not accept connections within {self._policy.ready_timeout_seconds:g} s",
+                    f"the instance did not accept connections within {timeout:g} s",
                     instance_id=instance.id,
                 )
         except BackendError as exc:
@@ -211,8 +212,12 @@ class InstanceService:
         now = self._clock.now()
         with self._store.transaction() as tx:
             ok = tx.transition(
-                instance.id, expect=frozenset({State.STARTING}), to=State.RUNNING, now=now,
-                at_generation=instance.generation, started_at=now,
+                instance.id,
+                expect=frozenset({State.STARTING}),
+                to=State.RUNNING,
+                now=now,
+                at_generation=instance.generation,
+                started_at=now,
             )
             current = tx.get_instance(instance.id)
         if not ok:  # stopped (or reverted) while we were starting: leave no container behind
@@ -228,8 +233,13 @@ class InstanceService:
         now = self._clock.now()
         with self._store.transaction() as tx:
             tx.transition(
-                instance.id, expect=frozenset({State.STARTING}), to=State.FAILED, now=now,
-                at_generation=instance.generation, ended_at=now, reason=f"{code}: {message}",
+                instance.id,
+                expect=frozenset({State.STARTING}),
+                to=State.FAILED,
+                now=now,
+                at_generation=instance.generation,
+                ended_at=now,
+                reason=f"{code}: {message}",
             )
             tx.release_ports(instance.id)
         try:
@@ -254,8 +264,13 @@ class InstanceService:
                 instance, spec.lifetime, now, min_interval_s=self._policy.extension_interval_for(spec)
             )
             tx.transition(
-                instance.id, expect=frozenset({State.RUNNING}), to=State.RUNNING, now=now,
-                expires_at=deadline, extensions_used=instance.extensions_used + 1, last_extended_at=now,
+                instance.id,
+                expect=frozenset({State.RUNNING}),
+                to=State.RUNNING,
+                now=now,
+                expires_at=deadline,
+                extensions_used=instance.extensions_used + 1,
+                last_extended_at=now,
             )
             return _reload(tx, instance.id)
 
@@ -269,7 +284,10 @@ class InstanceService:
             spec = tx.get_challenge(instance.challenge_id)
             step = seconds if seconds is not None else (spec.lifetime.extension_seconds if spec else 3600)
             tx.transition(
-                instance.id, expect=LIVE_STATES, to=instance.state, now=now,
+                instance.id,
+                expect=LIVE_STATES,
+                to=instance.state,
+                now=now,
                 expires_at=max(instance.expires_at, now) + timedelta(seconds=step),
             )
             return _reload(tx, instance.id)
@@ -288,12 +306,20 @@ class InstanceService:
             tx.lock_starts()
             instance = _owned(tx, instance_id, owner)
             if instance.state is not State.RUNNING:
-                raise InstanceNotRunning("only a running instance can be reverted", state=instance.state.value)
+                raise InstanceNotRunning(
+                    "only a running instance can be reverted", state=instance.state.value
+                )
             spec = _challenge(tx, instance.challenge_id)
-            lifecycle.check_cooldown(tx.owner_last_start(instance.owner), now, self._policy.cooldown_for(spec))
+            lifecycle.check_cooldown(
+                tx.owner_last_start(instance.owner), now, self._policy.cooldown_for(spec)
+            )
             tx.transition(
-                instance.id, expect=frozenset({State.RUNNING}), to=State.STARTING, now=now,
-                at_generation=instance.generation, generation=instance.generation + 1,
+                instance.id,
+                expect=frozenset({State.RUNNING}),
+                to=State.STARTING,
+                now=now,
+                at_generation=instance.generation,
+                generation=instance.generation + 1,
             )
             tx.touch_owner(instance.owner, now)
             instance = _reload(tx, instance.id)
@@ -302,8 +328,14 @@ class InstanceService:
 
     # --- stop --------------------------------------------------------------------
 
-    def stop(self, instance_id: str, *, owner: str | None = None, final: State = State.STOPPED,
-             reason: str | None = None) -> Instance:
+    def stop(
+        self,
+        instance_id: str,
+        *,
+        owner: str | None = None,
+        final: State = State.STOPPED,
+        reason: str | None = None,
+    ) -> Instance:
         """Stop an instance and free what it held. Stopping an ended instance is a no-op.
 
         Raises:
@@ -322,7 +354,12 @@ class InstanceService:
         now = self._clock.now()
         with self._store.transaction() as tx:
             tx.transition(
-                instance_id, expect=frozenset({State.STOPPING}), to=final, now=now, ended_at=now, reason=reason
+                instance_id,
+                expect=frozenset({State.STOPPING}),
+                to=final,
+                now=now,
+                ended_at=now,
+                reason=reason,
             )
             tx.release_ports(instance_id)
             return _reload(tx, instance_id)
@@ -369,8 +406,12 @@ class InstanceService:
     def _claim(self, instance: Instance, expect: frozenset[State], reason: str) -> bool:
         with self._store.transaction() as tx:
             return tx.transition(
-                instance.id, expect=expect, to=State.STOPPING, now=self._clock.now(),
-                at_generation=instance.generation, reason=reason,
+                instance.id,
+                expect=expect,
+                to=State.STOPPING,
+                now=self._clock.now(),
+                at_generation=instance.generation,
+                reason=reason,
             )
 
     def remove_orphans(self, *, grace_seconds: float = 60.0) -> int:

@@ -140,7 +140,11 @@ class SqlTx:
         return self._select(InstanceFilter(owner=owner, states=frozenset({State.STARTING, State.RUNNING})))
 
     def count_occupying(self) -> int:
-        q = select(func.count()).select_from(InstanceRow).where(InstanceRow.state.in_(_names(OCCUPYING_STATES)))
+        q = (
+            select(func.count())
+            .select_from(InstanceRow)
+            .where(InstanceRow.state.in_(_names(OCCUPYING_STATES)))
+        )
         return int(self._s.scalar(q) or 0)
 
     def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page:
@@ -201,12 +205,17 @@ class SqlTx:
         free = _pick_free(taken, low, high, len(wanted))
         if free is None:
             raise PortsExhausted(f"no free host port left in {low}-{high}", low=low, high=high)
-        allocations = [Allocation(c, cp, Protocol(proto), hp) for (c, cp, proto), hp in zip(wanted, free, strict=True)]
+        allocations = [
+            Allocation(c, cp, Protocol(proto), hp) for (c, cp, proto), hp in zip(wanted, free, strict=True)
+        ]
         for a in allocations:
             self._s.add(
                 AllocationRow(
-                    host_port=a.host_port, instance_id=instance_id, container=a.container,
-                    container_port=a.container_port, protocol=a.protocol.value,
+                    host_port=a.host_port,
+                    instance_id=instance_id,
+                    container=a.container,
+                    container_port=a.container_port,
+                    protocol=a.protocol.value,
                 )
             )
         self._s.flush()
@@ -216,13 +225,14 @@ class SqlTx:
         self._s.execute(delete(AllocationRow).where(AllocationRow.instance_id == instance_id))
 
     def stats(self) -> Stats:
-        by_state = dict(self._s.execute(select(InstanceRow.state, func.count()).group_by(InstanceRow.state)).all())
+        states = select(InstanceRow.state, func.count()).group_by(InstanceRow.state)
+        by_state = {str(state): int(n) for state, n in self._s.execute(states)}
         occupying = (
             select(InstanceRow.challenge_id, func.count())
             .where(InstanceRow.state.in_(_names(OCCUPYING_STATES)))
             .group_by(InstanceRow.challenge_id)
         )
-        by_challenge = dict(self._s.execute(occupying).all())
+        by_challenge = {str(c): int(n) for c, n in self._s.execute(occupying)}
         ports = int(self._s.scalar(select(func.count()).select_from(AllocationRow)) or 0)
         return Stats(by_state=by_state, by_challenge=by_challenge, ports_allocated=ports)
 
@@ -238,7 +248,11 @@ class SqlTx:
         ids = [r.id for r in rows]
         allocs: dict[str, list[Allocation]] = {}
         if ids:
-            q = select(AllocationRow).where(AllocationRow.instance_id.in_(ids)).order_by(AllocationRow.host_port)
+            q = (
+                select(AllocationRow)
+                .where(AllocationRow.instance_id.in_(ids))
+                .order_by(AllocationRow.host_port)
+            )
             for a in self._s.scalars(q):
                 allocs.setdefault(a.instance_id, []).append(
                     Allocation(a.container, a.container_port, Protocol(a.protocol), a.host_port)
@@ -275,20 +289,39 @@ def _pick_free(taken: set[int], low: int, high: int, n: int) -> list[int] | None
 
 def _to_row(i: Instance) -> InstanceRow:
     return InstanceRow(
-        id=i.id, challenge_id=i.challenge_id, owner=i.owner, state=i.state.value, generation=i.generation,
-        flag=i.flag, created_at=i.created_at, state_changed_at=i.created_at, expires_at=i.expires_at,
-        started_at=i.started_at, ended_at=i.ended_at, extensions_used=i.extensions_used,
-        max_extensions=i.max_extensions, last_extended_at=i.last_extended_at, reason=i.reason,
+        id=i.id,
+        challenge_id=i.challenge_id,
+        owner=i.owner,
+        state=i.state.value,
+        generation=i.generation,
+        flag=i.flag,
+        created_at=i.created_at,
+        state_changed_at=i.created_at,
+        expires_at=i.expires_at,
+        started_at=i.started_at,
+        ended_at=i.ended_at,
+        extensions_used=i.extensions_used,
+        max_extensions=i.max_extensions,
+        last_extended_at=i.last_extended_at,
+        reason=i.reason,
     )
 
 
 def _from_row(r: InstanceRow, allocations: tuple[Allocation, ...]) -> Instance:
     return Instance(
-        id=r.id, challenge_id=r.challenge_id, owner=r.owner, state=State(r.state), generation=r.generation,
-        flag=r.flag, created_at=r.created_at, expires_at=r.expires_at, extensions_used=r.extensions_used,
-        max_extensions=r.max_extensions, last_extended_at=r.last_extended_at, started_at=r.started_at,
-        ended_at=r.ended_at, reason=r.reason, allocations=allocations,
+        id=r.id,
+        challenge_id=r.challenge_id,
+        owner=r.owner,
+        state=State(r.state),
+        generation=r.generation,
+        flag=r.flag,
+        created_at=r.created_at,
+        expires_at=r.expires_at,
+        extensions_used=r.extensions_used,
+        max_extensions=r.max_extensions,
+        last_extended_at=r.last_extended_at,
+        started_at=r.started_at,
+        ended_at=r.ended_at,
+        reason=r.reason,
+        allocations=allocations,
     )
-
-
-

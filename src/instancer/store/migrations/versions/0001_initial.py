@@ -46,8 +46,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_instances"),
     )
     op.create_index(
-        "uq_instances_live", "instances", ["challenge_id", "owner"], unique=True,
-        sqlite_where=sa.text(LIVE_SQL), postgresql_where=sa.text(LIVE_SQL),
+        "uq_instances_live",
+        "instances",
+        ["challenge_id", "owner"],
+        unique=True,
+        sqlite_where=sa.text(LIVE_SQL),
+        postgresql_where=sa.text(LIVE_SQL),
     )
     op.create_index("ix_instances_owner_state", "instances", ["owner", "state"])
     op.create_index("ix_instances_state_expires_at", "instances", ["state", "expires_at"])
@@ -59,7 +63,9 @@ def upgrade() -> None:
         sa.Column("container", sa.String(31), nullable=False),
         sa.Column("container_port", sa.Integer(), nullable=False),
         sa.Column("protocol", sa.String(8), nullable=False),
-        sa.ForeignKeyConstraint(["instance_id"], ["instances.id"], name="fk_allocations_instance_id_instances"),
+        sa.ForeignKeyConstraint(
+            ["instance_id"], ["instances.id"], name="fk_allocations_instance_id_instances"
+        ),
         sa.PrimaryKeyConstraint("host_port", name="pk_allocations"),
     )
     op.create_index("ix_allocations_instance_id", "allocations", ["instance_id"])

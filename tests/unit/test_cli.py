@@ -1,0 +1,95 @@
+"""The `instancer` command: configuration errors name the key; challenge and instance
+commands work on the database directly (here with the fake engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from instancer import cli
+from tests.conftest import ADMIN_TOKEN, PLATFORM_TOKEN
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("INSTANCER_PLATFORM_TOKEN", PLATFORM_TOKEN)
+    monkeypatch.setenv("INSTANCER_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("INSTANCER_DATABASE_URL", f"sqlite:///{tmp_path}/sub/dir/i.db")
+    monkeypatch.setenv("INSTANCER_BACKEND", "fake")
+    monkeypatch.setenv("INSTANCER_COOLDOWN_SECONDS", "0")
+    return tmp_path
+
+
+def test_configuration_errors_name_the_key(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("INSTANCER_PLATFORM_TOKEN", raising=False)
+    monkeypatch.setenv("INSTANCER_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("INSTANCER_CAPACITY", "many")
+    assert cli.main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "INSTANCER_PLATFORM_TOKEN" in err and "INSTANCER_CAPACITY" in err
+
+
+def test_tokens_must_be_long_and_distinct(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("INSTANCER_PLATFORM_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("INSTANCER_ADMIN_TOKEN", ADMIN_TOKEN)
+    assert cli.main(["check-config"]) == 2
+    assert "must differ" in capsys.readouterr().err
+
+
+def test_check_config_hides_secrets_and_reaches_dependencies(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert PLATFORM_TOKEN not in out and ADMIN_TOKEN not in out
+    assert "database: ok" in out and "engine: ok" in out
+
+
+def test_check_config_fails_without_an_engine(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("INSTANCER_BACKEND", "docker")
+    monkeypatch.setenv("INSTANCER_DOCKER_HOST", f"unix://{env}/no-such.sock")
+    assert cli.main(["check-config"]) == 1
+    assert "engine: ENGINE_UNAVAILABLE" in capsys.readouterr().out
+
+
+def test_serve_says_in_one_sentence_that_no_engine_is_reachable(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("INSTANCER_BACKEND", "docker")
+    monkeypatch.setenv("INSTANCER_DOCKER_HOST", f"unix://{env}/no-such.sock")
+    assert cli.main(["serve", "--port", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("No Docker engine is reachable") and "docker-up" in err and err.count("\n") == 0
+
+
+def test_challenge_and_instance_commands(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = env / "c.yaml"
+    spec.write_text("id: web\nimage: x:1\nports:\n  - port: 80\n    protocol: http\n")
+    assert cli.main(["challenge", "apply", str(spec)]) == 0
+    assert cli.main(["challenge", "apply", str(spec)]) == 0
+    assert cli.main(["challenge", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "created challenge web" in out and "updated challenge web" in out and "web\tx:1" in out
+    assert cli.main(["instance", "list"]) == 0
+    assert "0 instance(s)" in capsys.readouterr().err
+    assert cli.main(["instance", "stop", "0" * 32]) == 1
+    assert "INSTANCE_NOT_FOUND" in capsys.readouterr().err
+    assert cli.main(["challenge", "delete", "web"]) == 0
+    assert cli.main(["challenge", "delete", "web"]) == 1
+    assert "CHALLENGE_NOT_FOUND" in capsys.readouterr().err
+
+
+def test_bad_spec_file_is_reported(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = env / "bad.yaml"
+    spec.write_text("id: web\nimage: x\nports: [{port: 0}]\n")
+    assert cli.main(["challenge", "apply", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert "VALIDATION_FAILED" in err and "containers.0.ports.0.port" in err
+
+
+def test_unreadable_spec_file_is_reported(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = env / "broken.yaml"
+    spec.write_text("id: [unclosed\n")
+    assert cli.main(["challenge", "apply", str(spec), str(env / "missing.yaml")]) == 1
+    assert "VALIDATION_FAILED: cannot read" in capsys.readouterr().err
