@@ -287,3 +287,14 @@ def test_deleting_a_challenge_stops_its_instances(svc: Service) -> None:
     assert svc.challenges.delete("web") == 1
     with pytest.raises(ChallengeNotFound):
         svc.challenges.get("web")
+
+
+def test_per_challenge_capacity(make_service: MakeService, fake_backend: FakeBackend) -> None:
+    service = make_service(backend=fake_backend)
+    service.challenges.put(demo_spec("small", limits={"capacity": 1}))
+    service.challenges.put(demo_spec("big"))
+    service.instances.start("small", "a")
+    with pytest.raises(CapacityReached) as caught:
+        service.instances.start("small", "b")
+    assert caught.value.details == {"capacity": 1, "scope": "challenge"}
+    assert service.instances.start("big", "b").created

@@ -21,7 +21,9 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_configuration_errors_name_the_key(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_configuration_errors_name_the_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("INSTANCER_PLATFORM_TOKEN", raising=False)
     monkeypatch.setenv("INSTANCER_ADMIN_TOKEN", ADMIN_TOKEN)
     monkeypatch.setenv("INSTANCER_CAPACITY", "many")
@@ -30,14 +32,18 @@ def test_configuration_errors_name_the_key(monkeypatch: pytest.MonkeyPatch, caps
     assert "INSTANCER_PLATFORM_TOKEN" in err and "INSTANCER_CAPACITY" in err
 
 
-def test_tokens_must_be_long_and_distinct(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tokens_must_be_long_and_distinct(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("INSTANCER_PLATFORM_TOKEN", ADMIN_TOKEN)
     monkeypatch.setenv("INSTANCER_ADMIN_TOKEN", ADMIN_TOKEN)
     assert cli.main(["check-config"]) == 2
     assert "must differ" in capsys.readouterr().err
 
 
-def test_check_config_hides_secrets_and_reaches_dependencies(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_hides_secrets_and_reaches_dependencies(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["check-config"]) == 0
     out = capsys.readouterr().out
     assert PLATFORM_TOKEN not in out and ADMIN_TOKEN not in out

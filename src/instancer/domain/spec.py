@@ -84,6 +84,9 @@ class Limits(_Strict):
     """Per-challenge overrides of the global limits; `None` means the global setting."""
 
     per_owner: int | None = Field(default=None, ge=1, le=1000)
+    capacity: int | None = Field(
+        default=None, ge=1, le=100_000, description="Live instances of this challenge."
+    )
     cooldown_seconds: float | None = Field(default=None, ge=0, le=86400)
     extension_interval_seconds: float | None = Field(default=None, ge=0, le=86400)
 

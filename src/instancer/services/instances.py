@@ -11,6 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -23,6 +24,7 @@ from ..domain.errors import (
     InstanceLimitReached,
     InstanceNotFound,
     InstanceNotRunning,
+    InstancerError,
     InstanceStartFailed,
     PortUnavailable,
 )
@@ -72,6 +74,7 @@ class InstanceService:
         self._clock = clock
         self._policy = policy
         self._sleep = sleep
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="instancer-reap")
 
     # --- reads -------------------------------------------------------------------
 
@@ -150,6 +153,14 @@ class InstanceService:
             raise CapacityReached(
                 "the event has reached its instance capacity; try again later",
                 capacity=self._policy.capacity,
+                scope="global",
+            )
+        own = spec.limits.capacity
+        if own is not None and tx.count_occupying(spec.id) >= own:
+            raise CapacityReached(
+                "this challenge has reached its instance capacity; try again later",
+                capacity=own,
+                scope="challenge",
             )
 
     def _allocate(
@@ -377,31 +388,45 @@ class InstanceService:
 
     # --- reaper ------------------------------------------------------------------
 
-    def reap(self, *, batch: int = 50) -> dict[str, int]:
+    def reap(self, *, batch: int = 200) -> dict[str, int]:
         """Expire instances past their deadline and finish starts/stops a dead process left.
 
-        Safe to run from several replicas at once: every step is a compare-and-set.
+        Safe to run from several replicas at once: each instance is claimed by a
+        compare-and-set before anything is removed. Removals run in parallel so a wave
+        of instances sharing one deadline is gone within a tick or two.
         Returns counts per kind of repair.
         """
-        report = {"expired": 0, "stale_starting": 0, "stale_stopping": 0}
         now = self._clock.now()
         with self._store.transaction() as tx:
             due = tx.due(now, batch)
             stale_before = now - timedelta(seconds=self._policy.stale_after_seconds)
             stale = tx.stale(frozenset({State.STARTING, State.STOPPING}), stale_before, batch)
-        for instance in due:
-            if self._claim(instance, LIVE_STATES, REASON_EXPIRED):
-                self._finish_stop(instance.id, State.EXPIRED, REASON_EXPIRED)
-                report["expired"] += 1
-        for instance in stale:
-            kind = "stale_starting" if instance.state is State.STARTING else "stale_stopping"
-            final = _final_state_of_stale(instance)
-            if instance.state is State.STOPPING or self._claim(
-                instance, frozenset({State.STARTING}), REASON_INTERRUPTED
-            ):
-                self._finish_stop(instance.id, final, instance.reason or REASON_INTERRUPTED)
-                report[kind] += 1
+        jobs: list[tuple[str, str, State, str]] = [
+            ("expired", i.id, State.EXPIRED, REASON_EXPIRED)
+            for i in due
+            if self._claim(i, LIVE_STATES, REASON_EXPIRED)
+        ]
+        for i in stale:
+            if i.state is State.STOPPING:
+                jobs.append(
+                    ("stale_stopping", i.id, _final_state_of_stale(i), i.reason or REASON_INTERRUPTED)
+                )
+            elif self._claim(i, frozenset({State.STARTING}), REASON_INTERRUPTED):
+                jobs.append(("stale_starting", i.id, State.FAILED, REASON_INTERRUPTED))
+        report = {"expired": 0, "stale_starting": 0, "stale_stopping": 0}
+        for kind, done in zip((j[0] for j in jobs), self._pool.map(self._try_finish, jobs), strict=True):
+            report[kind] += done
         return report
+
+    def _try_finish(self, job: tuple[str, str, State, str]) -> bool:
+        """Finish one claimed stop; an engine failure leaves it `stopping` for a later pass."""
+        _, instance_id, final, reason = job
+        try:
+            self._finish_stop(instance_id, final, reason)
+        except InstancerError as exc:
+            log.warning("could not finish stopping %s (%s); retrying later", instance_id, exc.code)
+            return False
+        return True
 
     def _claim(self, instance: Instance, expect: frozenset[State], reason: str) -> bool:
         with self._store.transaction() as tx:

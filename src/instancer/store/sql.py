@@ -139,12 +139,11 @@ class SqlTx:
     def live_of_owner(self, owner: str) -> list[Instance]:
         return self._select(InstanceFilter(owner=owner, states=frozenset({State.STARTING, State.RUNNING})))
 
-    def count_occupying(self) -> int:
-        q = (
-            select(func.count())
-            .select_from(InstanceRow)
-            .where(InstanceRow.state.in_(_names(OCCUPYING_STATES)))
-        )
+    def count_occupying(self, challenge_id: str | None = None) -> int:
+        q = select(func.count()).select_from(InstanceRow)
+        q = q.where(InstanceRow.state.in_(_names(OCCUPYING_STATES)))
+        if challenge_id is not None:
+            q = q.where(InstanceRow.challenge_id == challenge_id)
         return int(self._s.scalar(q) or 0)
 
     def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page:

@@ -1,0 +1,77 @@
+"""On the real engine: a start that never becomes ready fails cleanly, state survives a restart
+of the service, and flags never reach the logs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import httpx2 as httpx
+import pytest
+
+from instancer.bootstrap import Service
+from tests.conftest import ADMIN_TOKEN, LiveServer, auth, demo_spec
+from tests.integration.helpers import engine_objects, wait_until
+
+pytestmark = pytest.mark.docker
+MakeService = Callable[..., Service]
+
+
+def _put(server: LiveServer, spec: dict) -> None:
+    r = httpx.put(f"{server.url}/api/v1/challenges/{spec['id']}", json=spec, headers=auth(ADMIN_TOKEN))
+    assert r.status_code in (200, 201), r.text
+
+
+def test_a_port_that_never_answers_fails_the_start_and_removes_the_container(
+    docker_service: MakeService,
+) -> None:
+    service = docker_service(ready_timeout_seconds=1.5)
+    with LiveServer(service) as server:
+        _put(server, demo_spec("deaf", ports=[{"port": 9999, "protocol": "tcp"}]))  # nothing listens on 9999
+        r = httpx.post(
+            f"{server.url}/api/v1/instances",
+            json={"challenge": "deaf", "owner": "o"},
+            headers=auth(),
+            timeout=30,
+        )
+        assert (r.status_code, r.json()["error"]["code"]) == (502, "INSTANCE_START_FAILED")
+        instance_id = r.json()["error"]["details"]["instance_id"]
+        failed = httpx.get(f"{server.url}/api/v1/instances/{instance_id}", headers=auth()).json()
+        assert failed["state"] == "failed" and failed["reason"].startswith("NOT_READY")
+        assert engine_objects(service) == ([], [])
+        assert service.instances.stats().ports_allocated == 0
+
+
+def test_instances_survive_a_restart_of_the_service_and_still_expire(docker_service: MakeService) -> None:
+    first = docker_service(reaper_interval_seconds=0.5)
+    with LiveServer(first) as server:
+        _put(server, demo_spec(lifetime={"seconds": 4}))
+        body = httpx.post(
+            f"{server.url}/api/v1/instances",
+            json={"challenge": "demo-web", "owner": "o"},
+            headers=auth(),
+            timeout=30,
+        ).json()
+    # The first process is gone; a second one on the same database and engine takes over.
+    second = docker_service(reaper_interval_seconds=0.5, deployment=first.settings.deployment)
+    assert second.instances.get(body["id"]).state.value == "running"
+    with LiveServer(second):
+        wait_until(lambda: second.instances.get(body["id"]).state.value == "expired", timeout=15)
+        assert engine_objects(second) == ([], [])
+
+
+def test_flags_never_reach_the_logs(docker_service: MakeService, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    service = docker_service()
+    with LiveServer(service) as server:
+        _put(server, demo_spec())
+        body = httpx.post(
+            f"{server.url}/api/v1/instances",
+            json={"challenge": "demo-web", "owner": "o"},
+            headers=auth(),
+            timeout=30,
+        ).json()
+        httpx.post(f"{server.url}/api/v1/instances/{body['id']}/revert", headers=auth(), timeout=30)
+        httpx.delete(f"{server.url}/api/v1/instances/{body['id']}", headers=auth(), timeout=30)
+    flag = service.instances.get(body["id"]).flag
+    assert caplog.records and not [r for r in caplog.records if flag in r.getMessage()]
