@@ -30,6 +30,7 @@ from instancer.settings import Settings
 
 PLATFORM_TOKEN = "platform-token-0123456789"
 ADMIN_TOKEN = "admin-token-0123456789abc"
+FLAG_KEYS = "k1:" + "A" * 43 + "="  # a fixed 32-byte test key (all zero bits)
 DEMO_WEB_IMAGE = "instancer/demo-web:latest"
 DEMO_TCP_IMAGE = "instancer/demo-tcp:latest"
 _REQUIRED = set(filter(None, os.environ.get("INSTANCER_TEST_REQUIRE", "").split(",")))
@@ -79,6 +80,7 @@ def make_settings(db_url: str) -> Callable[..., Settings]:
         values: dict[str, Any] = {
             "platform_token": PLATFORM_TOKEN,
             "admin_token": ADMIN_TOKEN,
+            "flag_keys": FLAG_KEYS,
             "database_url": db_url,
             "public_host": "127.0.0.1",
             "publish_address": "127.0.0.1",

@@ -16,11 +16,13 @@ from .backends.docker import DockerBackend
 from .backends.fake import FakeBackend
 from .domain.ports import Backend, Clock
 from .services.challenges import ChallengeService
+from .services.flags import FlagService
 from .services.instances import InstanceService
 from .services.policy import Policy
 from .settings import Settings
 from .store import migrate
 from .store.sql import SqlStore, make_engine
+from .vault.aesgcm import AesGcmVault, parse_keys
 from .worker.reaper import Reaper, ReaperConfig
 
 
@@ -38,6 +40,7 @@ class Service:
     clock: Clock
     instances: InstanceService
     challenges: ChallengeService
+    flags: FlagService
     reaper: Reaper
 
 
@@ -71,8 +74,12 @@ def build(settings: Settings, *, backend: Backend | None = None, clock: Clock | 
     store = SqlStore(engine)
     backend = backend or backend_of(settings)
     clock = clock or SystemClock()
-    instances = InstanceService(store=store, backend=backend, clock=clock, policy=policy_of(settings))
+    vault = AesGcmVault(parse_keys(settings.flag_keys.get_secret_value()))
+    instances = InstanceService(
+        store=store, backend=backend, clock=clock, policy=policy_of(settings), vault=vault
+    )
     challenges = ChallengeService(store=store, clock=clock, instances=instances)
+    flags = FlagService(store=store, vault=vault, clock=clock, accept_retired=settings.flag_accept_retired)
     reaper = Reaper(
         instances,
         ReaperConfig(
@@ -80,7 +87,7 @@ def build(settings: Settings, *, backend: Backend | None = None, clock: Clock | 
             orphan_grace_seconds=settings.orphan_grace_seconds,
         ),
     )
-    return Service(settings, engine, store, backend, clock, instances, challenges, reaper)
+    return Service(settings, engine, store, backend, clock, instances, challenges, flags, reaper)
 
 
 def upgrade_database(service: Service) -> None:
@@ -104,6 +111,7 @@ def app_of(service: Service, *, run_reaper: bool = True) -> FastAPI:
     ctx = ApiContext(
         instances=service.instances,
         challenges=service.challenges,
+        flags=service.flags,
         clock=service.clock,
         platform_token=s.platform_token.get_secret_value(),
         admin_token=s.admin_token.get_secret_value(),

@@ -23,10 +23,14 @@ from .domain.errors import InstancerError, ValidationFailed
 from .domain.model import State
 from .domain.ports import InstanceFilter
 from .settings import Settings
+from .vault.aesgcm import new_key_spec
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.run is None:  # new-flag-key needs no settings: it makes the first one
+        print(new_key_spec(args.key_id))
+        return 0
     try:
         settings = Settings()  # read from the environment
     except ValidationError as exc:
@@ -48,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="instancer", description=__doc__)
     sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    new_key = sub.add_parser("new-flag-key", help="print a fresh INSTANCER_FLAG_KEYS entry (id:base64key)")
+    new_key.add_argument("key_id")
+    new_key.set_defaults(run=None)
 
     serve = sub.add_parser("serve", help="run the HTTP API and the reaper")
     serve.add_argument("--host", default="127.0.0.1")
@@ -77,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database schema").add_subparsers(required=True)
     db.add_parser("upgrade", help="apply migrations").set_defaults(run=_db_upgrade)
+
+    flags = sub.add_parser("flags", help="flag encryption keys").add_subparsers(required=True)
+    flags.add_parser(
+        "rotate-key", help="re-encrypt every stored flag under the first key of INSTANCER_FLAG_KEYS"
+    ).set_defaults(run=_flags_rotate)
 
     sub.add_parser("check-config", help="validate settings and reach the database and engine").set_defaults(
         run=_check_config
@@ -149,6 +162,16 @@ def _instance_list(settings: Settings, args: argparse.Namespace) -> int:
 def _instance_stop(settings: Settings, args: argparse.Namespace) -> int:
     instance = _ready(settings).instances.stop(args.instance_id, reason="stopped from the command line")
     print(f"instance {instance.id}: {instance.state.value}")
+    return 0
+
+
+def _flags_rotate(settings: Settings, _: argparse.Namespace) -> int:
+    service = _ready(settings)
+    done = service.flags.rotate()
+    in_use = ", ".join(f"{k}: {n}" for k, n in sorted(service.flags.keys_in_use().items())) or "none"
+    print(
+        f"re-encrypted {done} flag(s) under key {service.settings.flag_key_primary}; flags per key: {in_use}"
+    )
     return 0
 
 

@@ -11,6 +11,8 @@ from typing import Literal, Self
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .vault.aesgcm import KeyringError, parse_keys
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INSTANCER_", extra="ignore", frozen=True)
@@ -21,6 +23,19 @@ class Settings(BaseSettings):
     )
     admin_token: SecretStr = Field(
         description="Bearer token of administrators. Required; differs from the platform token."
+    )
+
+    flag_keys: SecretStr = Field(
+        description=(
+            "Flag encryption keys, `id:base64(32 random bytes)`, comma-separated. The first encrypts; "
+            "all decrypt. Required. Make one with `instancer new-flag-key ID`."
+        )
+    )
+    flag_accept_retired: bool = Field(
+        default=True,
+        description=(
+            "Accept an owner's flag from an instance that has ended (false: only the live instance's flag)."
+        ),
     )
 
     # --- storage ----------------------------------------------------------------
@@ -114,6 +129,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=65536, ge=1024, description="Largest request body accepted, bytes.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
+    @property
+    def flag_key_primary(self) -> str:
+        return parse_keys(self.flag_keys.get_secret_value())[0][0]
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.port_range_end < self.port_range_start:
@@ -123,4 +142,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"INSTANCER_{name.upper()} must be at least 16 characters")
         if self.platform_token.get_secret_value() == self.admin_token.get_secret_value():
             raise ValueError("INSTANCER_PLATFORM_TOKEN and INSTANCER_ADMIN_TOKEN must differ")
+        try:
+            parse_keys(self.flag_keys.get_secret_value())
+        except KeyringError as exc:
+            raise ValueError(f"INSTANCER_FLAG_KEYS: {exc}") from exc
         return self

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, PLATFORM_TOKEN, free_port
+from tests.conftest import ADMIN_TOKEN, FLAG_KEYS, PLATFORM_TOKEN, free_port
 from tests.integration.helpers import http_get, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +56,7 @@ def test_run_command_serves_the_demo_challenge(docker_ready: None, tmp_path: Pat
         "INSTANCER_DATABASE_URL": f"sqlite:///{tmp_path}/instancer.db",
         "INSTANCER_PLATFORM_TOKEN": PLATFORM_TOKEN,
         "INSTANCER_ADMIN_TOKEN": ADMIN_TOKEN,
+        "INSTANCER_FLAG_KEYS": FLAG_KEYS,
         "INSTANCER_DEPLOYMENT": deployment,
         "INSTANCER_PUBLIC_HOST": "127.0.0.1",
     }

@@ -35,7 +35,7 @@ def test_start_connect_get_flag_stop_leaves_nothing(docker_service: MakeService)
         r = client.post("/api/v1/instances", json={"challenge": "demo-web", "owner": "team-1"})
         assert r.status_code == 201, r.text
         body = r.json()
-        flag = service.instances.get(body["id"]).flag
+        flag = service.flags.reveal(body["id"])
         assert flag in http_get(body["connection"][0]["url"])
         containers, networks = engine_objects(service, body["id"])
         assert len(containers) == 1 and len(networks) == 1
@@ -52,7 +52,7 @@ def test_tcp_challenge_gives_a_working_nc_line(docker_service: MakeService) -> N
         _put(client, tcp_spec())
         body = client.post("/api/v1/instances", json={"challenge": "demo-tcp", "owner": "t"}).json()
         _, host, port = body["connection"][0]["command"].split()
-        assert service.instances.get(body["id"]).flag in tcp_read(host, int(port))
+        assert service.flags.reveal(body["id"]) in tcp_read(host, int(port))
 
 
 def test_twenty_concurrent_starts_of_one_owner_make_one_container(docker_service: MakeService) -> None:
@@ -171,7 +171,7 @@ def test_revert_gives_a_fresh_container_on_the_same_port_with_the_same_flag(
         (after,), networks = engine_objects(service, body["id"])
         assert after["Id"] != before["Id"] and len(networks) == 1
         assert r.json()["connection"] == body["connection"]
-        assert service.instances.get(body["id"]).flag in http_get(body["connection"][0]["url"])
+        assert service.flags.reveal(body["id"]) in http_get(body["connection"][0]["url"])
 
 
 def test_admin_bulk_stop_removes_every_container(docker_service: MakeService) -> None:

@@ -31,9 +31,9 @@ def test_the_database_refuses_a_second_live_instance_and_a_shared_port(db_url: s
     migrate.upgrade(engine)
     now = datetime.now(UTC)
     row = (
-        "INSERT INTO instances (id, challenge_id, owner, state, generation, flag, created_at,"
+        "INSERT INTO instances (id, challenge_id, owner, state, generation, created_at,"
         " state_changed_at, expires_at, extensions_used, max_extensions)"
-        " VALUES (:id, 'c', 'o', :state, 1, 'f', :t, :t, :t, 0, 0)"
+        " VALUES (:id, 'c', 'o', :state, 1, :t, :t, :t, 0, 0)"
     )
     with engine.begin() as conn:
         conn.execute(text(row), {"id": "a" * 32, "state": "running", "t": now})

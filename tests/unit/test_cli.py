@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from instancer import cli
-from tests.conftest import ADMIN_TOKEN, PLATFORM_TOKEN
+from tests.conftest import ADMIN_TOKEN, FLAG_KEYS, PLATFORM_TOKEN
 
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("INSTANCER_PLATFORM_TOKEN", PLATFORM_TOKEN)
     monkeypatch.setenv("INSTANCER_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("INSTANCER_FLAG_KEYS", FLAG_KEYS)
     monkeypatch.setenv("INSTANCER_DATABASE_URL", f"sqlite:///{tmp_path}/sub/dir/i.db")
     monkeypatch.setenv("INSTANCER_BACKEND", "fake")
     monkeypatch.setenv("INSTANCER_COOLDOWN_SECONDS", "0")
@@ -37,6 +38,7 @@ def test_tokens_must_be_long_and_distinct(
 ) -> None:
     monkeypatch.setenv("INSTANCER_PLATFORM_TOKEN", ADMIN_TOKEN)
     monkeypatch.setenv("INSTANCER_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("INSTANCER_FLAG_KEYS", FLAG_KEYS)
     assert cli.main(["check-config"]) == 2
     assert "must differ" in capsys.readouterr().err
 

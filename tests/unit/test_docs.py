@@ -14,7 +14,11 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 def test_every_setting_is_documented() -> None:
     text = (DOCS / "configuration.md").read_text()
-    missing = [f"INSTANCER_{name.upper()}" for name in Settings.model_fields if f"`INSTANCER_{name.upper()}`" not in text]
+    missing = [
+        f"INSTANCER_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`INSTANCER_{name.upper()}`" not in text
+    ]
     assert missing == []
 
 

@@ -23,7 +23,6 @@ def _instance(**changes: object) -> Instance:
         owner="o",
         state=State.RUNNING,
         generation=1,
-        flag="f",
         created_at=T0,
         expires_at=T0 + timedelta(seconds=3600),
         max_extensions=2,

@@ -38,12 +38,14 @@ def _role(request: Request, credentials: HTTPAuthorizationCredentials | None) ->
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def platform(request: Request, credentials: Credentials) -> Role:
+# Dependencies are `async def` on purpose: they never block, and a sync dependency would
+# cost a thread-pool round trip on every request.
+async def platform(request: Request, credentials: Credentials) -> Role:
     """Platform or admin."""
     return _role(request, credentials)
 
 
-def admin(request: Request, credentials: Credentials) -> Role:
+async def admin(request: Request, credentials: Credentials) -> Role:
     role = _role(request, credentials)
     if role is not Role.ADMIN:
         raise Forbidden("this endpoint needs the admin token")

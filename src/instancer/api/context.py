@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ..domain.ports import Clock
 from ..services.challenges import ChallengeService
+from ..services.flags import FlagService
 from ..services.instances import InstanceService
 
 
@@ -14,6 +15,7 @@ from ..services.instances import InstanceService
 class ApiContext:
     instances: InstanceService
     challenges: ChallengeService
+    flags: FlagService
     clock: Clock
     platform_token: str
     admin_token: str

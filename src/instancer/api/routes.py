@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from ..domain.errors import ValidationFailed
 from ..domain.model import State
-from ..domain.ports import InstanceFilter
+from ..domain.ports import InstanceFilter, ShareFilter
 from ..domain.spec import CHALLENGE_ID_PATTERN
 from . import auth
 from .context import ApiContext
@@ -18,11 +18,15 @@ from .schemas import (
     OWNER_PATTERN,
     AdminExtendRequest,
     ErrorOut,
+    FlagOut,
+    FlagShareList,
     InstanceList,
     InstanceOut,
     StartRequest,
     StatsOut,
     StoppedCount,
+    VerifyOut,
+    VerifyRequest,
 )
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -40,7 +44,7 @@ OwnerQuery = Annotated[
 ]
 
 
-def _ctx(request: Request) -> ApiContext:
+async def _ctx(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
@@ -122,6 +126,37 @@ def revert_instance(ctx: Ctx, instance_id: InstanceId, owner: OwnerQuery = None)
 @platform.delete("/instances/{instance_id}", tags=["instances"])
 def stop_instance(ctx: Ctx, instance_id: InstanceId, owner: OwnerQuery = None) -> InstanceOut:
     return _out(ctx, ctx.instances.stop(instance_id, owner=owner))
+
+
+# --- flags ---------------------------------------------------------------------------
+
+
+@platform.post("/flags/verify", tags=["flags"])
+def verify_flag(ctx: Ctx, body: VerifyRequest) -> VerifyOut:
+    """Is the submission the owner's flag for this challenge? Another owner's flag is
+    refused and recorded as a flag-sharing event."""
+    verdict = ctx.flags.verify(body.challenge, body.owner, body.submission)
+    return VerifyOut(correct=verdict.correct, reason=verdict.reason.value)
+
+
+@admin.get("/admin/flag-shares", tags=["admin"])
+def admin_flag_shares(
+    ctx: Ctx,
+    *,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=500)] = 50,
+    challenge: Annotated[str | None, Query(pattern=CHALLENGE_ID_PATTERN)] = None,
+    submitter: Annotated[str | None, Query(pattern=OWNER_PATTERN)] = None,
+    flag_owner: Annotated[str | None, Query(pattern=OWNER_PATTERN)] = None,
+) -> FlagShareList:
+    flt = ShareFilter(challenge_id=challenge, submitter=submitter, flag_owner=flag_owner)
+    return FlagShareList.of(ctx.flags.shares(flt, page=page, per_page=per_page))
+
+
+@admin.get("/admin/instances/{instance_id}/flag", tags=["admin"])
+def admin_reveal_flag(ctx: Ctx, instance_id: InstanceId) -> FlagOut:
+    """One instance's flag. Leaves an audit record."""
+    return FlagOut(instance=instance_id, flag=ctx.flags.reveal(instance_id))
 
 
 # --- admin ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..domain.model import Instance, endpoints
-from ..domain.ports import Page, Stats
+from ..domain.ports import Page, SharePage, Stats
 from ..domain.spec import CHALLENGE_ID_PATTERN
 
 OWNER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
@@ -30,6 +30,57 @@ class AdminExtendRequest(_In):
     seconds: int | None = Field(
         default=None, ge=1, le=7 * 86400, description="Seconds to add; default: the challenge's step."
     )
+
+
+class VerifyRequest(_In):
+    challenge: str = Field(pattern=CHALLENGE_ID_PATTERN)
+    owner: str = Field(pattern=OWNER_PATTERN, description="Who submits (team or user id).")
+    submission: str = Field(min_length=1, max_length=1024)
+
+
+class VerifyOut(BaseModel):
+    correct: bool
+    reason: str = Field(description="correct | incorrect | expired | shared")
+
+
+class FlagOut(BaseModel):
+    instance: str
+    flag: str
+
+
+class FlagShareOut(BaseModel):
+    id: int
+    challenge: str
+    submitter: str
+    flag_owner: str
+    instance: str
+    created_at: datetime
+
+
+class FlagShareList(BaseModel):
+    items: list[FlagShareOut]
+    total: int
+    page: int
+    per_page: int
+
+    @classmethod
+    def of(cls, page: SharePage) -> FlagShareList:
+        return cls(
+            items=[
+                FlagShareOut(
+                    id=s.id or 0,
+                    challenge=s.challenge_id,
+                    submitter=s.submitter,
+                    flag_owner=s.flag_owner,
+                    instance=s.instance_id,
+                    created_at=s.created_at,
+                )
+                for s in page.items
+            ],
+            total=page.total,
+            page=page.page,
+            per_page=page.per_page,
+        )
 
 
 class ConnectionOut(BaseModel):

@@ -7,8 +7,12 @@ backend errors; none crosses this module's edge.
 
 from __future__ import annotations
 
+import io
 import logging
+import posixpath
 import socket
+import tarfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,7 +24,7 @@ import docker.types
 import requests.exceptions
 
 from ..domain.errors import BackendRejected, BackendUnavailable, ImageMissing, PortUnavailable
-from ..domain.ports import ContainerPlan, Launched, LaunchPlan, Observed
+from ..domain.ports import ContainerPlan, FileInject, Launched, LaunchPlan, Observed
 from . import labels
 
 log = logging.getLogger(__name__)
@@ -130,6 +134,9 @@ class DockerBackend:
                     {network: api.create_endpoint_config(aliases=[c.name])}  # type: ignore[arg-type]
                 ),
             )
+        for f in c.files:
+            with translate_errors(f"write {f.path} into the container"):
+                api.put_archive(created["Id"], posixpath.dirname(f.path) or "/", _tar_of(f))
         with translate_errors("start the container"):
             api.start(created["Id"])
             info = api.inspect_container(created["Id"])
@@ -185,6 +192,16 @@ class DockerBackend:
             for n in networks
         ]
         return observed
+
+
+def _tar_of(f: FileInject) -> bytes:
+    """A one-file tar archive owned by root with the file's mode, for `put_archive`."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(posixpath.basename(f.path))
+        info.size, info.mode, info.mtime = len(f.content), f.mode, int(time.time())
+        tar.addfile(info, io.BytesIO(f.content))
+    return buffer.getvalue()
 
 
 def _accepts(host: str, port: int) -> bool:

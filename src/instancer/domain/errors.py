@@ -72,6 +72,12 @@ class StoreUnavailable(InstancerError):
     code = "DATABASE_UNAVAILABLE"
 
 
+class FlagKeyUnavailable(InstancerError):
+    """A stored flag was sealed with a key that is no longer configured."""
+
+    code = "FLAG_KEY_UNAVAILABLE"
+
+
 # --- Backend errors: raised by engine adapters, never carrying an SDK type. ---
 
 

@@ -59,7 +59,6 @@ class Instance:
     owner: str
     state: State
     generation: int
-    flag: str
     created_at: datetime
     expires_at: datetime
     extensions_used: int = 0
@@ -94,3 +93,15 @@ class Allocation:
     container_port: int
     protocol: Protocol
     host_port: int
+
+
+@dataclass(frozen=True)
+class FlagShare:
+    """One owner submitted the flag of another owner's instance."""
+
+    challenge_id: str
+    submitter: str
+    flag_owner: str
+    instance_id: str
+    created_at: datetime
+    id: int | None = None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from .model import Allocation, Instance, State
+from .model import Allocation, FlagShare, Instance, State
 from .spec import ChallengeSpec
 
 
@@ -30,6 +30,15 @@ class PortBinding:
 
 
 @dataclass(frozen=True)
+class FileInject:
+    """A file written into a container after it is created and before it starts."""
+
+    path: str
+    content: bytes
+    mode: int
+
+
+@dataclass(frozen=True)
 class ContainerPlan:
     name: str
     image: str
@@ -40,6 +49,7 @@ class ContainerPlan:
     pids: int
     cap_add: tuple[str, ...]
     ports: tuple[PortBinding, ...]
+    files: tuple[FileInject, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,38 @@ class Backend(Protocol):
         ...
 
 
+# --- Flags at rest ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SealedFlag:
+    """A flag as stored: AES-GCM ciphertext under `key_id`, and a keyed hash for lookups."""
+
+    key_id: str
+    nonce: bytes
+    ciphertext: bytes
+    digest: bytes
+
+
+class FlagVault(Protocol):
+    """Encrypts flags at rest and derives their lookup digests. Several keys may be
+    configured: the first seals, all open (so keys can be rotated without downtime)."""
+
+    primary_key_id: str
+
+    def seal(self, flag: str, *, instance_id: str) -> SealedFlag:
+        """Encrypt under the primary key; the ciphertext is bound to `instance_id`."""
+        ...
+
+    def open(self, sealed: SealedFlag, *, instance_id: str) -> str:
+        """Raises FlagKeyUnavailable when `sealed.key_id` is not configured."""
+        ...
+
+    def digests(self, flag: str) -> list[bytes]:
+        """The lookup digest of `flag` under every configured key (candidates for an index lookup)."""
+        ...
+
+
 # --- Store ----------------------------------------------------------------------
 
 
@@ -125,12 +167,38 @@ class Stats:
     ports_allocated: int = 0
 
 
+@dataclass(frozen=True)
+class FlagMatch:
+    """A stored flag whose digest matched a submission."""
+
+    instance_id: str
+    owner: str
+    sealed: SealedFlag
+    retired: bool
+
+
+@dataclass(frozen=True)
+class ShareFilter:
+    challenge_id: str | None = None
+    submitter: str | None = None
+    flag_owner: str | None = None
+
+
+@dataclass(frozen=True)
+class SharePage:
+    items: list[FlagShare]
+    total: int
+    page: int = 1
+    per_page: int = 50
+
+
 class Tx(Protocol):
     """One database transaction. Commits when the `with` block ends without error."""
 
     def lock_starts(self) -> None:
         """Serialise start/revert decisions across threads and replicas (a row lock)."""
 
+    def challenge_exists(self, challenge_id: str) -> bool: ...
     def get_challenge(self, challenge_id: str) -> ChallengeSpec | None: ...
     def put_challenge(self, spec: ChallengeSpec, now: datetime) -> bool:
         """Insert or replace; True when created."""
@@ -194,9 +262,34 @@ class Tx(Protocol):
     def release_ports(self, instance_id: str) -> None: ...
     def stats(self) -> Stats: ...
 
+    # flags
+    def add_flag(
+        self, instance_id: str, challenge_id: str, owner: str, sealed: SealedFlag, now: datetime
+    ) -> None: ...
+    def get_flag(self, instance_id: str) -> SealedFlag | None: ...
+    def find_flags(self, challenge_id: str, digests: Sequence[bytes]) -> list[FlagMatch]: ...
+    def retire_flag(self, instance_id: str, now: datetime) -> None: ...
+    def delete_flags(self, challenge_id: str) -> int: ...
+    def flags_not_under(self, key_id: str, limit: int) -> list[tuple[str, SealedFlag]]: ...
+    def reseal_flag(self, instance_id: str, sealed: SealedFlag, *, was_key_id: str) -> bool:
+        """Replace a flag's ciphertext, only if it is still under `was_key_id` (compare-and-set)."""
+        ...
+
+    def count_flags(self) -> dict[str, int]:
+        """Stored flags per key id."""
+        ...
+
+    def add_share(self, share: FlagShare) -> None: ...
+    def find_shares(self, flt: ShareFilter, *, page: int = 1, per_page: int = 50) -> SharePage: ...
+    def audit(self, *, actor: str, action: str, target: str, now: datetime) -> None: ...
+
 
 class Store(Protocol):
     def transaction(self) -> AbstractContextManager[Tx]: ...
+    def read(self) -> AbstractContextManager[Tx]:
+        """A transaction for reads only: cheaper, and never waits for writers."""
+        ...
+
     def ping(self) -> None: ...
 
 

@@ -14,6 +14,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from . import flags
 from .errors import ValidationFailed
 
 CHALLENGE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -23,6 +24,7 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 ALLOWED_CAPABILITIES = frozenset(
     {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL", "SYS_CHROOT"}
 )
+_SYSTEM_DIRS = frozenset({"proc", "sys", "dev"})
 _SHORT_FORM_KEYS = ("image", "ports", "env", "command", "resources", "cap_add")
 
 
@@ -92,10 +94,37 @@ class Limits(_Strict):
 
 
 class FlagSpec(_Strict):
-    """Where the per-instance flag goes. Templates arrive with the flags feature."""
+    """How each instance's own flag is made and where it is put.
 
-    env: str = Field(default="FLAG", pattern=ENV_NAME_PATTERN)
-    prefix: str = Field(default="flag", pattern=r"^[A-Za-z0-9_]{1,32}$")
+    `template` is parsed by `domain.flags` (placeholders only, never evaluated).
+    """
+
+    template: str = Field(default=flags.DEFAULT_TEMPLATE, max_length=flags.MAX_TEMPLATE_CHARS)
+    env: str | None = Field(
+        default="FLAG", pattern=ENV_NAME_PATTERN, description="Variable holding the flag."
+    )
+    file: str | None = Field(
+        default=None,
+        pattern=r"^/[A-Za-z0-9._/-]{1,200}$",
+        description="Absolute path of a read-only file holding the flag; its directory must exist in the image.",  # noqa: E501
+    )
+    containers: tuple[str, ...] | None = Field(
+        default=None, description="Containers that receive the flag; default: all."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        try:
+            flags.parse(self.template)
+        except flags.TemplateError as exc:
+            raise ValueError(str(exc)) from exc
+        if self.env is None and self.file is None:
+            raise ValueError("the flag must go somewhere: set `env`, `file` or both")
+        if self.file is not None:
+            parts = self.file.split("/")
+            if ".." in parts or "." in parts or self.file.endswith("/") or parts[1] in _SYSTEM_DIRS:
+                raise ValueError("flag.file must be a plain absolute file path outside /proc, /sys and /dev")
+        return self
 
 
 class ChallengeSpec(_Strict):
@@ -125,7 +154,13 @@ class ChallengeSpec(_Strict):
             raise ValueError("container names must be unique")
         if self.lifetime.max_remaining_seconds < self.lifetime.seconds:
             raise ValueError("lifetime.max_remaining_seconds must be at least lifetime.seconds")
+        unknown = set(self.flag.containers or ()) - set(names)
+        if unknown:
+            raise ValueError(f"flag.containers names unknown containers: {sorted(unknown)}")
         return self
+
+    def gets_flag(self, container: str) -> bool:
+        return self.flag.containers is None or container in self.flag.containers
 
     @property
     def exposed(self) -> list[tuple[Container, Port]]:

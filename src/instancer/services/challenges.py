@@ -28,20 +28,22 @@ class ChallengeService:
         return spec, created
 
     def get(self, challenge_id: str) -> ChallengeSpec:
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             spec = tx.get_challenge(challenge_id)
         if spec is None:
             raise ChallengeNotFound(f"no challenge {challenge_id!r}", challenge=challenge_id)
         return spec
 
     def list(self) -> list[ChallengeSpec]:
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             return tx.list_challenges()
 
     def delete(self, challenge_id: str) -> int:
-        """Stop the challenge's instances, then forget the spec. Returns how many were stopped."""
+        """Stop the challenge's instances, then forget the spec and its retired flags.
+        Returns how many instances were stopped."""
         self.get(challenge_id)
         stopped = self._instances.stop_all(challenge_id)
         with self._store.transaction() as tx:
+            tx.delete_flags(challenge_id)
             tx.delete_challenge(challenge_id)
         return stopped

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from ..domain import lifecycle
+from ..domain import flags, lifecycle
 from ..domain.errors import (
     BackendError,
     BackendUnavailable,
@@ -33,12 +33,15 @@ from ..domain.ports import (
     Backend,
     Clock,
     ContainerPlan,
+    FileInject,
+    FlagVault,
     InstanceFilter,
     Launched,
     LaunchPlan,
     LiveInstanceExists,
     Page,
     PortBinding,
+    SealedFlag,
     Stats,
     Store,
     Tx,
@@ -67,27 +70,29 @@ class InstanceService:
         backend: Backend,
         clock: Clock,
         policy: Policy,
+        vault: FlagVault,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._store = store
         self._backend = backend
         self._clock = clock
         self._policy = policy
+        self._vault = vault
         self._sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="instancer-reap")
 
     # --- reads -------------------------------------------------------------------
 
     def get(self, instance_id: str, *, owner: str | None = None) -> Instance:
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             return _owned(tx, instance_id, owner)
 
     def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page:
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             return tx.find(flt, page=page, per_page=per_page)
 
     def stats(self) -> Stats:
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             return tx.stats()
 
     # --- start -------------------------------------------------------------------
@@ -110,10 +115,10 @@ class InstanceService:
             return Started(live, created=False)
         if isinstance(reserved, Instance):
             return Started(reserved, created=False)
-        spec, instance = reserved
-        return Started(self._launch(spec, instance), created=True)
+        spec, instance, flag = reserved
+        return Started(self._launch(spec, instance, flag), created=True)
 
-    def _reserve(self, challenge_id: str, owner: str) -> Instance | tuple[ChallengeSpec, Instance]:
+    def _reserve(self, challenge_id: str, owner: str) -> Instance | tuple[ChallengeSpec, Instance, str]:
         """Check every limit and record the new instance as `starting`, in one transaction."""
         now = self._clock.now()
         with self._store.transaction() as tx:
@@ -129,15 +134,18 @@ class InstanceService:
                 owner=owner,
                 state=State.STARTING,
                 generation=1,
-                flag=_new_flag(spec),
                 created_at=now,
                 expires_at=lifecycle.initial_deadline(now, spec.lifetime),
                 max_extensions=spec.lifetime.max_extensions,
             )
             tx.add_instance(instance)
+            flag = flags.parse(spec.flag.template).render()
+            tx.add_flag(
+                instance.id, challenge_id, owner, self._vault.seal(flag, instance_id=instance.id), now
+            )
             allocations = self._allocate(tx, spec, instance.id)
             tx.touch_owner(owner, now)
-        return spec, replace(instance, allocations=tuple(allocations))
+        return spec, replace(instance, allocations=tuple(allocations)), flag
 
     def _check_start_limits(self, tx: Tx, spec: ChallengeSpec, owner: str, now: datetime) -> None:
         mine = tx.live_of_owner(owner)
@@ -169,10 +177,10 @@ class InstanceService:
         wanted = [(c.name, p.port, p.protocol.value) for c, p in spec.exposed]
         return tx.allocate_ports(instance_id, wanted, self._policy.port_low, self._policy.port_high, avoid)
 
-    def _launch(self, spec: ChallengeSpec, instance: Instance) -> Instance:
+    def _launch(self, spec: ChallengeSpec, instance: Instance, flag: str) -> Instance:
         """Run the recorded instance on the engine and wait until it answers."""
         try:
-            launched = self._start_on_engine(spec, instance)
+            launched = self._start_on_engine(spec, instance, flag)
             if not self._wait_ready(launched):
                 timeout = self._policy.ready_timeout_seconds
                 raise InstanceStartFailed(
@@ -187,12 +195,12 @@ class InstanceService:
             raise
         return self._mark_running(instance)
 
-    def _start_on_engine(self, spec: ChallengeSpec, instance: Instance) -> Launched:
+    def _start_on_engine(self, spec: ChallengeSpec, instance: Instance, flag: str) -> Launched:
         """Start, moving to other host ports if something outside instancer holds ours."""
         avoid: frozenset[int] = frozenset()
         for attempt in range(_PORT_RETRIES + 1):
             try:
-                return self._backend.start(_plan(spec, instance))
+                return self._backend.start(_plan(spec, instance, flag))
             except PortUnavailable:
                 if attempt == _PORT_RETRIES:
                     raise
@@ -253,6 +261,7 @@ class InstanceService:
                 reason=f"{code}: {message}",
             )
             tx.release_ports(instance.id)
+            tx.retire_flag(instance.id, now)
         try:
             self._backend.stop(instance.id)
         except BackendUnavailable:
@@ -334,8 +343,10 @@ class InstanceService:
             )
             tx.touch_owner(instance.owner, now)
             instance = _reload(tx, instance.id)
+            sealed = tx.get_flag(instance.id)
+        flag = self._vault.open(_must(sealed, instance.id), instance_id=instance.id)
         self._backend.stop(instance.id)
-        return self._launch(spec, instance)
+        return self._launch(spec, instance, flag)
 
     # --- stop --------------------------------------------------------------------
 
@@ -373,6 +384,7 @@ class InstanceService:
                 reason=reason,
             )
             tx.release_ports(instance_id)
+            tx.retire_flag(instance_id, now)
             return _reload(tx, instance_id)
 
     def stop_all(self, challenge_id: str | None = None) -> int:
@@ -483,11 +495,20 @@ def _reload(tx: Tx, instance_id: str) -> Instance:
     return instance
 
 
-def _new_flag(spec: ChallengeSpec) -> str:
-    return f"{spec.flag.prefix}{{{secrets.token_hex(16)}}}"
+def _flag_file(spec: ChallengeSpec, container: str, flag: str) -> tuple[FileInject, ...]:
+    if spec.flag.file is None or not spec.gets_flag(container):
+        return ()
+    # Read-only for everyone: any user the image runs as can read it; nobody can rewrite it.
+    return (FileInject(path=spec.flag.file, content=flag.encode() + b"\n", mode=0o444),)
 
 
-def _plan(spec: ChallengeSpec, instance: Instance) -> LaunchPlan:
+def _must(sealed: SealedFlag | None, instance_id: str) -> SealedFlag:
+    if sealed is None:  # pragma: no cover - every instance is recorded with its flag
+        raise InstanceNotFound("the instance has no flag record", instance=instance_id)
+    return sealed
+
+
+def _plan(spec: ChallengeSpec, instance: Instance, flag: str) -> LaunchPlan:
     by_container: dict[str, list[PortBinding]] = {}
     for a in instance.allocations:
         by_container.setdefault(a.container, []).append(PortBinding(a.container_port, a.host_port))
@@ -495,13 +516,14 @@ def _plan(spec: ChallengeSpec, instance: Instance) -> LaunchPlan:
         ContainerPlan(
             name=c.name,
             image=c.image,
-            env={**c.env, spec.flag.env: instance.flag},
+            env={**c.env, spec.flag.env: flag} if spec.flag.env and spec.gets_flag(c.name) else dict(c.env),
             command=c.command,
             memory_mib=c.resources.memory_mib,
             cpus=c.resources.cpus,
             pids=c.resources.pids,
             cap_add=c.cap_add,
             ports=tuple(by_container.get(c.name, ())),
+            files=_flag_file(spec, c.name, flag),
         )
         for c in spec.containers
     )

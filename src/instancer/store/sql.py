@@ -14,18 +14,37 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
+from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ..domain.errors import PortsExhausted, StoreUnavailable
-from ..domain.model import OCCUPYING_STATES, Allocation, Instance, State
-from ..domain.ports import InstanceFilter, LiveInstanceExists, Page, Stats
+from ..domain.model import OCCUPYING_STATES, Allocation, FlagShare, Instance, State
+from ..domain.ports import (
+    FlagMatch,
+    InstanceFilter,
+    LiveInstanceExists,
+    Page,
+    SealedFlag,
+    ShareFilter,
+    SharePage,
+    Stats,
+)
 from ..domain.spec import ChallengeSpec, Protocol
-from .tables import AllocationRow, ChallengeRow, InstanceRow, LockRow, OwnerRow
+from .tables import (
+    AllocationRow,
+    AuditRow,
+    ChallengeRow,
+    FlagRow,
+    FlagShareRow,
+    InstanceRow,
+    LockRow,
+    OwnerRow,
+)
 
 STARTS_LOCK = "starts"
+READ_ONLY = "instancer_read_only"
 _INSTANCE_COLUMNS = {c.name for c in InstanceRow.__table__.columns}
 
 
@@ -44,12 +63,17 @@ def make_engine(url: str) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=30000")
+        # WAL + NORMAL: commits survive a crash of the process, and a power cut can lose
+        # only the last few; the database file itself is never corrupted.
+        cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the lock up front (no deadlock-prone lock upgrades); readers do not.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -57,11 +81,24 @@ def make_engine(url: str) -> Engine:
 class SqlStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._reader = engine.execution_options(**{READ_ONLY: True})
 
     @contextmanager
     def transaction(self) -> Iterator[SqlTx]:
+        with self._session(self.engine) as tx:
+            yield tx
+
+    @contextmanager
+    def read(self) -> Iterator[SqlTx]:
+        """A transaction that only reads: it takes no write lock (SQLite) and so never
+        queues behind writers."""
+        with self._session(self._reader) as tx:
+            yield tx
+
+    @contextmanager
+    def _session(self, bind: Engine) -> Iterator[SqlTx]:
         try:
-            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            with Session(bind, expire_on_commit=False) as session, session.begin():
                 yield SqlTx(session)
         except OperationalError as exc:
             raise StoreUnavailable("the database cannot be reached") from exc
@@ -84,6 +121,9 @@ class SqlTx:
         if self._s.get_bind().dialect.name == "sqlite":
             return  # BEGIN IMMEDIATE already holds the database write lock
         self._s.execute(select(LockRow).where(LockRow.name == STARTS_LOCK).with_for_update())
+
+    def challenge_exists(self, challenge_id: str) -> bool:
+        return self._s.execute(_CHALLENGE_EXISTS, {"challenge_id": challenge_id}).first() is not None
 
     def get_challenge(self, challenge_id: str) -> ChallengeSpec | None:
         row = self._s.get(ChallengeRow, challenge_id)
@@ -235,6 +275,99 @@ class SqlTx:
         ports = int(self._s.scalar(select(func.count()).select_from(AllocationRow)) or 0)
         return Stats(by_state=by_state, by_challenge=by_challenge, ports_allocated=ports)
 
+    # --- flags -------------------------------------------------------------------
+
+    def add_flag(
+        self, instance_id: str, challenge_id: str, owner: str, sealed: SealedFlag, now: datetime
+    ) -> None:
+        self._s.add(
+            FlagRow(
+                instance_id=instance_id,
+                challenge_id=challenge_id,
+                owner=owner,
+                key_id=sealed.key_id,
+                nonce=sealed.nonce,
+                ciphertext=sealed.ciphertext,
+                digest=sealed.digest,
+                created_at=now,
+            )
+        )
+        self._s.flush()
+
+    def get_flag(self, instance_id: str) -> SealedFlag | None:
+        row = self._s.get(FlagRow, instance_id)
+        return None if row is None else _sealed(row)
+
+    def find_flags(self, challenge_id: str, digests: Sequence[bytes]) -> list[FlagMatch]:
+        rows = self._s.execute(_FIND_FLAGS, {"challenge_id": challenge_id, "digests": list(digests)})
+        return [
+            FlagMatch(
+                r.instance_id, r.owner, SealedFlag(r.key_id, r.nonce, r.ciphertext, r.digest), r.retired
+            )
+            for r in rows
+        ]
+
+    def retire_flag(self, instance_id: str, now: datetime) -> None:
+        q = update(FlagRow).where(FlagRow.instance_id == instance_id, FlagRow.retired_at.is_(None))
+        self._s.execute(q.values(retired_at=now))
+
+    def delete_flags(self, challenge_id: str) -> int:
+        result = self._s.execute(delete(FlagRow).where(FlagRow.challenge_id == challenge_id))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def flags_not_under(self, key_id: str, limit: int) -> list[tuple[str, SealedFlag]]:
+        q = select(FlagRow).where(FlagRow.key_id != key_id).order_by(FlagRow.instance_id).limit(limit)
+        return [(r.instance_id, _sealed(r)) for r in self._s.scalars(q)]
+
+    def reseal_flag(self, instance_id: str, sealed: SealedFlag, *, was_key_id: str) -> bool:
+        q = update(FlagRow).where(FlagRow.instance_id == instance_id, FlagRow.key_id == was_key_id)
+        result = self._s.execute(
+            q.values(
+                key_id=sealed.key_id, nonce=sealed.nonce, ciphertext=sealed.ciphertext, digest=sealed.digest
+            )
+        )
+        return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+    def count_flags(self) -> dict[str, int]:
+        q = select(FlagRow.key_id, func.count()).group_by(FlagRow.key_id)
+        return {str(k): int(n) for k, n in self._s.execute(q)}
+
+    def add_share(self, share: FlagShare) -> None:
+        # A Core insert: sharing attempts arrive in bursts, and the ORM's unit of work
+        # would triple the cost of recording one.
+        self._s.execute(
+            insert(FlagShareRow),
+            {
+                "challenge_id": share.challenge_id,
+                "submitter": share.submitter,
+                "flag_owner": share.flag_owner,
+                "instance_id": share.instance_id,
+                "created_at": share.created_at,
+            },
+        )
+
+    def find_shares(self, flt: ShareFilter, *, page: int = 1, per_page: int = 50) -> SharePage:
+        q = select(FlagShareRow)
+        for column, value in (
+            (FlagShareRow.challenge_id, flt.challenge_id),
+            (FlagShareRow.submitter, flt.submitter),
+            (FlagShareRow.flag_owner, flt.flag_owner),
+        ):
+            if value is not None:
+                q = q.where(column == value)
+        total = int(self._s.scalar(select(func.count()).select_from(q.subquery())) or 0)
+        rows = self._s.scalars(
+            q.order_by(FlagShareRow.id.desc()).offset((page - 1) * per_page).limit(per_page)
+        )
+        items = [
+            FlagShare(r.challenge_id, r.submitter, r.flag_owner, r.instance_id, r.created_at, id=r.id)
+            for r in rows
+        ]
+        return SharePage(items=items, total=total, page=page, per_page=per_page)
+
+    def audit(self, *, actor: str, action: str, target: str, now: datetime) -> None:
+        self._s.add(AuditRow(at=now, actor=actor, action=action, target=target))
+
     # --- helpers -----------------------------------------------------------------
 
     def _select(self, flt: InstanceFilter, *, offset: int = 0, limit: int | None = None) -> list[Instance]:
@@ -257,6 +390,27 @@ class SqlTx:
                     Allocation(a.container, a.container_port, Protocol(a.protocol), a.host_port)
                 )
         return [_from_row(r, tuple(allocs.get(r.id, ()))) for r in rows]
+
+
+# The flag-verify path runs on every submission: its statements are built once (so their
+# cache keys are too) and return plain rows rather than ORM objects.
+_CHALLENGE_EXISTS = select(ChallengeRow.id).where(ChallengeRow.id == bindparam("challenge_id"))
+_FIND_FLAGS = (
+    select(
+        FlagRow.instance_id,
+        FlagRow.owner,
+        FlagRow.key_id,
+        FlagRow.nonce,
+        FlagRow.ciphertext,
+        FlagRow.digest,
+        FlagRow.retired_at.is_not(None).label("retired"),
+    )
+    .where(
+        FlagRow.challenge_id == bindparam("challenge_id"),
+        FlagRow.digest.in_(bindparam("digests", expanding=True)),
+    )
+    .order_by(FlagRow.created_at.desc())
+)
 
 
 def _filtered(q: Any, flt: InstanceFilter) -> Any:
@@ -286,6 +440,10 @@ def _pick_free(taken: set[int], low: int, high: int, n: int) -> list[int] | None
     return chosen
 
 
+def _sealed(row: FlagRow) -> SealedFlag:
+    return SealedFlag(row.key_id, bytes(row.nonce), bytes(row.ciphertext), bytes(row.digest))
+
+
 def _to_row(i: Instance) -> InstanceRow:
     return InstanceRow(
         id=i.id,
@@ -293,7 +451,6 @@ def _to_row(i: Instance) -> InstanceRow:
         owner=i.owner,
         state=i.state.value,
         generation=i.generation,
-        flag=i.flag,
         created_at=i.created_at,
         state_changed_at=i.created_at,
         expires_at=i.expires_at,
@@ -313,7 +470,6 @@ def _from_row(r: InstanceRow, allocations: tuple[Allocation, ...]) -> Instance:
         owner=r.owner,
         state=State(r.state),
         generation=r.generation,
-        flag=r.flag,
         created_at=r.created_at,
         expires_at=r.expires_at,
         extensions_used=r.extensions_used,

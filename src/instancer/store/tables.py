@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -67,7 +68,6 @@ class InstanceRow(Base):
     owner: Mapped[str] = mapped_column(String(128))
     state: Mapped[str] = mapped_column(String(16))
     generation: Mapped[int] = mapped_column(Integer)
-    flag: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     state_changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -109,6 +109,47 @@ class OwnerRow(Base):
     __tablename__ = "owners"
     owner: Mapped[str] = mapped_column(String(128), primary_key=True)
     last_start_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class FlagRow(Base):
+    """An instance's flag, encrypted; kept after the instance ends (for late submissions and
+    sharing detection) until its challenge is deleted."""
+
+    __tablename__ = "flags"
+    instance_id: Mapped[str] = mapped_column(String(32), ForeignKey("instances.id"), primary_key=True)
+    challenge_id: Mapped[str] = mapped_column(String(63))
+    owner: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str] = mapped_column(String(32), index=True)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary(12))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary(512))
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    __table_args__ = (Index("ix_flags_challenge_id_digest", "challenge_id", "digest"),)
+
+
+class FlagShareRow(Base):
+    """A submission of one owner's flag by another owner: evidence for a person to judge."""
+
+    __tablename__ = "flag_shares"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    challenge_id: Mapped[str] = mapped_column(String(63), index=True)
+    submitter: Mapped[str] = mapped_column(String(128), index=True)
+    flag_owner: Mapped[str] = mapped_column(String(128), index=True)
+    instance_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AuditRow(Base):
+    """Who did what sensitive thing (an admin revealing a flag), and when."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(64))
 
 
 class LockRow(Base):

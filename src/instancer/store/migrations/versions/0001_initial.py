@@ -1,4 +1,4 @@
-"""Initial schema: challenges, instances, port allocations, owners, locks.
+"""Initial schema: challenges, instances, port allocations, owners, flags, flag shares, audit, locks.
 
 Revision ID: 0001
 Revises:
@@ -33,7 +33,6 @@ def upgrade() -> None:
         sa.Column("owner", sa.String(128), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("generation", sa.Integer(), nullable=False),
-        sa.Column("flag", sa.String(255), nullable=False),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("state_changed_at", UtcDateTime(), nullable=False),
         sa.Column("expires_at", UtcDateTime(), nullable=False),
@@ -75,6 +74,43 @@ def upgrade() -> None:
         sa.Column("last_start_at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("owner", name="pk_owners"),
     )
+    op.create_table(
+        "flags",
+        sa.Column("instance_id", sa.String(32), nullable=False),
+        sa.Column("challenge_id", sa.String(63), nullable=False),
+        sa.Column("owner", sa.String(128), nullable=False),
+        sa.Column("key_id", sa.String(32), nullable=False),
+        sa.Column("nonce", sa.LargeBinary(12), nullable=False),
+        sa.Column("ciphertext", sa.LargeBinary(512), nullable=False),
+        sa.Column("digest", sa.LargeBinary(32), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("retired_at", UtcDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["instance_id"], ["instances.id"], name="fk_flags_instance_id_instances"),
+        sa.PrimaryKeyConstraint("instance_id", name="pk_flags"),
+    )
+    op.create_index("ix_flags_challenge_id_digest", "flags", ["challenge_id", "digest"])
+    op.create_index("ix_flags_key_id", "flags", ["key_id"])
+    op.create_table(
+        "flag_shares",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("challenge_id", sa.String(63), nullable=False),
+        sa.Column("submitter", sa.String(128), nullable=False),
+        sa.Column("flag_owner", sa.String(128), nullable=False),
+        sa.Column("instance_id", sa.String(32), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_flag_shares"),
+    )
+    for column in ("challenge_id", "submitter", "flag_owner"):
+        op.create_index(f"ix_flag_shares_{column}", "flag_shares", [column])
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("at", UtcDateTime(), nullable=False),
+        sa.Column("actor", sa.String(64), nullable=False),
+        sa.Column("action", sa.String(64), nullable=False),
+        sa.Column("target", sa.String(64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
+    )
     locks = op.create_table(
         "locks",
         sa.Column("name", sa.String(32), nullable=False),
@@ -84,5 +120,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("locks", "owners", "allocations", "instances", "challenges"):
+    for table in (
+        "locks",
+        "audit_log",
+        "flag_shares",
+        "flags",
+        "owners",
+        "allocations",
+        "instances",
+        "challenges",
+    ):
         op.drop_table(table)

@@ -1,0 +1,1 @@
+"""Flag encryption at rest (adapter for the `FlagVault` port)."""
