@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 import yaml
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from . import bootstrap
 from .domain.errors import InstancerError, ValidationFailed
@@ -183,6 +184,7 @@ def _db_upgrade(settings: Settings, _: argparse.Namespace) -> int:
 
 def _check_config(settings: Settings, _: argparse.Namespace) -> int:
     shown: dict[str, Any] = json.loads(settings.model_dump_json())
+    shown["database_url"] = make_url(settings.database_url).render_as_string(hide_password=True)
     for key, value in sorted(shown.items()):
         print(f"INSTANCER_{key.upper()}={value}")
     service = bootstrap.build(settings)

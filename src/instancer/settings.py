@@ -120,7 +120,7 @@ class Settings(BaseSettings):
         description="Age before an engine object with no live record is removed, seconds.",
     )
     stale_after_seconds: float = Field(
-        default=120.0,
+        default=300.0,
         gt=0,
         description="A starting/stopping record untouched this long is finished by the reaper, seconds.",
     )
@@ -142,6 +142,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"INSTANCER_{name.upper()} must be at least 16 characters")
         if self.platform_token.get_secret_value() == self.admin_token.get_secret_value():
             raise ValueError("INSTANCER_PLATFORM_TOKEN and INSTANCER_ADMIN_TOKEN must differ")
+        longest_start = self.ready_timeout_seconds + 6 * self.docker_timeout_seconds
+        if self.stale_after_seconds <= longest_start:
+            raise ValueError(
+                "INSTANCER_STALE_AFTER_SECONDS must exceed the longest a start can take (ready timeout"
+                f" + 6 engine calls = {longest_start:g} s), or the reaper could fail a live start"
+            )
         try:
             parse_keys(self.flag_keys.get_secret_value())
         except KeyringError as exc:

@@ -281,7 +281,68 @@ def test_an_internal_error_shows_nothing_internal(client: TestClient, fake_backe
     def boom(_: object) -> None:
         raise RuntimeError("secret internals flag{leak}")
 
-    fake_backend.start = boom  # type: ignore[method-assign]
+    fake_backend.before_start = boom
     r = client.post("/api/v1/instances", json={"challenge": "web", "owner": "o"}, headers=PLATFORM)
     assert (r.status_code, r.json()["error"]["code"]) == (500, "INTERNAL_ERROR")
     assert "secret" not in r.text and "Traceback" not in r.text
+    (failed,) = client.get("/api/v1/admin/instances", headers=ADMIN).json()["items"]
+    assert failed["state"] == "failed" and "secret" not in str(failed)
+
+
+def test_concurrent_puts_of_a_new_challenge_all_succeed(client: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def put(n: int) -> int:
+        return client.put(
+            f"/api/v1/challenges/race{n % 3}", json=demo_spec(f"race{n % 3}"), headers=ADMIN
+        ).status_code
+
+    with ThreadPoolExecutor(9) as pool:
+        codes = list(pool.map(put, range(18)))
+    assert set(codes) <= {200, 201} and codes.count(201) >= 3
+
+
+def test_a_refused_put_leaves_the_existing_spec_as_it_was(client: TestClient) -> None:
+    before = client.get("/api/v1/challenges/web", headers=ADMIN).json()
+    r = client.put("/api/v1/challenges/web", json={"image": "x", "ports": [{"port": -1}]}, headers=ADMIN)
+    assert r.status_code == 422
+    r = client.put("/api/v1/challenges/web", json=demo_spec("web"), headers=PLATFORM)
+    assert r.status_code == 403
+    assert client.get("/api/v1/challenges/web", headers=ADMIN).json() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("put", "/api/v1/challenges/web"),
+        ("delete", "/api/v1/challenges/web"),
+        ("delete", "/api/v1/admin/instances?challenge=web"),
+        ("post", "/api/v1/admin/instances/" + "0" * 32 + "/extend"),
+        ("delete", "/api/v1/admin/instances/" + "0" * 32),
+        ("get", "/api/v1/admin/instances/" + "0" * 32 + "/flag"),
+    ],
+)
+def test_the_platform_token_cannot_use_admin_endpoints(client: TestClient, method: str, path: str) -> None:
+    inst = _start(client)
+    before = _count(client)
+    r = client.request(method, path, json=demo_spec("web") if method == "put" else None, headers=PLATFORM)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "FORBIDDEN")
+    assert _count(client) == before
+    assert client.get(f"/api/v1/instances/{inst['id']}", headers=PLATFORM).json()["state"] == "running"
+
+
+def test_extension_too_soon_and_revert_of_a_stopped_instance(
+    make_service: Callable[..., bootstrap.Service], fake_backend: FakeBackend
+) -> None:
+    service = make_service(backend=fake_backend, extension_interval_seconds=300)
+    with TestClient(bootstrap.app_of(service, run_reaper=False)) as c:
+        c.put("/api/v1/challenges/web", json=demo_spec("web", lifetime={"seconds": 60}), headers=ADMIN)
+        inst = _start(c)
+        path = f"/api/v1/instances/{inst['id']}"
+        assert c.post(path + "/extend", headers=PLATFORM).status_code == 200
+        r = c.post(path + "/extend", headers=PLATFORM)
+        assert (r.status_code, r.json()["error"]["code"]) == (429, "EXTENSION_TOO_SOON")
+        assert r.json()["error"]["details"]["retry_after_seconds"] == 300
+        c.delete(path, headers=PLATFORM)
+        r = c.post(path + "/revert", headers=PLATFORM)
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "INSTANCE_NOT_RUNNING")

@@ -78,7 +78,8 @@ def test_run_command_serves_the_demo_challenge(docker_ready: None, tmp_path: Pat
         )
         assert status == 201
         page = http_get(body["connection"][0]["url"])
-        assert page.startswith("flag{") and _labelled(deployment).strip()
+        _, revealed = _call("GET", f"{base}/api/v1/admin/instances/{body['id']}/flag", ADMIN_TOKEN)
+        assert page.strip() == revealed["flag"] and _labelled(deployment).strip()
 
         status, stopped = _call("DELETE", f"{base}/api/v1/instances/{body['id']}", PLATFORM_TOKEN)
         assert (status, stopped["state"]) == (200, "stopped")

@@ -120,10 +120,13 @@ def test_three_second_instances_are_gone_within_five_seconds_of_their_deadline(
         # The record is marked right after the engine confirms the removal.
         wait_until(lambda: service.instances.stats().by_state == {"expired": len(bodies)}, timeout=5)
         for body in bodies:
-            late_by = removed_at[body["id"]] - datetime.fromisoformat(body["expires_at"]).timestamp()
+            deadline = datetime.fromisoformat(body["expires_at"])
+            late_by = removed_at[body["id"]] - deadline.timestamp()
             assert late_by <= 5, f"removed {late_by:.1f} s after the deadline"
             shown = client.get(f"/api/v1/instances/{body['id']}").json()
             assert (shown["state"], shown["reason"]) == ("expired", "lifetime over")
+            marked_late = (datetime.fromisoformat(shown["ended_at"]) - deadline).total_seconds()
+            assert marked_late <= 5, f"marked expired {marked_late:.1f} s after the deadline"
 
 
 def test_extend_revert_stop_obey_the_limits(docker_service: MakeService) -> None:
@@ -188,3 +191,29 @@ def test_admin_bulk_stop_removes_every_container(docker_service: MakeService) ->
         )
         assert r.json() == {"stopped": 3}
         assert engine_objects(service) == ([], [])
+
+
+def test_two_replicas_on_one_database_keep_the_limits(docker_service: MakeService) -> None:
+    """Two service processes' worth of objects (own pools, own reapers) share one database
+    and engine: the per-owner limit and capacity hold across them."""
+    first = docker_service(capacity=3)
+    second = docker_service(capacity=3, deployment=first.settings.deployment)
+    with LiveServer(first) as one, LiveServer(second) as two, _client(one) as c1, _client(two) as c2:
+        _put(c1, demo_spec())
+        _put(c1, demo_spec("second"))
+        calls = [(c1 if n % 2 else c2, "demo-web" if n % 4 < 2 else "second", "same") for n in range(8)]
+        calls += [(c1 if n % 2 else c2, "demo-web", f"team-{n}") for n in range(8)]
+
+        def start(call: tuple[httpx.Client, str, str]) -> tuple[str, int, str]:
+            client, challenge, owner = call
+            r = client.post("/api/v1/instances", json={"challenge": challenge, "owner": owner})
+            return owner, r.status_code, r.json().get("error", {}).get("code", "")
+
+        with ThreadPoolExecutor(16) as pool:
+            outcomes = list(pool.map(start, calls))
+        containers, _ = engine_objects(first)
+        assert len(containers) == 3  # capacity, across both replicas
+        same = [o for o in outcomes if o[0] == "same"]
+        assert sum(1 for o in same if o[1] == 201) <= 1
+        assert {o[2] for o in same if o[1] >= 400} <= {"INSTANCE_LIMIT_REACHED", "CAPACITY_REACHED"}
+        assert sum(1 for o in outcomes if o[1] == 201) == 3

@@ -61,10 +61,18 @@ def test_instances_survive_a_restart_of_the_service_and_still_expire(docker_serv
 
 
 def test_flags_never_reach_the_logs(docker_service: MakeService, caplog: pytest.LogCaptureFixture) -> None:
+    """Happy path and failure paths (a start that fails, a sharing attempt, a reveal) at DEBUG."""
     caplog.set_level(logging.DEBUG)
-    service = docker_service()
+    service = docker_service(ready_timeout_seconds=1)
     with LiveServer(service) as server:
         _put(server, demo_spec())
+        _put(server, demo_spec("deaf", ports=[{"port": 9999, "protocol": "tcp"}]))
+        failed = httpx.post(
+            f"{server.url}/api/v1/instances",
+            json={"challenge": "deaf", "owner": "p"},
+            headers=auth(),
+            timeout=30,
+        ).json()["error"]["details"]["instance_id"]
         body = httpx.post(
             f"{server.url}/api/v1/instances",
             json={"challenge": "demo-web", "owner": "o"},
@@ -72,6 +80,16 @@ def test_flags_never_reach_the_logs(docker_service: MakeService, caplog: pytest.
             timeout=30,
         ).json()
         httpx.post(f"{server.url}/api/v1/instances/{body['id']}/revert", headers=auth(), timeout=30)
+        flag = httpx.get(
+            f"{server.url}/api/v1/admin/instances/{body['id']}/flag", headers=auth(ADMIN_TOKEN)
+        ).json()["flag"]
+        verify = {"challenge": "demo-web", "owner": "q", "submission": flag}
+        assert (
+            httpx.post(f"{server.url}/api/v1/flags/verify", json=verify, headers=auth()).json()["reason"]
+            == "shared"
+        )
         httpx.delete(f"{server.url}/api/v1/instances/{body['id']}", headers=auth(), timeout=30)
-    flag = service.flags.reveal(body["id"])
-    assert caplog.records and not [r for r in caplog.records if flag in r.getMessage()]
+    flags = {flag, service.flags.reveal(failed)}
+    messages = [r.getMessage() + str(r.args) + str(r.exc_info) for r in caplog.records]
+    assert any("flag sharing" in m for m in messages) and any("failed to start" in m for m in messages)
+    assert not [m for m in messages for f in flags if f in m]

@@ -4,12 +4,14 @@ in-package fake engine and a fake clock: limits, lifecycle and repair, without s
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from instancer.backends.fake import FakeBackend
 from instancer.bootstrap import Service
 from instancer.domain.errors import (
+    BackendRejected,
     BackendUnavailable,
     CapacityReached,
     ChallengeNotFound,
@@ -24,6 +26,7 @@ from instancer.domain.errors import (
     PortsExhausted,
 )
 from instancer.domain.model import State
+from instancer.domain.model import LIVE_STATES
 from instancer.domain.ports import InstanceFilter, LaunchPlan
 from tests.conftest import FakeClock, demo_spec
 
@@ -136,10 +139,15 @@ def test_not_ready_in_time_fails_and_removes_the_container(
     assert service.instances.find(InstanceFilter(states=frozenset({State.FAILED}))).total == 1
 
 
-def test_a_port_held_outside_instancer_is_replaced(svc: Service, fake_backend: FakeBackend) -> None:
-    fake_backend.busy_ports = set(range(30000, 45000))
-    inst = svc.instances.start("web", "o").instance
-    assert inst.allocations[0].host_port >= 45000
+def test_a_port_held_outside_instancer_is_replaced(
+    make_service: MakeService, fake_backend: FakeBackend
+) -> None:
+    service = make_service(backend=fake_backend, port_range_start=40000, port_range_end=40001)
+    service.challenges.put(demo_spec("web"))
+    fake_backend.busy_ports = {40000}
+    inst = service.instances.start("web", "o").instance
+    assert [a.host_port for a in inst.allocations] == [40001]
+    assert service.instances.stats().ports_allocated == 1
 
 
 def test_ports_exhausted(make_service: MakeService, fake_backend: FakeBackend) -> None:
@@ -297,3 +305,112 @@ def test_per_challenge_capacity(make_service: MakeService, fake_backend: FakeBac
         service.instances.start("small", "b")
     assert caught.value.details == {"capacity": 1, "scope": "challenge"}
     assert service.instances.start("big", "b").created
+
+
+def test_an_extension_wins_over_a_reaper_that_read_the_old_deadline(svc: Service, clock: FakeClock) -> None:
+    inst = svc.instances.start("web", "o").instance
+    clock.advance(3600)  # the reaper reads `inst` as due ...
+    svc.instances.admin_extend(inst.id, seconds=600)  # ... then the extension commits
+    assert not svc.instances._claim(inst, LIVE_STATES, "lifetime over", expired_by=clock.now())
+    assert svc.instances.reap()["expired"] == 0 and svc.instances.get(inst.id).state is State.RUNNING
+
+
+def test_a_stop_during_the_start_leaves_no_container_and_no_port(
+    svc: Service, fake_backend: FakeBackend
+) -> None:
+    def stop_it(plan: LaunchPlan) -> None:
+        fake_backend.before_start = None
+        svc.instances.stop(plan.instance_id)
+
+    fake_backend.before_start = stop_it
+    with pytest.raises(InstanceStartFailed):
+        svc.instances.start("web", "o")
+    (inst,) = svc.instances.find(InstanceFilter()).items
+    assert inst.state is State.STOPPED and fake_backend.running == {}
+    assert svc.instances.stats().ports_allocated == 0
+
+
+def test_a_stop_during_a_port_retry_leaks_no_port(
+    make_service: MakeService, fake_backend: FakeBackend
+) -> None:
+    service = make_service(backend=fake_backend, port_range_start=40000, port_range_end=40001)
+    service.challenges.put(demo_spec("web"))
+    fake_backend.busy_ports = {40000, 40001}
+
+    def stop_it(plan: LaunchPlan) -> None:
+        fake_backend.before_start = None
+        service.instances.stop(plan.instance_id)
+
+    fake_backend.before_start = stop_it
+    with pytest.raises(InstanceStartFailed):
+        service.instances.start("web", "o")
+    assert service.instances.stats().ports_allocated == 0 and fake_backend.running == {}
+
+
+def test_an_unexpected_engine_error_fails_the_start_instead_of_leaving_it_starting(
+    svc: Service, fake_backend: FakeBackend
+) -> None:
+    def boom(plan: LaunchPlan) -> None:
+        raise KeyError("NetworkSettings")
+
+    fake_backend.before_start = boom
+    with pytest.raises(KeyError):
+        svc.instances.start("web", "o")
+    (inst,) = svc.instances.find(InstanceFilter()).items
+    assert inst.state is State.FAILED and inst.reason and inst.reason.startswith("INTERNAL_ERROR")
+    fake_backend.before_start = None
+    assert svc.instances.start("web", "o").created  # the slot is free again
+
+
+def test_a_long_engine_error_is_recorded_truncated(svc: Service, fake_backend: FakeBackend) -> None:
+    def refuse(plan: LaunchPlan) -> None:
+        raise BackendRejected("x" * 5000)
+
+    fake_backend.before_start = refuse
+    with pytest.raises(BackendRejected):
+        svc.instances.start("web", "o")
+    (inst,) = svc.instances.find(InstanceFilter()).items
+    assert inst.state is State.FAILED and inst.reason is not None and len(inst.reason) == 500
+
+
+def test_a_failed_stop_is_retried_within_seconds(
+    svc: Service, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
+    inst = svc.instances.start("web", "o").instance
+    clock.advance(3600)
+    fake_backend.down = True
+    assert svc.instances.reap()["expired"] == 0  # the engine blipped at the deadline
+    fake_backend.down = False
+    clock.advance(3)
+    assert svc.instances.reap()["stale_stopping"] == 1
+    assert svc.instances.get(inst.id).state is State.EXPIRED and fake_backend.running == {}
+
+
+def test_revert_uses_the_spec_the_instance_started_from(svc: Service, fake_backend: FakeBackend) -> None:
+    inst = svc.instances.start("web", "o").instance
+    svc.challenges.put(demo_spec("web", image="other:2", ports=[{"port": 9090, "protocol": "tcp"}]))
+    svc.instances.revert(inst.id)
+    (container,) = fake_backend.running[inst.id].containers
+    assert container.image == "instancer/demo-web:latest" and container.ports[0].container_port == 8080
+    assert (
+        svc.instances.start("web", "p").instance.allocations[0].container_port == 9090
+    )  # new starts: new spec
+
+
+def test_one_owner_racing_for_several_challenges_gets_one_instance(
+    make_service: MakeService, fake_backend: FakeBackend
+) -> None:
+    service = make_service(backend=fake_backend)
+    for n in range(8):
+        service.challenges.put(demo_spec(f"c{n}"))
+
+    def start(n: int) -> str:
+        try:
+            service.instances.start(f"c{n}", "team")
+            return "started"
+        except InstanceLimitReached:
+            return "refused"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = sorted(pool.map(start, range(8)))
+    assert outcomes == ["refused"] * 7 + ["started"]

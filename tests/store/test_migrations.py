@@ -32,8 +32,8 @@ def test_the_database_refuses_a_second_live_instance_and_a_shared_port(db_url: s
     now = datetime.now(UTC)
     row = (
         "INSERT INTO instances (id, challenge_id, owner, state, generation, created_at,"
-        " state_changed_at, expires_at, extensions_used, max_extensions)"
-        " VALUES (:id, 'c', 'o', :state, 1, :t, :t, :t, 0, 0)"
+        " state_changed_at, expires_at, extensions_used, max_extensions, spec)"
+        " VALUES (:id, 'c', 'o', :state, 1, :t, :t, :t, 0, 0, '{}')"
     )
     with engine.begin() as conn:
         conn.execute(text(row), {"id": "a" * 32, "state": "running", "t": now})

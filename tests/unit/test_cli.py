@@ -101,3 +101,20 @@ def test_unreadable_spec_file_is_reported(env: Path, capsys: pytest.CaptureFixtu
     spec.write_text("id: [unclosed\n")
     assert cli.main(["challenge", "apply", str(spec), str(env / "missing.yaml")]) == 1
     assert "VALIDATION_FAILED: cannot read" in capsys.readouterr().err
+
+
+def test_the_reaper_cannot_be_set_to_fail_starts_still_in_progress(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("INSTANCER_STALE_AFTER_SECONDS", "60")
+    assert cli.main(["check-config"]) == 2
+    assert "INSTANCER_STALE_AFTER_SECONDS must exceed" in capsys.readouterr().err
+
+
+def test_check_config_hides_the_database_password(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("INSTANCER_DATABASE_URL", "postgresql+psycopg://u:S3cretPassw0rd@127.0.0.1:1/x")
+    cli.main(["check-config"])
+    out = capsys.readouterr().out
+    assert "S3cretPassw0rd" not in out and "postgresql+psycopg://u:***@127.0.0.1:1/x" in out

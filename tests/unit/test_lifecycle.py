@@ -82,10 +82,3 @@ def test_cooldown_reports_whole_seconds_to_wait() -> None:
     with pytest.raises(Cooldown) as caught:
         lifecycle.check_cooldown(T0, T0 + timedelta(seconds=3.5), 5)
     assert caught.value.details["retry_after_seconds"] == 2
-
-
-def test_is_expired_only_for_live_instances_past_deadline() -> None:
-    late = T0 + timedelta(hours=2)
-    assert lifecycle.is_expired(_instance(), late)
-    assert not lifecycle.is_expired(_instance(), T0)
-    assert not lifecycle.is_expired(_instance(state=State.STOPPED), late)

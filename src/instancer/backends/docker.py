@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import posixpath
+import re
 import socket
 import tarfile
 import time
@@ -212,10 +213,14 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
+_ENGINE_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?$")
+
+
 def _parse_engine_time(value: str) -> datetime:
-    """Docker's RFC 3339 times carry nanoseconds, which `fromisoformat` refuses; trim them."""
-    head, _, rest = value.partition(".")
-    zone = rest[rest.find("+") :] if "+" in rest else ("+00:00" if rest.endswith("Z") or not rest else "")
-    if "-" in rest:
-        zone = rest[rest.find("-") :]
-    return datetime.fromisoformat(head + zone).astimezone(UTC)
+    """Docker's RFC 3339 times may carry nanoseconds, which `fromisoformat` refuses: drop the
+    fraction (a second is precise enough for grace periods). Unparseable means 'now'."""
+    match = _ENGINE_TIME.match(value)
+    if match is None:
+        return datetime.now(UTC)
+    zone = match.group(2) or "Z"
+    return datetime.fromisoformat(match.group(1) + ("+00:00" if zone == "Z" else zone)).astimezone(UTC)

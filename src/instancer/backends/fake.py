@@ -7,6 +7,7 @@ objects, images that may be missing, an engine that may be down.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -23,6 +24,8 @@ class FakeBackend:
     busy_ports: set[int] = field(default_factory=set)
     running: dict[str, LaunchPlan] = field(default_factory=dict)
     starts: int = 0
+    #: called at the start of every `start`, to inject faults or interleavings in tests
+    before_start: Callable[[LaunchPlan], None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ping(self) -> None:
@@ -31,6 +34,8 @@ class FakeBackend:
 
     def start(self, plan: LaunchPlan) -> Launched:
         self.ping()
+        if self.before_start is not None:
+            self.before_start(plan)
         for c in plan.containers:
             if self.images is not None and c.image not in self.images:
                 raise ImageMissing(f"no image {c.image}")

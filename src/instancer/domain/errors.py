@@ -82,16 +82,13 @@ class FlagKeyUnavailable(InstancerError):
 
 
 class BackendError(InstancerError):
-    """An engine call failed. `temporary` says whether retrying later may help."""
-
-    temporary: ClassVar[bool] = False
+    """An engine call failed."""
 
 
 class BackendUnavailable(BackendError):
     """The engine cannot be reached (socket gone, timeout)."""
 
     code = "ENGINE_UNAVAILABLE"
-    temporary = True
 
 
 class ImageMissing(BackendError):
@@ -104,7 +101,6 @@ class PortUnavailable(BackendError):
     """A host port we allocated is held by something outside instancer; pick another."""
 
     code = "PORT_UNAVAILABLE"
-    temporary = True
 
 
 class BackendRejected(BackendError):

@@ -73,7 +73,3 @@ def _remaining_wait(since: datetime | None, now: datetime, interval_s: float) ->
         return 0
     left = interval_s - (now - since).total_seconds()
     return 0 if left <= 0 else int(left) + (left % 1 > 0)
-
-
-def is_expired(instance: Instance, now: datetime) -> bool:
-    return instance.live and instance.expires_at <= now

@@ -210,8 +210,12 @@ class Tx(Protocol):
     def owner_last_start(self, owner: str) -> datetime | None: ...
     def touch_owner(self, owner: str, now: datetime) -> None: ...
 
-    def add_instance(self, instance: Instance) -> None:
-        """Raises LiveInstanceExists when (challenge, owner) already holds a live one."""
+    def add_instance(self, instance: Instance, spec: ChallengeSpec) -> None:
+        """Record an instance with the spec it starts from.
+
+        Raises LiveInstanceExists when (challenge, owner) already holds a live one."""
+
+    def instance_spec(self, instance_id: str) -> ChallengeSpec | None: ...
 
     def get_instance(self, instance_id: str) -> Instance | None: ...
     def live_instance(self, challenge_id: str, owner: str) -> Instance | None: ...
@@ -237,9 +241,11 @@ class Tx(Protocol):
         to: State,
         now: datetime,
         at_generation: int | None = None,
+        expired_by: datetime | None = None,
         **changes: object,
     ) -> bool:
-        """Move an instance to `to` only if it is in one of `expect` (and at `at_generation`).
+        """Move an instance to `to` only if it is in one of `expect` (and at `at_generation`,
+        and with a deadline at or before `expired_by`).
 
         This compare-and-set is how two threads or replicas agree on who acts.
         """

@@ -20,6 +20,12 @@ from .errors import ValidationFailed
 CHALLENGE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 CONTAINER_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,30}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# A Docker image reference: [registry[:port]/]repository[:tag][@sha256:digest], lower-case repository.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_PATTERN = (
+    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
 # Linux capabilities a spec may add back; everything is dropped by default.
 ALLOWED_CAPABILITIES = frozenset(
     {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL", "SYS_CHROOT"}
@@ -52,18 +58,20 @@ class Resources(_Strict):
 
 class Container(_Strict):
     name: str = Field(default="main", pattern=CONTAINER_NAME_PATTERN)
-    image: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+    image: str = Field(min_length=1, max_length=255, pattern=IMAGE_PATTERN)
     ports: tuple[Port, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
-    command: tuple[str, ...] | None = None
+    command: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=64)
     resources: Resources = Resources()
     cap_add: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         for key in self.env:
-            if not re.match(ENV_NAME_PATTERN, key):
+            if not re.fullmatch(ENV_NAME_PATTERN.strip("^$"), key):
                 raise ValueError(f"env name {key!r} is not a valid variable name")
+        if any("\0" in text for text in (*self.env.values(), *(self.command or ()))):
+            raise ValueError("env values and command arguments may not contain NUL characters")
         unknown = sorted(set(self.cap_add) - ALLOWED_CAPABILITIES)
         if unknown:
             raise ValueError(f"cap_add {unknown} not allowed; allowed: {sorted(ALLOWED_CAPABILITIES)}")

@@ -41,9 +41,11 @@ class ChallengeService:
     def delete(self, challenge_id: str) -> int:
         """Stop the challenge's instances, then forget the spec and its retired flags.
         Returns how many instances were stopped."""
-        self.get(challenge_id)
+        with self._store.transaction() as tx:
+            tx.lock_starts()  # no start of this challenge can slip in between
+            if not tx.delete_challenge(challenge_id):
+                raise ChallengeNotFound(f"no challenge {challenge_id!r}", challenge=challenge_id)
         stopped = self._instances.stop_all(challenge_id)
         with self._store.transaction() as tx:
             tx.delete_flags(challenge_id)
-            tx.delete_challenge(challenge_id)
         return stopped

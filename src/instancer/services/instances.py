@@ -138,7 +138,7 @@ class InstanceService:
                 expires_at=lifecycle.initial_deadline(now, spec.lifetime),
                 max_extensions=spec.lifetime.max_extensions,
             )
-            tx.add_instance(instance)
+            tx.add_instance(instance, spec)
             flag = flags.parse(spec.flag.template).render()
             tx.add_flag(
                 instance.id, challenge_id, owner, self._vault.seal(flag, instance_id=instance.id), now
@@ -177,9 +177,17 @@ class InstanceService:
         wanted = [(c.name, p.port, p.protocol.value) for c, p in spec.exposed]
         return tx.allocate_ports(instance_id, wanted, self._policy.port_low, self._policy.port_high, avoid)
 
-    def _launch(self, spec: ChallengeSpec, instance: Instance, flag: str) -> Instance:
-        """Run the recorded instance on the engine and wait until it answers."""
+    def _launch(
+        self, spec: ChallengeSpec, instance: Instance, flag: str, *, replace: bool = False
+    ) -> Instance:
+        """Run the recorded instance on the engine and wait until it answers. With `replace`,
+        first remove the containers of its previous generation (a revert).
+
+        Whatever goes wrong, the record ends `failed` with a reason and the engine holds
+        nothing of it: no failure leaves an instance stuck in `starting`."""
         try:
+            if replace:
+                self._backend.stop(instance.id)
             launched = self._start_on_engine(spec, instance, flag)
             if not self._wait_ready(launched):
                 timeout = self._policy.ready_timeout_seconds
@@ -192,6 +200,9 @@ class InstanceService:
             raise
         except InstanceStartFailed as exc:
             self._fail(instance, "NOT_READY", exc.message)
+            raise
+        except Exception:
+            self._fail(instance, "INTERNAL_ERROR", "an unexpected error interrupted the start")
             raise
         return self._mark_running(instance)
 
@@ -212,6 +223,14 @@ class InstanceService:
     def _reallocate(self, spec: ChallengeSpec, instance: Instance, avoid: frozenset[int]) -> Instance:
         with self._store.transaction() as tx:
             tx.lock_starts()
+            current = tx.get_instance(instance.id)
+            if current is None or (current.state, current.generation) != (
+                State.STARTING,
+                instance.generation,
+            ):
+                raise InstanceStartFailed(
+                    "the instance was stopped while it was starting", instance_id=instance.id
+                )
             tx.release_ports(instance.id)
             allocations = self._allocate(tx, spec, instance.id, avoid)
         return replace(instance, allocations=tuple(allocations))
@@ -239,11 +258,16 @@ class InstanceService:
                 started_at=now,
             )
             current = tx.get_instance(instance.id)
-        if not ok:  # stopped (or reverted) while we were starting: leave no container behind
-            log.info("instance %s changed while starting; removing what this start created", instance.id)
-            if current is None or current.state not in LIVE_STATES:
-                self._backend.stop(instance.id)
         assert current is not None
+        if not ok:  # stopped while we were starting: leave no container and no port behind
+            log.info("instance %s was stopped while starting; removing what this start created", instance.id)
+            self._backend.stop(instance.id)
+            with self._store.transaction() as tx:
+                if (live := tx.get_instance(instance.id)) is not None and not live.live:
+                    tx.release_ports(instance.id)
+            raise InstanceStartFailed(
+                "the instance was stopped while it was starting", instance_id=instance.id
+            )
         return current
 
     def _fail(self, instance: Instance, code: str, message: str) -> None:
@@ -283,7 +307,7 @@ class InstanceService:
             deadline = lifecycle.extended_deadline(
                 instance, spec.lifetime, now, min_interval_s=self._policy.extension_interval_for(spec)
             )
-            tx.transition(
+            extended = tx.transition(
                 instance.id,
                 expect=frozenset({State.RUNNING}),
                 to=State.RUNNING,
@@ -292,6 +316,8 @@ class InstanceService:
                 extensions_used=instance.extensions_used + 1,
                 last_extended_at=now,
             )
+            if not extended:  # stopped or expired since we read it
+                raise InstanceNotRunning("only a running instance can be extended")
             return _reload(tx, instance.id)
 
     def admin_extend(self, instance_id: str, *, seconds: int | None = None) -> Instance:
@@ -329,10 +355,12 @@ class InstanceService:
                 raise InstanceNotRunning(
                     "only a running instance can be reverted", state=instance.state.value
                 )
-            spec = _challenge(tx, instance.challenge_id)
+            # The spec the instance started from: its ports are the ones it holds.
+            spec = tx.instance_spec(instance.id) or _challenge(tx, instance.challenge_id)
             lifecycle.check_cooldown(
                 tx.owner_last_start(instance.owner), now, self._policy.cooldown_for(spec)
             )
+            flag = self._vault.open(_must(tx.get_flag(instance.id), instance.id), instance_id=instance.id)
             tx.transition(
                 instance.id,
                 expect=frozenset({State.RUNNING}),
@@ -343,10 +371,7 @@ class InstanceService:
             )
             tx.touch_owner(instance.owner, now)
             instance = _reload(tx, instance.id)
-            sealed = tx.get_flag(instance.id)
-        flag = self._vault.open(_must(sealed, instance.id), instance_id=instance.id)
-        self._backend.stop(instance.id)
-        return self._launch(spec, instance, flag)
+        return self._launch(spec, instance, flag, replace=True)
 
     # --- stop --------------------------------------------------------------------
 
@@ -409,22 +434,30 @@ class InstanceService:
         Returns counts per kind of repair.
         """
         now = self._clock.now()
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             due = tx.due(now, batch)
-            stale_before = now - timedelta(seconds=self._policy.stale_after_seconds)
-            stale = tx.stale(frozenset({State.STARTING, State.STOPPING}), stale_before, batch)
+            stale_starts = tx.stale(
+                frozenset({State.STARTING}), now - timedelta(seconds=self._policy.stale_after_seconds), batch
+            )
+            # A stop whose engine call failed is retried soon, not after the long stale delay.
+            stuck_stops = tx.stale(
+                frozenset({State.STOPPING}), now - timedelta(seconds=self._policy.stop_retry_seconds), batch
+            )
         jobs: list[tuple[str, str, State, str]] = [
             ("expired", i.id, State.EXPIRED, REASON_EXPIRED)
             for i in due
-            if self._claim(i, LIVE_STATES, REASON_EXPIRED)
+            if self._claim(i, LIVE_STATES, REASON_EXPIRED, expired_by=now)
         ]
-        for i in stale:
-            if i.state is State.STOPPING:
-                jobs.append(
-                    ("stale_stopping", i.id, _final_state_of_stale(i), i.reason or REASON_INTERRUPTED)
-                )
-            elif self._claim(i, frozenset({State.STARTING}), REASON_INTERRUPTED):
-                jobs.append(("stale_starting", i.id, State.FAILED, REASON_INTERRUPTED))
+        jobs += [
+            ("stale_starting", i.id, State.FAILED, REASON_INTERRUPTED)
+            for i in stale_starts
+            if self._claim(i, frozenset({State.STARTING}), REASON_INTERRUPTED)
+        ]
+        # Finishing a stop twice is harmless: removal is idempotent and the last step is a
+        # compare-and-set from `stopping`.
+        jobs += [
+            ("stale_stopping", i.id, _final_state_of(i), i.reason or REASON_INTERRUPTED) for i in stuck_stops
+        ]
         report = {"expired": 0, "stale_starting": 0, "stale_stopping": 0}
         for kind, done in zip((j[0] for j in jobs), self._pool.map(self._try_finish, jobs), strict=True):
             report[kind] += done
@@ -440,7 +473,9 @@ class InstanceService:
             return False
         return True
 
-    def _claim(self, instance: Instance, expect: frozenset[State], reason: str) -> bool:
+    def _claim(
+        self, instance: Instance, expect: frozenset[State], reason: str, *, expired_by: datetime | None = None
+    ) -> bool:
         with self._store.transaction() as tx:
             return tx.transition(
                 instance.id,
@@ -448,6 +483,7 @@ class InstanceService:
                 to=State.STOPPING,
                 now=self._clock.now(),
                 at_generation=instance.generation,
+                expired_by=expired_by,
                 reason=reason,
             )
 
@@ -466,11 +502,11 @@ class InstanceService:
         return removed
 
 
-def _final_state_of_stale(instance: Instance) -> State:
-    """The state a stale `starting`/`stopping` record ends in once the reaper cleans it up."""
-    if instance.state is State.STARTING:
-        return State.FAILED
-    return State.EXPIRED if instance.reason == REASON_EXPIRED else State.STOPPED
+def _final_state_of(stopping: Instance) -> State:
+    """The state a `stopping` record ends in, from why it is being stopped."""
+    return {REASON_EXPIRED: State.EXPIRED, REASON_INTERRUPTED: State.FAILED}.get(
+        stopping.reason or "", State.STOPPED
+    )
 
 
 def _challenge(tx: Tx, challenge_id: str) -> ChallengeSpec:

@@ -17,7 +17,9 @@ class Policy:
     port_low: int = 30000
     port_high: int = 60000
     #: A `starting` or `stopping` record untouched this long belongs to a process that died.
-    stale_after_seconds: float = 120.0
+    stale_after_seconds: float = 300.0
+    #: A `stopping` record whose engine call failed is retried after this long.
+    stop_retry_seconds: float = 3.0
 
     def per_owner_for(self, spec: ChallengeSpec) -> int:
         return spec.limits.per_owner if spec.limits.per_owner is not None else self.per_owner

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from ..domain.errors import PortsExhausted, StoreUnavailable
@@ -44,6 +47,7 @@ from .tables import (
 )
 
 STARTS_LOCK = "starts"
+REASON_CHARS = 500
 READ_ONLY = "instancer_read_only"
 _INSTANCE_COLUMNS = {c.name for c in InstanceRow.__table__.columns}
 
@@ -52,10 +56,13 @@ def make_engine(url: str) -> Engine:
     """An engine tuned for instancer: SQLite in WAL mode with immediate transactions."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
+        # hide_parameters: a failing statement's values (flags, owners) never reach a log.
+        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=40, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = create_engine(
+        url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=True
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -100,8 +107,8 @@ class SqlStore:
         try:
             with Session(bind, expire_on_commit=False) as session, session.begin():
                 yield SqlTx(session)
-        except OperationalError as exc:
-            raise StoreUnavailable("the database cannot be reached") from exc
+        except (OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable("the database cannot be reached or is overloaded") from exc
 
     def ping(self) -> None:
         try:
@@ -120,7 +127,10 @@ class SqlTx:
     def lock_starts(self) -> None:
         if self._s.get_bind().dialect.name == "sqlite":
             return  # BEGIN IMMEDIATE already holds the database write lock
-        self._s.execute(select(LockRow).where(LockRow.name == STARTS_LOCK).with_for_update())
+        # scalar_one: a missing lock row must fail loudly, not lock nothing.
+        self._s.execute(
+            select(LockRow.name).where(LockRow.name == STARTS_LOCK).with_for_update()
+        ).scalar_one()
 
     def challenge_exists(self, challenge_id: str) -> bool:
         return self._s.execute(_CHALLENGE_EXISTS, {"challenge_id": challenge_id}).first() is not None
@@ -130,13 +140,15 @@ class SqlTx:
         return None if row is None else ChallengeSpec.model_validate_json(row.spec)
 
     def put_challenge(self, spec: ChallengeSpec, now: datetime) -> bool:
-        row = self._s.get(ChallengeRow, spec.id)
-        body = spec.model_dump_json()
-        if row is None:
-            self._s.add(ChallengeRow(id=spec.id, spec=body, created_at=now, updated_at=now))
-            return True
-        row.spec, row.updated_at = body, now
-        return False
+        existed = self.challenge_exists(spec.id)
+        # An upsert, so that two concurrent PUTs of a new challenge both succeed.
+        dialect_insert = pg_insert if self._s.get_bind().dialect.name == "postgresql" else sqlite_insert
+        q = dialect_insert(ChallengeRow).values(
+            id=spec.id, spec=spec.model_dump_json(), created_at=now, updated_at=now
+        )
+        q = q.on_conflict_do_update(index_elements=["id"], set_={"spec": q.excluded.spec, "updated_at": now})
+        self._s.execute(q)
+        return not existed
 
     def delete_challenge(self, challenge_id: str) -> bool:
         result = self._s.execute(delete(ChallengeRow).where(ChallengeRow.id == challenge_id))
@@ -161,12 +173,18 @@ class SqlTx:
 
     # --- instances ---------------------------------------------------------------
 
-    def add_instance(self, instance: Instance) -> None:
-        self._s.add(_to_row(instance))
+    def add_instance(self, instance: Instance, spec: ChallengeSpec) -> None:
+        row = _to_row(instance)
+        row.spec = spec.model_dump_json()
+        self._s.add(row)
         try:
             self._s.flush()
         except IntegrityError as exc:
             raise LiveInstanceExists(instance.challenge_id, instance.owner) from exc
+
+    def instance_spec(self, instance_id: str) -> ChallengeSpec | None:
+        body = self._s.scalar(select(InstanceRow.spec).where(InstanceRow.id == instance_id))
+        return None if body is None else ChallengeSpec.model_validate_json(body)
 
     def get_instance(self, instance_id: str) -> Instance | None:
         row = self._s.get(InstanceRow, instance_id)
@@ -203,7 +221,7 @@ class SqlTx:
     def stale(self, states: frozenset[State], before: datetime, limit: int) -> list[Instance]:
         q = (
             select(InstanceRow)
-            .where(InstanceRow.state.in_(_names(states)), InstanceRow.state_changed_at < before)
+            .where(InstanceRow.state.in_(_names(states)), InstanceRow.state_changed_at <= before)
             .order_by(InstanceRow.state_changed_at)
             .limit(limit)
         )
@@ -217,14 +235,19 @@ class SqlTx:
         to: State,
         now: datetime,
         at_generation: int | None = None,
+        expired_by: datetime | None = None,
         **changes: object,
     ) -> bool:
         unknown = set(changes) - _INSTANCE_COLUMNS
         if unknown:
             raise ValueError(f"not instance columns: {sorted(unknown)}")
+        if isinstance(changes.get("reason"), str):
+            changes["reason"] = str(changes["reason"])[:REASON_CHARS]
         q = update(InstanceRow).where(InstanceRow.id == instance_id, InstanceRow.state.in_(_names(expect)))
         if at_generation is not None:
             q = q.where(InstanceRow.generation == at_generation)
+        if expired_by is not None:
+            q = q.where(InstanceRow.expires_at <= expired_by)
         result = self._s.execute(q.values(state=to.value, state_changed_at=now, **changes))
         return int(result.rowcount) == 1  # type: ignore[attr-defined]
 

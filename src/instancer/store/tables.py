@@ -77,6 +77,8 @@ class InstanceRow(Base):
     max_extensions: Mapped[int] = mapped_column(Integer)
     last_extended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    #: the challenge spec this instance was started from (reverts reuse it, whatever the PUTs since)
+    spec: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (
         # The invariant "one live instance per (challenge, owner)", held by the database.

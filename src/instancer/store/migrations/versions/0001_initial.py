@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("max_extensions", sa.Integer(), nullable=False),
         sa.Column("last_extended_at", UtcDateTime(), nullable=True),
         sa.Column("reason", sa.String(500), nullable=True),
+        sa.Column("spec", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_instances"),
     )
     op.create_index(
