@@ -4,6 +4,7 @@ requests change nothing."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -290,7 +291,6 @@ def test_an_internal_error_shows_nothing_internal(client: TestClient, fake_backe
 
 
 def test_concurrent_puts_of_a_new_challenge_all_succeed(client: TestClient) -> None:
-    from concurrent.futures import ThreadPoolExecutor
 
     def put(n: int) -> int:
         return client.put(

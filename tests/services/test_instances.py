@@ -25,8 +25,7 @@ from instancer.domain.errors import (
     InstanceStartFailed,
     PortsExhausted,
 )
-from instancer.domain.model import State
-from instancer.domain.model import LIVE_STATES
+from instancer.domain.model import LIVE_STATES, State
 from instancer.domain.ports import InstanceFilter, LaunchPlan
 from tests.conftest import FakeClock, demo_spec
 
