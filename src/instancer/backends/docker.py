@@ -80,7 +80,7 @@ class DockerBackend:
                 self._client = docker.APIClient(
                     base_url=self._base_url,
                     version="auto",
-                    timeout=int(self._timeout),
+                    timeout=self._timeout,  # type: ignore[arg-type]  # requests takes a float
                     max_pool_size=self._pool_size,
                 )
         return self._client

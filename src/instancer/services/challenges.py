@@ -45,7 +45,6 @@ class ChallengeService:
             tx.lock_starts()  # no start of this challenge can slip in between
             if not tx.delete_challenge(challenge_id):
                 raise ChallengeNotFound(f"no challenge {challenge_id!r}", challenge=challenge_id)
-        stopped = self._instances.stop_all(challenge_id)
-        with self._store.transaction() as tx:
             tx.delete_flags(challenge_id)
-        return stopped
+        # If the engine fails here, the reaper finishes the stops; nothing is left to retry by hand.
+        return self._instances.stop_all(challenge_id)

@@ -331,8 +331,9 @@ class InstanceService:
             step = seconds if seconds is not None else (spec.lifetime.extension_seconds if spec else 3600)
             tx.transition(
                 instance.id,
-                expect=LIVE_STATES,
+                expect=frozenset({instance.state}),
                 to=instance.state,
+                at_generation=instance.generation,
                 now=now,
                 expires_at=max(instance.expires_at, now) + timedelta(seconds=step),
             )
