@@ -1,0 +1,1 @@
+// Nothing to wire: the docker fields are plain form inputs.

@@ -1,0 +1,240 @@
+"""The `docker_challenges` plugin inside a real CTFd 3.8, against the real instancer service
+on the real Docker engine: admin set-up, the team flow, flag checks and sharing, refusals,
+the admin page, and behaviour while the service is down."""
+
+import json
+import urllib.request
+
+from CTFd.models import Challenges, Solves
+from CTFd.utils import set_config
+from tests.helpers import ctftime, gen_flag, gen_team, gen_user, login_as_user
+
+from conftest import configure
+
+DEMO = {
+    "name": "Web target",
+    "category": "web",
+    "description": "Find the flag.",
+    "value": 500,
+    "function": "logarithmic",
+    "decay": 10,
+    "minimum": 100,
+    "state": "visible",
+    "type": "docker",
+    "docker_image": "instancer/demo-web:latest",
+    "docker_ports": "8080/http",
+    "docker_flag_template": "CTF{{{leet:docker}_{hex:16}}}",
+    "docker_lifetime": 600,
+}
+
+
+def _admin(app):
+    return login_as_user(app, name="admin", password="password")
+
+
+def _create(app, **changes):
+    r = _admin(app).post("/api/v1/challenges", json={**DEMO, **changes})
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()["data"]["id"]
+
+
+def _members(app, name):
+    with app.app_context():
+        team = gen_team(app.db, name=name, email=f"{name}@examplectf.com", member_count=2)
+        return [login_as_user(app, name=m.name, password="password") for m in team.members]
+
+
+def _flag_from(instance):
+    url = instance["connection"][0]["url"]
+    return urllib.request.urlopen(url, timeout=5).read().decode().strip()
+
+
+def _attempt(client, cid, submission):
+    r = client.post("/api/v1/challenges/attempt", json={"challenge_id": cid, "submission": submission})
+    return r.get_json()["data"]["status"]
+
+
+def test_a_team_starts_reads_submits_and_shares_one_instance(ctfd, service):
+    cid = _create(ctfd)
+    admin = _admin(ctfd)
+    for page in (f"/admin/challenges/{cid}", "/admin/docker_challenges", "/admin/docker_challenges/settings"):
+        assert admin.get(page).status_code == 200, page
+    assert admin.get("/api/v1/challenges/types").status_code == 200
+    assert "docker_image" in admin.get(f"/admin/challenges/{cid}").get_data(as_text=True)
+
+    alice, bob = _members(ctfd, "red")
+    view = alice.get(f"/api/v1/challenges/{cid}").get_json()["data"]
+    assert "docker-instance" in view["view"] and "docker_image" not in json.dumps(view)
+    assert alice.get(f"/api/v1/containers?challenge_id={cid}").get_json()["data"]["instance"] is None
+
+    started = alice.post("/api/v1/containers", json={"challenge_id": cid}).get_json()
+    assert started["success"], started
+    instance = started["data"]["instance"]
+    assert instance["state"] == "running" and instance["extensions_left"] == 5
+    assert set(instance) == {
+        "id",
+        "state",
+        "expires_at",
+        "remaining_seconds",
+        "extensions_used",
+        "extensions_left",
+        "connection",
+    }
+    flag = _flag_from(instance)
+    assert flag.startswith("CTF{")
+
+    # The teammate sees, and would start, the very same instance.
+    assert (
+        bob.get(f"/api/v1/containers?challenge_id={cid}").get_json()["data"]["instance"]["id"]
+        == instance["id"]
+    )
+    assert (
+        bob.post("/api/v1/containers", json={"challenge_id": cid}).get_json()["data"]["instance"]["id"]
+        == instance["id"]
+    )
+
+    assert _attempt(alice, cid, "CTF{wrong}") == "incorrect"
+    assert _attempt(bob, cid, flag) == "correct"
+    with ctfd.app_context():
+        team_id = alice.get("/api/v1/teams/me").get_json()["data"]["id"]
+        assert Solves.query.filter_by(challenge_id=cid, team_id=team_id).count() == 1
+        chal = Challenges.query.filter_by(id=cid).first()
+        assert (chal.function, chal.initial, chal.minimum, chal.decay) == ("logarithmic", 500, 100, 10)
+
+    extended = alice.patch("/api/v1/containers", json={"challenge_id": cid}).get_json()
+    assert extended["data"]["instance"]["extensions_left"] == 4
+    reverted = alice.post("/api/v1/containers/revert", json={"challenge_id": cid}).get_json()
+    assert (
+        reverted["data"]["instance"]["id"] == instance["id"]
+        and _flag_from(reverted["data"]["instance"]) == flag
+    )
+    stopped = bob.delete("/api/v1/containers", json={"challenge_id": cid}).get_json()
+    assert stopped["data"]["instance"]["state"] == "stopped"
+    assert service.leftovers() == []
+
+
+def test_another_teams_flag_is_incorrect_and_listed_for_admins(ctfd, service):
+    cid = _create(ctfd)
+    (red, _), (blue, _) = _members(ctfd, "red"), _members(ctfd, "blue")
+    red_flag = _flag_from(
+        red.post("/api/v1/containers", json={"challenge_id": cid}).get_json()["data"]["instance"]
+    )
+    blue_flag = _flag_from(
+        blue.post("/api/v1/containers", json={"challenge_id": cid}).get_json()["data"]["instance"]
+    )
+    assert _attempt(blue, cid, red_flag) == "incorrect"
+    assert _attempt(red, cid, red_flag) == "correct"
+    assert _attempt(blue, cid, blue_flag) == "correct"
+    with ctfd.app_context():
+        assert Challenges.query.filter_by(id=cid).first().value < 500  # dynamic scoring decays per solve
+    shares = _admin(ctfd).get("/api/v1/docker_admin/flag-shares").get_json()["data"]
+    (event,) = shares["items"]
+    assert (event["submitter_info"]["name"], event["flag_owner_info"]["name"]) == ("blue", "red")
+    assert event["challenge_info"]["id"] == cid
+    listed = _admin(ctfd).get(f"/api/v1/docker_admin/instances?challenge_id={cid}").get_json()["data"]
+    assert {i["owner_info"]["name"] for i in listed["items"]} == {"red", "blue"}
+    stopped = _admin(ctfd).delete(f"/api/v1/docker_admin/instances?challenge_id={cid}", json={})
+    assert stopped.get_json()["data"] == {"stopped": 2}
+    assert service.leftovers() == []
+
+
+def test_static_flags_are_accepted_too(ctfd, service):
+    cid = _create(ctfd)
+    with ctfd.app_context():
+        gen_flag(ctfd.db, challenge_id=cid, content="CTF{static}")
+    (alice, _) = _members(ctfd, "red")
+    assert _attempt(alice, cid, "CTF{static}") == "correct"
+
+
+def test_refusals_change_nothing(ctfd, service):
+    cid = _create(ctfd)
+    hidden = _create(ctfd, name="Hidden", state="hidden")
+    (red, _), (blue, _) = _members(ctfd, "red"), _members(ctfd, "blue")
+    with ctfd.app_context():
+        gen_user(ctfd.db, name="loner", email="loner@examplectf.com")
+    loner = login_as_user(ctfd, name="loner", password="password")
+
+    def start(client, challenge_id, **kwargs):
+        r = client.post("/api/v1/containers", json={"challenge_id": challenge_id}, **kwargs)
+        return r.status_code, (r.get_json() or {}).get("error", {}).get("code")
+
+    assert start(red, hidden) == (404, "CHALLENGE_NOT_FOUND")
+    assert start(loner, cid) == (403, "NO_TEAM")
+    r = red.post(
+        "/api/v1/containers",
+        data=json.dumps({"challenge_id": cid}),
+        content_type="application/json",
+        headers={"CSRF-Token": "forged"},
+    )
+    assert r.status_code == 403  # CTFd's CSRF check
+    with ctfd.app_context(), ctftime.init():
+        with ctftime.not_started():
+            assert start(red, cid) == (403, "CTF_NOT_RUNNING")
+        with ctftime.ended():
+            assert start(red, cid) == (403, "CTF_NOT_RUNNING")
+    with ctfd.app_context():
+        set_config("paused", True)
+    assert start(red, cid) == (403, "CTF_PAUSED")
+    with ctfd.app_context():
+        set_config("paused", False)
+    assert service.leftovers() == []
+
+    blue_instance = blue.post("/api/v1/containers", json={"challenge_id": cid}).get_json()["data"]["instance"]
+    r = red.delete("/api/v1/containers", json={"instance_id": blue_instance["id"]})
+    assert (r.status_code, r.get_json()["error"]["code"]) == (404, "INSTANCE_NOT_FOUND")
+    assert (
+        blue.get(f"/api/v1/containers?challenge_id={cid}").get_json()["data"]["instance"]["state"]
+        == "running"
+    )
+    assert len(service.leftovers()) == 1
+    blue.delete("/api/v1/containers", json={"challenge_id": cid})
+
+
+def test_the_limit_error_names_the_running_instance_and_lets_the_team_stop_it(ctfd, service):
+    first, second = _create(ctfd, name="One"), _create(ctfd, name="Two")
+    (alice, _) = _members(ctfd, "red")
+    running = alice.post("/api/v1/containers", json={"challenge_id": first}).get_json()["data"]["instance"]
+    r = alice.post("/api/v1/containers", json={"challenge_id": second})
+    error = r.get_json()["error"]
+    assert (r.status_code, error["code"]) == (409, "INSTANCE_LIMIT_REACHED")
+    (named,) = error["details"]["instances"]
+    assert (named["id"], named["challenge_name"], named["challenge_id"]) == (running["id"], "One", first)
+    assert alice.delete("/api/v1/containers", json={"instance_id": named["id"]}).get_json()["success"]
+    assert alice.post("/api/v1/containers", json={"challenge_id": second}).get_json()["success"]
+    alice.delete("/api/v1/containers", json={"challenge_id": second})
+
+
+def test_the_admin_sees_a_refusal_from_the_service(ctfd, service):
+    r = _admin(ctfd).post("/api/v1/challenges", json={**DEMO, "docker_flag_template": "flag{{{hex:4}}}"})
+    assert r.status_code == 500
+    assert "entropy" in json.dumps(r.get_json())
+    with ctfd.app_context():
+        assert Challenges.query.count() == 0
+
+
+def test_while_the_service_is_down_ctfd_keeps_working(ctfd, service):
+    cid = _create(ctfd)
+    configure(ctfd, "http://127.0.0.1:9")  # nothing listens there
+    (alice, _) = _members(ctfd, "red")
+    assert alice.get("/challenges").status_code == 200
+    assert alice.get("/api/v1/challenges").status_code == 200
+    assert alice.get(f"/api/v1/challenges/{cid}").status_code == 200
+    r = alice.post("/api/v1/containers", json={"challenge_id": cid})
+    assert (r.status_code, r.get_json()["error"]["code"]) == (503, "SERVICE_UNAVAILABLE")
+    assert _attempt(alice, cid, "CTF{x}") == "incorrect"
+    settings = _admin(ctfd).get("/admin/docker_challenges/settings").get_data(as_text=True)
+    assert "SERVICE_UNAVAILABLE" in settings
+
+
+def test_the_settings_page_never_shows_a_token_back(ctfd, service):
+    admin = _admin(ctfd)
+    page = admin.get("/admin/docker_challenges/settings").get_data(as_text=True)
+    assert "plugin-platform-token-0123456789" not in page and "…6789" in page
+    with admin.session_transaction() as session:
+        nonce = session["nonce"]
+    r = admin.post(
+        "/admin/docker_challenges/settings",
+        data={"nonce": nonce, "service_url": service.url, "platform_token": "", "admin_token": ""},
+    )
+    assert r.status_code == 302
+    assert "reachable" in admin.get("/admin/docker_challenges/settings").get_data(as_text=True)
