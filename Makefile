@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv run test test-fast check clean
+.PHONY: venv run test test-fast test-plugin check bench clean
 
 venv: $(VENV)/.installed
 
@@ -26,9 +26,17 @@ test: venv
 test-fast: venv
 	$(BIN)/pytest -q tests/unit tests/services tests/api -k sqlite -p no:cacheprovider
 
+## The CTFd plugin's tests inside a real CTFd (needs CTFD_PATH=<CTFd 3.8.7 checkout outside this repo>).
+test-plugin:
+	scripts/test-plugin
+
+## Benchmarks; each prints its figures and writes JSON under benchmarks/results/.
+bench: venv
+	$(BIN)/python benchmarks/flags_verify.py
+
 ## Lint, types and the layering rules.
 check: venv
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks plugin
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -159,6 +159,14 @@ def test_refusals_change_nothing(ctfd, service):
         return r.status_code, (r.get_json() or {}).get("error", {}).get("code")
 
     assert start(red, hidden) == (404, "CHALLENGE_NOT_FOUND")
+    locked = _create(ctfd, name="Locked", state="locked")
+    assert start(red, locked) == (403, "CHALLENGE_LOCKED")
+    gated = _create(ctfd, name="Gated")
+    with ctfd.app_context():
+        chal = Challenges.query.filter_by(id=gated).first()
+        chal.requirements = {"prerequisites": [cid]}
+        ctfd.db.session.commit()
+    assert start(red, gated) == (403, "CHALLENGE_LOCKED")
     assert start(loner, cid) == (403, "NO_TEAM")
     r = red.post(
         "/api/v1/containers",
