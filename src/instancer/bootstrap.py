@@ -84,6 +84,9 @@ def build(settings: Settings, *, backend: Backend | None = None, clock: Clock | 
         instances,
         ReaperConfig(
             interval_seconds=settings.reaper_interval_seconds,
+            reconcile_every_ticks=max(
+                1, round(settings.reconcile_interval_seconds / settings.reaper_interval_seconds)
+            ),
             orphan_grace_seconds=settings.orphan_grace_seconds,
         ),
     )
@@ -119,5 +122,6 @@ def app_of(service: Service, *, run_reaper: bool = True) -> FastAPI:
         capacity=s.capacity,
         max_body_bytes=s.max_body_bytes,
         readiness={"database": service.store.ping, "engine": service.backend.ping},
+        last_reconcile=lambda: service.reaper.last_reconcile,
     )
     return create_app(ctx, lifespan=lifespan)

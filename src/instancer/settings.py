@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     reaper_interval_seconds: float = Field(
         default=1.0, gt=0, le=60, description="Period of the expiry loop, seconds."
     )
+    reconcile_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Period of the full reconcile (orphaned engine objects, lost instances), seconds.",
+    )
     orphan_grace_seconds: float = Field(
         default=120.0,
         ge=0,

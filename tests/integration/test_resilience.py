@@ -4,6 +4,7 @@ of the service, and flags never reach the logs."""
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Callable
 
 import httpx2 as httpx
@@ -93,3 +94,31 @@ def test_flags_never_reach_the_logs(docker_service: MakeService, caplog: pytest.
     messages = [r.getMessage() + str(r.args) + str(r.exc_info) for r in caplog.records]
     assert any("flag sharing" in m for m in messages) and any("failed to start" in m for m in messages)
     assert not [m for m in messages for f in flags if f in m]
+
+
+def test_a_container_removed_behind_the_services_back_is_lost_at_the_next_reconcile(
+    docker_service: MakeService,
+) -> None:
+    service = docker_service(reconcile_interval_seconds=1, reaper_interval_seconds=0.5)
+    with LiveServer(service) as server:
+        _put(server, demo_spec())
+        body = httpx.post(
+            f"{server.url}/api/v1/instances",
+            json={"challenge": "demo-web", "owner": "o"},
+            headers=auth(),
+            timeout=30,
+        ).json()
+        (container,), _ = engine_objects(service, body["id"])
+        subprocess.run(["docker", "rm", "-f", container["Id"]], check=True, capture_output=True)
+        wait_until(lambda: service.instances.get(body["id"]).state.value == "lost", timeout=10)
+        assert service.instances.get(body["id"]).reason.startswith("LOST: 0 of 1")
+        assert engine_objects(service, body["id"]) == ([], [])  # its network went too
+        report = httpx.get(f"{server.url}/api/v1/admin/reconcile", headers=auth(ADMIN_TOKEN)).json()
+        assert report["at"] is not None and "lost" in report["repairs"]
+        again = httpx.post(
+            f"{server.url}/api/v1/instances",
+            json={"challenge": "demo-web", "owner": "o"},
+            headers=auth(),
+            timeout=30,
+        )
+        assert again.status_code == 201

@@ -135,7 +135,8 @@ def _login(context, base, name):
     page.fill("input[name=name]", name)
     page.fill("input[name=password]", "password")
     page.click("form input[type=submit]")
-    page.wait_for_url(f"{base}/challenges")  # where CTFd sends anyone who logged in
+    # CTFd sends a player to /challenges, an admin without a team to /team?next=...
+    page.wait_for_url(lambda url: not url.startswith(f"{base}/login"))
     return page, errors
 
 
@@ -153,12 +154,15 @@ def _admin_screens(browser, base, team, cid, shoot):
     try:
         page, errors = _login(context, base, "admin")
         page.goto(f"{base}/admin/docker_challenges")
+        assert page.url == f"{base}/admin/docker_challenges"  # the session cookie works
         row = page.locator("#instances-table tbody tr", has_text=team)
         row.wait_for()
         assert "running" in row.inner_text() and "Web target" in row.inner_text()
         shoot(page, "admin-instances")
 
         page.goto(f"{base}/admin/challenges/new")
+        # The type radios react only once the page has loaded the standard form: wait for it.
+        page.locator("#create-chal-entry-div input[name=name]").wait_for()
         page.click("#create-chals-select label:has(input[value=docker])")
         page.locator("#create-chal-entry-div input[name=docker_image]").wait_for()
         page.fill("#create-chal-entry-div input[name=name]", "Web target")
@@ -188,7 +192,7 @@ def test_a_player_starts_extends_and_stops_an_instance_in_the_core_theme(
     context = _context(browser)
     try:
         page, errors = _login(context, base, member)
-        page.goto(f"{base}/challenges")
+        assert page.url == f"{base}/challenges"  # logged in: the session cookie works
         page.locator("button.challenge-button", has_text="Web target").click()
         page.locator("#challenge-window.show #docker-instance").wait_for()
         status = page.locator("#docker-status")

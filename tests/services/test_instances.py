@@ -413,3 +413,29 @@ def test_one_owner_racing_for_several_challenges_gets_one_instance(
     with ThreadPoolExecutor(8) as pool:
         outcomes = sorted(pool.map(start, range(8)))
     assert outcomes == ["refused"] * 7 + ["started"]
+
+
+def test_an_instance_whose_container_vanished_is_marked_lost_and_frees_its_slot(
+    svc: Service, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
+    inst = svc.instances.start("web", "o").instance
+    clock.advance(1)
+    fake_backend.running.pop(inst.id)  # `docker rm -f` behind the service's back
+    assert svc.instances.reconcile()["lost"] == 1
+    lost = svc.instances.get(inst.id)
+    assert (
+        lost.state is State.LOST and lost.reason == "LOST: 0 of 1 container(s) running at the last reconcile"
+    )
+    assert svc.instances.stats().ports_allocated == 0
+    assert svc.instances.start("web", "o").created
+    assert svc.instances.reconcile()["lost"] == 0
+
+
+def test_an_engine_outage_marks_nothing_lost(svc: Service, fake_backend: FakeBackend) -> None:
+    inst = svc.instances.start("web", "o").instance
+    fake_backend.down = True
+    with pytest.raises(BackendUnavailable):
+        svc.instances.reconcile()
+    fake_backend.down = False
+    assert svc.instances.reconcile() == {"orphans": 0, "lost": 0}
+    assert svc.instances.get(inst.id).state is State.RUNNING

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from ..domain.ports import Clock
 from ..services.challenges import ChallengeService
@@ -24,3 +25,5 @@ class ApiContext:
     max_body_bytes: int = 65536
     #: name -> check that raises when the dependency is not usable (for /readyz)
     readiness: dict[str, Callable[[], None]] = field(default_factory=dict)
+    #: (when, counts per kind of repair) of the reaper's last full reconcile, if any yet
+    last_reconcile: Callable[[], tuple[datetime, dict[str, int]] | None] = lambda: None

@@ -22,6 +22,7 @@ from .schemas import (
     FlagShareList,
     InstanceList,
     InstanceOut,
+    ReconcileOut,
     StartRequest,
     StatsOut,
     StoppedCount,
@@ -199,6 +200,13 @@ def admin_stop_instances(
     if challenge is None and not all:
         raise ValidationFailed("give `challenge`, or `all=true` to stop every instance")
     return StoppedCount(stopped=ctx.instances.stop_all(challenge))
+
+
+@admin.get("/admin/reconcile", tags=["admin"])
+def admin_last_reconcile(ctx: Ctx) -> ReconcileOut:
+    """What the last full reconcile of this replica repaired (orphans removed, instances lost)."""
+    last = ctx.last_reconcile()
+    return ReconcileOut(at=last[0] if last else None, repairs=last[1] if last else {})
 
 
 @admin.get("/admin/stats", tags=["admin"])

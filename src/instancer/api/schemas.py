@@ -157,6 +157,11 @@ class InstanceList(BaseModel):
         )
 
 
+class ReconcileOut(BaseModel):
+    at: datetime | None = Field(description="When the last full reconcile ran (null: not yet).")
+    repairs: dict[str, int] = Field(description="Counts per kind of repair: orphans, lost, expired, ...")
+
+
 class StoppedCount(BaseModel):
     stopped: int
 

@@ -39,6 +39,7 @@ from ..domain.ports import (
     Launched,
     LaunchPlan,
     LiveInstanceExists,
+    Observed,
     Page,
     PortBinding,
     SealedFlag,
@@ -488,19 +489,86 @@ class InstanceService:
                 reason=reason,
             )
 
-    def remove_orphans(self, *, grace_seconds: float = 60.0) -> int:
-        """Remove engine objects with our labels whose instance holds no live record."""
-        now = self._clock.now()
+    def reconcile(self, *, grace_seconds: float = 60.0) -> dict[str, int]:
+        """Compare the records with what the engine holds (one labelled listing) and repair:
+
+        | engine holds                          | record                    | repair            |
+        |---------------------------------------|---------------------------|-------------------|
+        | objects of an instance, older than    | none, or ended            | remove (orphan)   |
+        |   the grace period                    |                           |                   |
+        | fewer running containers than the     | running since before the  | mark `lost` with  |
+        |   spec has (removed, exited, killed)  |   listing                 |   a reason, free  |
+        |                                       |                           |   what it held    |
+
+        If the engine cannot be listed nothing is touched (BackendUnavailable is raised):
+        an outage never marks an instance lost. Returns counts per kind of repair.
+        """
+        listed_at = self._clock.now()
         observed = self._backend.list_managed()
+        running: dict[str, int] = {}
+        for o in observed:
+            if o.kind == "container":
+                running[o.instance_id] = running.get(o.instance_id, 0) + int(o.running)
+        with self._store.read() as tx:
+            live = tx.find(InstanceFilter(states=frozenset({State.RUNNING})), per_page=100_000).items
+            expected = {i.id: _container_count(tx.instance_spec(i.id)) for i in live}
+        report = {"orphans": self._remove_orphans(observed, listed_at, grace_seconds), "lost": 0}
+        for instance in live:
+            seen = running.get(instance.id, 0)
+            if seen < expected[instance.id] and self._mark_lost(
+                instance, listed_at, seen, expected[instance.id]
+            ):
+                report["lost"] += 1
+        return report
+
+    def _remove_orphans(self, observed: list[Observed], now: datetime, grace_seconds: float) -> int:
         ids = {o.instance_id for o in observed if (now - o.created_at).total_seconds() > grace_seconds}
         removed = 0
         for instance_id in sorted(ids):
-            with self._store.transaction() as tx:
+            with self._store.read() as tx:
                 record = tx.get_instance(instance_id)
             if record is None or record.state in ENDED_STATES:
                 self._backend.stop(instance_id)
                 removed += 1
         return removed
+
+    def _mark_lost(self, instance: Instance, listed_at: datetime, seen: int, expected: int) -> bool:
+        """Record an instance whose containers vanished as `lost`, then free what it held."""
+        now = self._clock.now()
+        reason = f"LOST: {seen} of {expected} container(s) running at the last reconcile"
+        with self._store.transaction() as tx:
+            # Only if it is still the same running generation as when the engine was listed.
+            current = tx.get_instance(instance.id)
+            if current is None or current.state is not State.RUNNING or _changed_since(current, listed_at):
+                return False
+            if not tx.transition(
+                instance.id,
+                expect=frozenset({State.RUNNING}),
+                to=State.LOST,
+                now=now,
+                at_generation=instance.generation,
+                ended_at=now,
+                reason=reason,
+            ):
+                return False
+            tx.release_ports(instance.id)
+            tx.retire_flag(instance.id, now)
+        log.warning("instance %s lost: %s", instance.id, reason)
+        self._backend.stop(instance.id)  # whatever is left of it
+        return True
+
+    def remove_orphans(self, *, grace_seconds: float = 60.0) -> int:
+        """Remove engine objects with our labels whose instance holds no live record."""
+        return self._remove_orphans(self._backend.list_managed(), self._clock.now(), grace_seconds)
+
+
+def _container_count(spec: ChallengeSpec | None) -> int:
+    return len(spec.containers) if spec is not None else 1
+
+
+def _changed_since(instance: Instance, moment: datetime) -> bool:
+    """Started (or reverted) after `moment`: the listing cannot speak for it yet."""
+    return instance.started_at is not None and instance.started_at > moment
 
 
 def _final_state_of(stopping: Instance) -> State:

@@ -10,6 +10,7 @@ import logging
 import random
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from ..domain.errors import InstancerError
 from ..services.instances import InstanceService
@@ -20,7 +21,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class ReaperConfig:
     interval_seconds: float = 1.0
-    orphan_every_ticks: int = 30
+    #: a full reconcile (orphans, lost instances) every this many ticks
+    reconcile_every_ticks: int = 10
     orphan_grace_seconds: float = 120.0
 
 
@@ -31,6 +33,8 @@ class Reaper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.passes = 0
+        #: (when, counts) of the last full reconcile, for admins
+        self.last_reconcile: tuple[datetime, dict[str, int]] | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="instancer-reaper", daemon=True)
@@ -45,19 +49,19 @@ class Reaper:
     def _run(self) -> None:
         ticks = 0
         while not self._stop.is_set():
-            self.tick(sweep_orphans=ticks % self._config.orphan_every_ticks == 0)
+            self.tick(reconcile=ticks % self._config.reconcile_every_ticks == 0)
             ticks += 1
             # A little jitter keeps replicas from ticking in lockstep.
             self._stop.wait(self._config.interval_seconds * random.uniform(0.8, 1.0))
 
-    def tick(self, *, sweep_orphans: bool = False) -> dict[str, int]:
+    def tick(self, *, reconcile: bool = False) -> dict[str, int]:
         report: dict[str, int] = {}
         try:
             report = self._instances.reap()
-            if sweep_orphans:
-                report["orphans"] = self._instances.remove_orphans(
-                    grace_seconds=self._config.orphan_grace_seconds
-                )
+            if reconcile:
+                repairs = self._instances.reconcile(grace_seconds=self._config.orphan_grace_seconds)
+                self.last_reconcile = (datetime.now(UTC), repairs)
+                report.update(repairs)
         except InstancerError as exc:
             log.warning("reaper pass failed (%s): %s; retrying next tick", exc.code, exc.message)
         except Exception:
