@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ def policy_of(settings: Settings) -> Policy:
         ready_timeout_seconds=settings.ready_timeout_seconds,
         port_low=settings.port_range_start,
         port_high=settings.port_range_end,
-        stale_after_seconds=settings.stale_after_seconds,
+        replica_timeout_seconds=settings.replica_timeout_seconds,
     )
 
 
@@ -76,7 +77,12 @@ def build(settings: Settings, *, backend: Backend | None = None, clock: Clock | 
     clock = clock or SystemClock()
     vault = AesGcmVault(parse_keys(settings.flag_keys.get_secret_value()))
     instances = InstanceService(
-        store=store, backend=backend, clock=clock, policy=policy_of(settings), vault=vault
+        store=store,
+        backend=backend,
+        clock=clock,
+        policy=policy_of(settings),
+        vault=vault,
+        replica_id=secrets.token_hex(8),
     )
     challenges = ChallengeService(store=store, clock=clock, instances=instances)
     flags = FlagService(store=store, vault=vault, clock=clock, accept_retired=settings.flag_accept_retired)
@@ -88,6 +94,7 @@ def build(settings: Settings, *, backend: Backend | None = None, clock: Clock | 
                 1, round(settings.reconcile_interval_seconds / settings.reaper_interval_seconds)
             ),
             orphan_grace_seconds=settings.orphan_grace_seconds,
+            heartbeat_seconds=settings.replica_timeout_seconds / 3,
         ),
     )
     return Service(settings, engine, store, backend, clock, instances, challenges, flags, reaper)
@@ -102,12 +109,14 @@ def app_of(service: Service, *, run_reaper: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.instances.heartbeat()  # before any request: this replica's claims must stand
         if run_reaper:
             service.reaper.start()
         try:
             yield
         finally:
             service.reaper.stop()
+            service.instances.retire()
             service.engine.dispose()
 
     s = service.settings

@@ -125,10 +125,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Age before an engine object with no live record is removed, seconds.",
     )
-    stale_after_seconds: float = Field(
-        default=300.0,
+    replica_timeout_seconds: float = Field(
+        default=15.0,
         gt=0,
-        description="A starting/stopping record untouched this long is finished by the reaper, seconds.",
+        description=(
+            "A replica (service process) whose heartbeat is older than this is dead: another "
+            "replica fails the starts it left unfinished and removes their containers, seconds."
+        ),
     )
 
     # --- HTTP -------------------------------------------------------------------
@@ -148,11 +151,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"INSTANCER_{name.upper()} must be at least 16 characters")
         if self.platform_token.get_secret_value() == self.admin_token.get_secret_value():
             raise ValueError("INSTANCER_PLATFORM_TOKEN and INSTANCER_ADMIN_TOKEN must differ")
-        longest_start = self.ready_timeout_seconds + 6 * self.docker_timeout_seconds
-        if self.stale_after_seconds <= longest_start:
+        if self.replica_timeout_seconds < 3 * self.reaper_interval_seconds:
             raise ValueError(
-                "INSTANCER_STALE_AFTER_SECONDS must exceed the longest a start can take (ready timeout"
-                f" + 6 engine calls = {longest_start:g} s), or the reaper could fail a live start"
+                "INSTANCER_REPLICA_TIMEOUT_SECONDS must be at least 3 reaper intervals, or live replicas "
+                "would be taken for dead between two heartbeats"
             )
         try:
             parse_keys(self.flag_keys.get_secret_value())

@@ -439,3 +439,26 @@ def test_an_engine_outage_marks_nothing_lost(svc: Service, fake_backend: FakeBac
     fake_backend.down = False
     assert svc.instances.reconcile() == {"orphans": 0, "lost": 0}
     assert svc.instances.get(inst.id).state is State.RUNNING
+
+
+def test_a_start_left_by_a_dead_replica_is_failed_and_cleaned_up(
+    svc: Service, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
+    mine = svc.instances.start("web", "a").instance
+    theirs = svc.instances.start("web", "b").instance
+    with svc.store.transaction() as tx:  # two starts in flight: one of a live replica, one of a dead one
+        tx.heartbeat("alive", clock.now())
+        for inst, replica in ((mine, "alive"), (theirs, "dead")):
+            tx.transition(
+                inst.id,
+                expect=frozenset({State.RUNNING}),
+                to=State.STARTING,
+                now=clock.now(),
+                claimed_by=replica,
+            )
+    assert svc.instances.reap()["stale_starting"] == 1
+    failed = svc.instances.get(theirs.id)
+    assert failed.state is State.FAILED and failed.reason == "start interrupted"
+    assert theirs.id not in fake_backend.running and svc.instances.get(mine.id).state is State.STARTING
+    clock.advance(16)  # the live replica falls silent too
+    assert svc.instances.reap()["stale_starting"] == 1

@@ -103,12 +103,13 @@ def test_unreadable_spec_file_is_reported(env: Path, capsys: pytest.CaptureFixtu
     assert "VALIDATION_FAILED: cannot read" in capsys.readouterr().err
 
 
-def test_the_reaper_cannot_be_set_to_fail_starts_still_in_progress(
+def test_replicas_cannot_be_taken_for_dead_between_two_heartbeats(
     env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("INSTANCER_STALE_AFTER_SECONDS", "60")
+    monkeypatch.setenv("INSTANCER_REAPER_INTERVAL_SECONDS", "5")
+    monkeypatch.setenv("INSTANCER_REPLICA_TIMEOUT_SECONDS", "10")
     assert cli.main(["check-config"]) == 2
-    assert "INSTANCER_STALE_AFTER_SECONDS must exceed" in capsys.readouterr().err
+    assert "INSTANCER_REPLICA_TIMEOUT_SECONDS must be at least 3 reaper intervals" in capsys.readouterr().err
 
 
 def test_check_config_hides_the_database_password(

@@ -210,7 +210,7 @@ class Tx(Protocol):
     def owner_last_start(self, owner: str) -> datetime | None: ...
     def touch_owner(self, owner: str, now: datetime) -> None: ...
 
-    def add_instance(self, instance: Instance, spec: ChallengeSpec) -> None:
+    def add_instance(self, instance: Instance, spec: ChallengeSpec, *, claimed_by: str | None = None) -> None:
         """Record an instance with the spec it starts from.
 
         Raises LiveInstanceExists when (challenge, owner) already holds a live one."""
@@ -227,6 +227,16 @@ class Tx(Protocol):
     def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page: ...
     def due(self, now: datetime, limit: int) -> list[Instance]:
         """Live instances whose deadline has passed, oldest deadline first."""
+        ...
+
+    def heartbeat(self, replica_id: str, now: datetime) -> None:
+        """Record that this replica is alive (its claims on instances stand)."""
+
+    def forget_replica(self, replica_id: str) -> None:
+        """A replica shutting down cleanly: its claims are free at once."""
+
+    def abandoned(self, states: frozenset[State], alive_since: datetime, limit: int) -> list[Instance]:
+        """Instances in `states` claimed by no replica that has beaten since `alive_since`."""
         ...
 
     def stale(self, states: frozenset[State], before: datetime, limit: int) -> list[Instance]:

@@ -72,6 +72,7 @@ class InstanceService:
         clock: Clock,
         policy: Policy,
         vault: FlagVault,
+        replica_id: str = "local",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._store = store
@@ -79,6 +80,7 @@ class InstanceService:
         self._clock = clock
         self._policy = policy
         self._vault = vault
+        self.replica_id = replica_id
         self._sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="instancer-reap")
 
@@ -139,7 +141,7 @@ class InstanceService:
                 expires_at=lifecycle.initial_deadline(now, spec.lifetime),
                 max_extensions=spec.lifetime.max_extensions,
             )
-            tx.add_instance(instance, spec)
+            tx.add_instance(instance, spec, claimed_by=self.replica_id)
             flag = flags.parse(spec.flag.template).render()
             tx.add_flag(
                 instance.id, challenge_id, owner, self._vault.seal(flag, instance_id=instance.id), now
@@ -370,6 +372,7 @@ class InstanceService:
                 now=now,
                 at_generation=instance.generation,
                 generation=instance.generation + 1,
+                claimed_by=self.replica_id,
             )
             tx.touch_owner(instance.owner, now)
             instance = _reload(tx, instance.id)
@@ -395,7 +398,14 @@ class InstanceService:
             instance = _owned(tx, instance_id, owner)
             if instance.state in ENDED_STATES:
                 return instance
-            tx.transition(instance.id, expect=OCCUPYING_STATES, to=State.STOPPING, now=now, reason=reason)
+            tx.transition(
+                instance.id,
+                expect=OCCUPYING_STATES,
+                to=State.STOPPING,
+                now=now,
+                reason=reason,
+                claimed_by=self.replica_id,
+            )
         return self._finish_stop(instance.id, final, reason)
 
     def _finish_stop(self, instance_id: str, final: State, reason: str | None) -> Instance:
@@ -438,9 +448,9 @@ class InstanceService:
         now = self._clock.now()
         with self._store.read() as tx:
             due = tx.due(now, batch)
-            stale_starts = tx.stale(
-                frozenset({State.STARTING}), now - timedelta(seconds=self._policy.stale_after_seconds), batch
-            )
+            # A start belongs to the replica that recorded it; only a dead replica's are repaired.
+            alive_since = now - timedelta(seconds=self._policy.replica_timeout_seconds)
+            stale_starts = tx.abandoned(frozenset({State.STARTING}), alive_since, batch)
             # A stop whose engine call failed is retried soon, not after the long stale delay.
             stuck_stops = tx.stale(
                 frozenset({State.STOPPING}), now - timedelta(seconds=self._policy.stop_retry_seconds), batch
@@ -487,7 +497,18 @@ class InstanceService:
                 at_generation=instance.generation,
                 expired_by=expired_by,
                 reason=reason,
+                claimed_by=self.replica_id,
             )
+
+    def heartbeat(self) -> None:
+        """Prove this replica is alive, so that its claimed starts are left to it."""
+        with self._store.transaction() as tx:
+            tx.heartbeat(self.replica_id, self._clock.now())
+
+    def retire(self) -> None:
+        """A clean shutdown: whatever this replica still claims is for the others to finish."""
+        with self._store.transaction() as tx:
+            tx.forget_replica(self.replica_id)
 
     def reconcile(self, *, grace_seconds: float = 60.0) -> dict[str, int]:
         """Compare the records with what the engine holds (one labelled listing) and repair:

@@ -16,8 +16,8 @@ class Policy:
     ready_timeout_seconds: float = 30.0
     port_low: int = 30000
     port_high: int = 60000
-    #: A `starting` or `stopping` record untouched this long belongs to a process that died.
-    stale_after_seconds: float = 300.0
+    #: A replica silent this long is dead: another one finishes the starts it left.
+    replica_timeout_seconds: float = 15.0
     #: A `stopping` record whose engine call failed is retried after this long.
     stop_retry_seconds: float = 3.0
 

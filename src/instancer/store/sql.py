@@ -44,6 +44,7 @@ from .tables import (
     InstanceRow,
     LockRow,
     OwnerRow,
+    ReplicaRow,
 )
 
 STARTS_LOCK = "starts"
@@ -173,9 +174,10 @@ class SqlTx:
 
     # --- instances ---------------------------------------------------------------
 
-    def add_instance(self, instance: Instance, spec: ChallengeSpec) -> None:
+    def add_instance(self, instance: Instance, spec: ChallengeSpec, *, claimed_by: str | None = None) -> None:
         row = _to_row(instance)
         row.spec = spec.model_dump_json()
+        row.claimed_by = claimed_by
         self._s.add(row)
         try:
             self._s.flush()
@@ -214,6 +216,27 @@ class SqlTx:
             select(InstanceRow)
             .where(InstanceRow.state.in_(["starting", "running"]), InstanceRow.expires_at <= now)
             .order_by(InstanceRow.expires_at)
+            .limit(limit)
+        )
+        return self._hydrate(list(self._s.scalars(q)))
+
+    def heartbeat(self, replica_id: str, now: datetime) -> None:
+        dialect_insert = pg_insert if self._s.get_bind().dialect.name == "postgresql" else sqlite_insert
+        q = dialect_insert(ReplicaRow).values(id=replica_id, heartbeat_at=now)
+        self._s.execute(q.on_conflict_do_update(index_elements=["id"], set_={"heartbeat_at": now}))
+
+    def forget_replica(self, replica_id: str) -> None:
+        self._s.execute(delete(ReplicaRow).where(ReplicaRow.id == replica_id))
+
+    def abandoned(self, states: frozenset[State], alive_since: datetime, limit: int) -> list[Instance]:
+        alive = select(ReplicaRow.id).where(ReplicaRow.heartbeat_at >= alive_since)
+        q = (
+            select(InstanceRow)
+            .where(
+                InstanceRow.state.in_(_names(states)),
+                (InstanceRow.claimed_by.is_(None)) | (InstanceRow.claimed_by.not_in(alive)),
+            )
+            .order_by(InstanceRow.state_changed_at)
             .limit(limit)
         )
         return self._hydrate(list(self._s.scalars(q)))

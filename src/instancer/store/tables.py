@@ -79,6 +79,9 @@ class InstanceRow(Base):
     reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     #: the challenge spec this instance was started from (reverts reuse it, whatever the PUTs since)
     spec: Mapped[str] = mapped_column(Text)
+    #: the replica that recorded the intent now under way (starting/stopping); if its
+    #: heartbeat stops, another replica finishes the work
+    claimed_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     __table_args__ = (
         # The invariant "one live instance per (challenge, owner)", held by the database.
@@ -152,6 +155,14 @@ class AuditRow(Base):
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(64))
+
+
+class ReplicaRow(Base):
+    """One running service process, and when it last proved it is alive."""
+
+    __tablename__ = "replicas"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class LockRow(Base):

@@ -24,6 +24,8 @@ class ReaperConfig:
     #: a full reconcile (orphans, lost instances) every this many ticks
     reconcile_every_ticks: int = 10
     orphan_grace_seconds: float = 120.0
+    #: period of the heartbeat, on its own thread so that a long pass never silences it
+    heartbeat_seconds: float = 5.0
 
 
 class Reaper:
@@ -38,13 +40,25 @@ class Reaper:
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="instancer-reaper", daemon=True)
+        self._beat = threading.Thread(target=self._heartbeat, name="instancer-heartbeat", daemon=True)
         self._thread.start()
+        self._beat.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask the loop to stop and wait for the pass under way to finish."""
+        """Ask the loops to stop and wait for the pass under way to finish."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in (self._thread, getattr(self, "_beat", None)):
+            if thread is not None:
+                thread.join(timeout)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self._config.heartbeat_seconds):
+            try:
+                self._instances.heartbeat()
+            except InstancerError as exc:
+                log.warning("heartbeat failed (%s); retrying", exc.code)
+            except Exception:
+                log.exception("heartbeat crashed; retrying")
 
     def _run(self) -> None:
         ticks = 0

@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("last_extended_at", UtcDateTime(), nullable=True),
         sa.Column("reason", sa.String(500), nullable=True),
         sa.Column("spec", sa.Text(), nullable=False),
+        sa.Column("claimed_by", sa.String(32), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_instances"),
     )
     op.create_index(
@@ -112,6 +113,12 @@ def upgrade() -> None:
         sa.Column("target", sa.String(64), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
     )
+    op.create_table(
+        "replicas",
+        sa.Column("id", sa.String(32), nullable=False),
+        sa.Column("heartbeat_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_replicas"),
+    )
     locks = op.create_table(
         "locks",
         sa.Column("name", sa.String(32), nullable=False),
@@ -123,6 +130,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in (
         "locks",
+        "replicas",
         "audit_log",
         "flag_shares",
         "flags",
