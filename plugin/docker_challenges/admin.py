@@ -93,6 +93,11 @@ def namespace():
                 k: request.args[k] for k in ("page", "per_page", "owner", "state") if request.args.get(k)
             }
             if request.args.get("challenge_id"):
+                if not request.args["challenge_id"].isdigit():
+                    return {
+                        "success": False,
+                        "error": {"code": "VALIDATION_FAILED", "message": "challenge_id"},
+                    }, 400
                 params["challenge"] = f"ctfd-{int(request.args['challenge_id'])}"
             try:
                 page = config.admin_client().admin_instances(**params)

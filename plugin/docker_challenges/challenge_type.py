@@ -8,6 +8,7 @@ from CTFd.models import Flags, db
 from CTFd.plugins.challenges import BaseChallenge, ChallengeResponse, calculate_value
 from CTFd.plugins.dynamic_challenges.decay import DECAY_FUNCTIONS
 from CTFd.plugins.flags import FlagException, get_flag_class
+from flask import abort
 
 from . import config
 from .client import ServiceError
@@ -123,9 +124,8 @@ class DockerChallengeType(BaseChallenge):
             verdict = config.platform_client().verify(service_id(challenge.id), owner, submission[:1024])
         except ServiceError as exc:
             log.warning("flag check for challenge %s failed: %s", challenge.id, exc.code)
-            return ChallengeResponse(
-                status="incorrect", message="The instance service is unavailable; try again later"
-            )
+            # Not "incorrect": that would record a wrong submission against the team's attempts.
+            abort(503, "The instance service is unavailable, so your flag could not be checked; try again.")
         if verdict.get("correct"):
             return ChallengeResponse(status="correct", message="Correct")
         # A shared flag is simply wrong for the submitter; admins see the sharing event.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import requests
 
 CONNECT_TIMEOUT = 3.05
-READ_TIMEOUT = 60  # a start waits until the instance answers
+READ_TIMEOUT = 240  # a start waits until the instance answers (service: ready timeout + engine calls)
 
 
 class ServiceError(Exception):

@@ -5,7 +5,7 @@ from CTFd.utils import get_config, set_config
 from .client import InstancerClient
 
 PREFIX = "docker_challenges:"
-KEYS = ("service_url", "platform_token", "admin_token", "public_note")
+KEYS = ("service_url", "platform_token", "admin_token")
 SECRETS = ("platform_token", "admin_token")
 
 

@@ -24,7 +24,7 @@
   };
 
   const MESSAGES = {
-    INSTANCE_LIMIT_REACHED: "Your team already runs an instance of another challenge.",
+    INSTANCE_LIMIT_REACHED: "You already run an instance of another challenge.",
     COOLDOWN: "Please wait a few seconds before starting or reverting again.",
     EXTENSION_TOO_SOON: "Extended too recently; try again later.",
     EXTENSION_LIMIT_REACHED: "No extensions left for this instance.",
@@ -37,7 +37,7 @@
     CTF_NOT_RUNNING: "The CTF is not running.",
     CTF_PAUSED: "The CTF is paused.",
     NO_TEAM: "Join a team first.",
-    CHALLENGE_LOCKED: "This challenge is locked.",
+    RATE_LIMITED: "Too many requests; wait a minute and try again.",
   };
 
   const docker = {
@@ -54,7 +54,15 @@
       const options = { method: method };
       if (body) options.body = JSON.stringify(body);
       return CTFd.fetch(path, options).then((r) =>
-        r.json().catch(() => ({ success: false, error: { code: "SERVICE_UNAVAILABLE" } }))
+        r
+          .json()
+          .catch(() => ({}))
+          .then((data) => {
+            if (data.success !== undefined) return data;
+            // Not our envelope: CTFd's own rate limiter (429) or a proxy error page.
+            const code = r.status === 429 ? "RATE_LIMITED" : "SERVICE_UNAVAILABLE";
+            return { success: false, error: { code: code, message: data.message || "" } };
+          })
       );
     },
     refresh() {
@@ -103,7 +111,7 @@
     },
     error(error) {
       const code = error.code || "SERVICE_UNAVAILABLE";
-      let text = MESSAGES[code] || error.message || code;
+      const text = MESSAGES[code] || error.message || code;
       const running = (error.details && error.details.instances) || [];
       docker.message(text, "warning", running[0]);
       if (code === "SERVICE_UNAVAILABLE" || code === "ENGINE_UNAVAILABLE") {
