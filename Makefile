@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv run test test-fast test-plugin check bench clean
+.PHONY: venv run test test-fast test-plugin chaos check bench clean
 
 venv: $(VENV)/.installed
 
@@ -29,6 +29,11 @@ test-fast: venv
 ## The CTFd plugin's tests inside a real CTFd (needs CTFD_PATH=<CTFd 3.8.7 checkout outside this repo>).
 test-plugin:
 	scripts/test-plugin
+
+## The chaos suite at full size (the default suite runs it short): SIGKILL mid-burst,
+## dockerd stopped for 20 s, two replicas on PostgreSQL. Needs root (it stops dockerd).
+chaos: venv
+	INSTANCER_CHAOS=full $(BIN)/pytest -q tests/chaos
 
 ## Benchmarks; each prints its figures and writes JSON under benchmarks/results/.
 bench: venv

@@ -132,5 +132,7 @@ def app_of(service: Service, *, run_reaper: bool = True) -> FastAPI:
         max_body_bytes=s.max_body_bytes,
         readiness={"database": service.store.ping, "engine": service.backend.ping},
         last_reconcile=lambda: service.reaper.last_reconcile,
+        repair_totals=lambda: dict(service.reaper.totals),
+        replica_id=service.instances.replica_id,
     )
     return create_app(ctx, lifespan=lifespan)

@@ -23,7 +23,10 @@ class ApiContext:
     public_host: str
     capacity: int
     max_body_bytes: int = 65536
+    replica_id: str = "local"
     #: name -> check that raises when the dependency is not usable (for /readyz)
     readiness: dict[str, Callable[[], None]] = field(default_factory=dict)
     #: (when, counts per kind of repair) of the reaper's last full reconcile, if any yet
     last_reconcile: Callable[[], tuple[datetime, dict[str, int]] | None] = lambda: None
+    #: repairs by kind this replica has made since it started
+    repair_totals: Callable[[], dict[str, int]] = dict

@@ -206,7 +206,12 @@ def admin_stop_instances(
 def admin_last_reconcile(ctx: Ctx) -> ReconcileOut:
     """What the last full reconcile of this replica repaired (orphans removed, instances lost)."""
     last = ctx.last_reconcile()
-    return ReconcileOut(at=last[0] if last else None, repairs=last[1] if last else {})
+    return ReconcileOut(
+        replica=ctx.replica_id,
+        at=last[0] if last else None,
+        repairs=last[1] if last else {},
+        totals=ctx.repair_totals(),
+    )
 
 
 @admin.get("/admin/stats", tags=["admin"])

@@ -158,8 +158,14 @@ class InstanceList(BaseModel):
 
 
 class ReconcileOut(BaseModel):
+    replica: str = Field(description="This service process's replica id.")
     at: datetime | None = Field(description="When the last full reconcile ran (null: not yet).")
-    repairs: dict[str, int] = Field(description="Counts per kind of repair: orphans, lost, expired, ...")
+    repairs: dict[str, int] = Field(
+        description="Counts per kind of repair of that reconcile: orphans, lost, ..."
+    )
+    totals: dict[str, int] = Field(
+        description="Repairs by kind (expired, orphans, lost, ...) since this replica started."
+    )
 
 
 class StoppedCount(BaseModel):

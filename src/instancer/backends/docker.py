@@ -119,6 +119,8 @@ class DockerBackend:
             privileged=False,
             network_mode=network,
             log_config=_LOG_CONFIG,
+            # A crashed challenge process, or an engine restart, brings the instance back by itself.
+            restart_policy={"Name": "unless-stopped"},
         )
         with translate_errors("create the container"):
             created = api.create_container(

@@ -37,6 +37,8 @@ class Reaper:
         self.passes = 0
         #: (when, counts) of the last full reconcile, for admins
         self.last_reconcile: tuple[datetime, dict[str, int]] | None = None
+        #: repairs by kind since this replica started (what it, and no other replica, did)
+        self.totals: dict[str, int] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="instancer-reaper", daemon=True)
@@ -81,6 +83,8 @@ class Reaper:
         except Exception:
             log.exception("reaper pass crashed; retrying next tick")
         self.passes += 1
+        for kind, count in report.items():
+            self.totals[kind] = self.totals.get(kind, 0) + count
         if any(report.values()):
             log.info("reaper: %s", report)
         return report
