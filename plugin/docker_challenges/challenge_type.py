@@ -39,11 +39,7 @@ class DockerChallengeType(BaseChallenge):
 
     @classmethod
     def create(cls, request):
-        data = dict(request.form or request.get_json())
-        try:
-            core, docker = split_form(data)
-        except SpecError as exc:
-            raise ChallengeCreateException(str(exc)) from exc
+        core, docker = _form(request, ChallengeCreateException)
         core.pop("type", None)
         for attr in ("initial", "minimum", "decay"):  # blank when scoring is static
             if core.get(attr) in ("", None):
@@ -57,11 +53,7 @@ class DockerChallengeType(BaseChallenge):
                     raise ChallengeCreateException(f"Missing '{attr}' but function is {challenge.function}")
         db.session.add(challenge)
         db.session.flush()  # an id, for the service's challenge id
-        _push(challenge, ChallengeCreateException)
-        db.session.commit()
-        if challenge.function in DECAY_FUNCTIONS:
-            return calculate_value(challenge)
-        return challenge
+        return _save(challenge, ChallengeCreateException)
 
     @classmethod
     def read(cls, challenge):
@@ -75,11 +67,7 @@ class DockerChallengeType(BaseChallenge):
 
     @classmethod
     def update(cls, challenge, request):
-        data = dict(request.form or request.get_json())
-        try:
-            core, docker = split_form(data)
-        except SpecError as exc:
-            raise ChallengeUpdateException(str(exc)) from exc
+        core, docker = _form(request, ChallengeUpdateException)
         for attr, given in {**core, **docker}.items():
             value = given
             if attr in ("initial", "minimum", "decay"):
@@ -88,11 +76,7 @@ class DockerChallengeType(BaseChallenge):
                 except (TypeError, ValueError) as exc:
                     raise ChallengeUpdateException(f"Invalid input for '{attr}'") from exc
             setattr(challenge, attr, value)
-        _push(challenge, ChallengeUpdateException)
-        db.session.commit()
-        if challenge.function in DECAY_FUNCTIONS:
-            return calculate_value(challenge)
-        return challenge
+        return _save(challenge, ChallengeUpdateException)
 
     @classmethod
     def delete(cls, challenge):
@@ -130,6 +114,21 @@ class DockerChallengeType(BaseChallenge):
             return ChallengeResponse(status="correct", message="Correct")
         # A shared flag is simply wrong for the submitter; admins see the sharing event.
         return ChallengeResponse(status="incorrect", message="Incorrect")
+
+
+def _form(request, error):
+    """(core fields, docker fields) of the admin's form, or `error` saying what is wrong."""
+    try:
+        return split_form(dict(request.form or request.get_json()))
+    except SpecError as exc:
+        raise error(str(exc)) from exc
+
+
+def _save(challenge, error):
+    """Push the definition to the service, then commit (a refusal rolls everything back)."""
+    _push(challenge, error)
+    db.session.commit()
+    return calculate_value(challenge) if challenge.function in DECAY_FUNCTIONS else challenge
 
 
 def _push(challenge, error):
