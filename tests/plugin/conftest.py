@@ -3,6 +3,7 @@ and a real CTFd app with the plugin loaded. Run through scripts/test-plugin."""
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -76,6 +77,7 @@ class Service:
         return out
 
     def clean(self):
+        shutil.rmtree(self.workdir, ignore_errors=True)
         for container in self.leftovers():
             subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
         nets = subprocess.run(

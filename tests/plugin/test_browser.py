@@ -4,7 +4,9 @@ service on the real Docker engine. A team member logs in through the /login form
 challenge, clicks Start, sees the connection link and the countdown, clicks Extend and Stop.
 
 Every state is saved as a PNG under the test's tmp_path and, when the environment variable
-PLUGIN_SCREENSHOTS names a folder, there too, under the names docs/images/ctfd/ uses:
+PLUGIN_SCREENSHOTS names a folder (a relative one is taken from the repository root, as
+scripts/test-plugin runs pytest from the CTFd checkout), there too, under the names that
+docs/images/ctfd/ uses. To refresh those:
 
     PLUGIN_SCREENSHOTS=docs/images/ctfd CTFD_PATH=... scripts/test-plugin -k browser
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[2]
 if not os.path.exists(CHROMIUM):
     pytest.skip(
         f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) for the browser test",
@@ -108,12 +111,16 @@ class Shots:
 
     def __init__(self, folder):
         self.folder = Path(folder)
-        self.extra = Path(os.environ["PLUGIN_SCREENSHOTS"]) if os.environ.get("PLUGIN_SCREENSHOTS") else None
+        extra = os.environ.get("PLUGIN_SCREENSHOTS")
+        self.extra = REPO / extra if extra else None  # an absolute path stays as it is
         self.taken = []
 
-    def __call__(self, page, name):
+    def __call__(self, page, name, full_page=False):
         path = self.folder / f"{name}.png"
-        page.screenshot(path=str(path))
+        page.mouse.move(0, 0)  # no button left in its hover colour
+        if full_page:
+            page.evaluate("window.scrollTo(0, 0)")  # else the fixed navbar lands mid-page
+        page.screenshot(path=str(path), full_page=full_page)
         assert path.stat().st_size > 0
         if self.extra:
             self.extra.mkdir(parents=True, exist_ok=True)
@@ -148,7 +155,7 @@ def _timer(page):
     return minutes * 60 + seconds, left
 
 
-def _admin_screens(browser, base, team, cid, shoot):
+def _admin_screens(browser, base, team, shoot):
     """The admin's Instances page while the team's instance runs, and the create form."""
     context = _context(browser)
     try:
@@ -170,7 +177,8 @@ def _admin_screens(browser, base, team, cid, shoot):
         page.fill("#create-chal-entry-div input[name=value]", "500")
         page.fill("#create-chal-entry-div input[name=docker_image]", "instancer/demo-web:latest")
         page.fill("#create-chal-entry-div input[name=docker_ports]", "8080/http")
-        shoot(page, "admin-create")
+        page.locator("#create-chal-entry-div input[name=docker_ports]").blur()
+        shoot(page, "admin-create", full_page=True)
         assert errors == [], errors
     finally:
         context.close()
@@ -205,9 +213,8 @@ def test_a_player_starts_extends_and_stops_an_instance_in_the_core_theme(
         page.click("#docker-start")
         link = page.locator("#docker-connection a")
         link.wait_for(timeout=90_000)
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/?", link.get_attribute("href")), link.get_attribute(
-            "href"
-        )
+        href = link.get_attribute("href")
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/?", href), href
         sync_api.expect(status).to_have_text("Running")
         sync_api.expect(page.locator("#docker-timer")).to_have_text(TIMER)
         first, extensions = _timer(page)
@@ -221,7 +228,7 @@ def test_a_player_starts_extends_and_stops_an_instance_in_the_core_theme(
         assert len(service.leftovers()) == 1
         shoot(page, "player-2-started")
 
-        _admin_screens(browser, base, "red", cid, shoot)
+        _admin_screens(browser, base, "red", shoot)
 
         before, _ = _timer(page)
         page.click("#docker-extend")
