@@ -95,6 +95,7 @@ def build(settings: Settings, *, backend: Backend | None = None, clock: Clock | 
             ),
             orphan_grace_seconds=settings.orphan_grace_seconds,
             heartbeat_seconds=settings.replica_timeout_seconds / 3,
+            lost_after_seconds=settings.lost_after_seconds,
         ),
     )
     return Service(settings, engine, store, backend, clock, instances, challenges, flags, reaper)

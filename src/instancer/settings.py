@@ -120,6 +120,14 @@ class Settings(BaseSettings):
         le=3600,
         description="Period of the full reconcile (orphaned engine objects, lost instances), seconds.",
     )
+    lost_after_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        description=(
+            "A running instance with fewer running containers than its spec is marked lost once it has "
+            "been so this long, with no healthy reconcile between (an engine restart is no loss), seconds."
+        ),
+    )
     orphan_grace_seconds: float = Field(
         default=120.0,
         ge=0,

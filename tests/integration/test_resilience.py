@@ -99,7 +99,7 @@ def test_flags_never_reach_the_logs(docker_service: MakeService, caplog: pytest.
 def test_a_container_removed_behind_the_services_back_is_lost_at_the_next_reconcile(
     docker_service: MakeService,
 ) -> None:
-    service = docker_service(reconcile_interval_seconds=1, reaper_interval_seconds=0.5)
+    service = docker_service(reconcile_interval_seconds=1, reaper_interval_seconds=0.5, lost_after_seconds=2)
     with LiveServer(service) as server:
         _put(server, demo_spec())
         body = httpx.post(

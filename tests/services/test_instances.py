@@ -462,3 +462,20 @@ def test_a_start_left_by_a_dead_replica_is_failed_and_cleaned_up(
     assert theirs.id not in fake_backend.running and svc.instances.get(mine.id).state is State.STARTING
     clock.advance(16)  # the live replica falls silent too
     assert svc.instances.reap()["stale_starting"] == 1
+
+
+def test_a_blip_shorter_than_the_lost_delay_is_no_loss(
+    svc: Service, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
+    inst = svc.instances.start("web", "o").instance
+    clock.advance(1)
+    plan = fake_backend.running.pop(inst.id)  # the engine stops it (shutting down) ...
+    assert svc.instances.reconcile(lost_after_seconds=20)["lost"] == 0
+    clock.advance(10)
+    fake_backend.running[inst.id] = plan  # ... and its restart policy brings it back
+    assert svc.instances.reconcile(lost_after_seconds=20)["lost"] == 0
+    fake_backend.running.pop(inst.id)  # gone for good this time
+    clock.advance(10)
+    assert svc.instances.reconcile(lost_after_seconds=20)["lost"] == 0  # the earlier blip does not count
+    clock.advance(20)
+    assert svc.instances.reconcile(lost_after_seconds=20)["lost"] == 1

@@ -48,9 +48,20 @@ def translate_errors(action: str) -> Iterator[None]:
             raise PortUnavailable("a host port is held by something else") from exc
         if exc.status_code is not None and exc.status_code >= 500 and "no such image" in text:
             raise ImageMissing(f"the challenge image is not on the engine ({action})") from exc
+        if _engine_trouble(exc.status_code, text):
+            raise BackendUnavailable(f"the Docker engine failed to {action}; it may be restarting") from exc
         raise BackendRejected(f"the engine refused to {action}: {exc.explanation}") from exc
     except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
         raise BackendUnavailable(f"the Docker engine is unreachable ({action})") from exc
+
+
+# A 5xx from the engine is its own trouble (shutting down, a store it cannot write), to be
+# retried, except when the container runtime refuses what the challenge asks it to run.
+_CHALLENGE_FAULTS = ("oci runtime", "executable file not found", "exec format error", "no command specified")
+
+
+def _engine_trouble(status: int | None, text: str) -> bool:
+    return status is not None and status >= 500 and not any(fault in text for fault in _CHALLENGE_FAULTS)
 
 
 class DockerBackend:

@@ -81,6 +81,8 @@ class InstanceService:
         self._policy = policy
         self._vault = vault
         self.replica_id = replica_id
+        #: running instances seen short of containers, and since when (the lost debounce)
+        self._suspects: dict[str, datetime] = {}
         self._sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="instancer-reap")
 
@@ -510,7 +512,7 @@ class InstanceService:
         with self._store.transaction() as tx:
             tx.forget_replica(self.replica_id)
 
-    def reconcile(self, *, grace_seconds: float = 60.0) -> dict[str, int]:
+    def reconcile(self, *, grace_seconds: float = 60.0, lost_after_seconds: float = 0.0) -> dict[str, int]:
         """Compare the records with what the engine holds (one labelled listing) and repair:
 
         | engine holds                          | record                    | repair            |
@@ -518,8 +520,12 @@ class InstanceService:
         | objects of an instance, older than    | none, or ended            | remove (orphan)   |
         |   the grace period                    |                           |                   |
         | fewer running containers than the     | running since before the  | mark `lost` with  |
-        |   spec has (removed, exited, killed)  |   listing                 |   a reason, free  |
-        |                                       |                           |   what it held    |
+        |   spec has (removed, exited, killed), |   listing                 |   a reason, free  |
+        |   seen so for `lost_after_seconds`    |                           |   what it held    |
+
+        The delay matters: an engine that is shutting down stops every container before its
+        API goes away, and brings them back (restart policy) when it returns; an instance
+        is lost only if it stays down for longer than such a blip.
 
         If the engine cannot be listed nothing is touched (BackendUnavailable is raised):
         an outage never marks an instance lost. Returns counts per kind of repair.
@@ -534,12 +540,17 @@ class InstanceService:
             live = tx.find(InstanceFilter(states=frozenset({State.RUNNING})), per_page=100_000).items
             expected = {i.id: _container_count(tx.instance_spec(i.id)) for i in live}
         report = {"orphans": self._remove_orphans(observed, listed_at, grace_seconds), "lost": 0}
+        short = {i.id for i in live if running.get(i.id, 0) < expected[i.id]}
+        # Suspects: seen short now, and since when, without a healthy listing in between.
+        self._suspects = {i: self._suspects.get(i, listed_at) for i in short}
         for instance in live:
-            seen = running.get(instance.id, 0)
-            if seen < expected[instance.id] and self._mark_lost(
-                instance, listed_at, seen, expected[instance.id]
-            ):
+            down_since = self._suspects.get(instance.id)
+            if down_since is None or (listed_at - down_since).total_seconds() < lost_after_seconds:
+                continue
+            seen, wanted = running.get(instance.id, 0), expected[instance.id]
+            if self._mark_lost(instance, listed_at, seen, wanted):
                 report["lost"] += 1
+                del self._suspects[instance.id]
         return report
 
     def _remove_orphans(self, observed: list[Observed], now: datetime, grace_seconds: float) -> int:

@@ -24,6 +24,8 @@ class ReaperConfig:
     #: a full reconcile (orphans, lost instances) every this many ticks
     reconcile_every_ticks: int = 10
     orphan_grace_seconds: float = 120.0
+    #: a running instance short of containers this long is lost
+    lost_after_seconds: float = 20.0
     #: period of the heartbeat, on its own thread so that a long pass never silences it
     heartbeat_seconds: float = 5.0
 
@@ -75,7 +77,10 @@ class Reaper:
         try:
             report = self._instances.reap()
             if reconcile:
-                repairs = self._instances.reconcile(grace_seconds=self._config.orphan_grace_seconds)
+                repairs = self._instances.reconcile(
+                    grace_seconds=self._config.orphan_grace_seconds,
+                    lost_after_seconds=self._config.lost_after_seconds,
+                )
                 self.last_reconcile = (datetime.now(UTC), repairs)
                 report.update(repairs)
         except InstancerError as exc:
