@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..domain.model import Instance, endpoints
 from ..domain.ports import Page, SharePage, Stats
-from ..domain.spec import CHALLENGE_ID_PATTERN
+from ..domain.spec import CHALLENGE_ID_PATTERN, encodable
 
 OWNER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 INSTANCE_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -36,6 +36,13 @@ class VerifyRequest(_In):
     challenge: str = Field(pattern=CHALLENGE_ID_PATTERN)
     owner: str = Field(pattern=OWNER_PATTERN, description="Who submits (team or user id).")
     submission: str = Field(min_length=1, max_length=1024)
+
+    @field_validator("submission")
+    @classmethod
+    def _unicode(cls, value: str) -> str:
+        if not encodable(value):
+            raise ValueError("the submission must be valid Unicode (no lone surrogates)")
+        return value
 
 
 class VerifyOut(BaseModel):

@@ -184,6 +184,11 @@ def parse_spec(data: Any, *, challenge_id: str | None = None) -> ChallengeSpec:
     Raises:
         ValidationFailed: with `details.errors` listing each problem and where it is.
     """
+    if not encodable(data):
+        raise ValidationFailed(
+            "the challenge spec is invalid",
+            errors=[{"loc": "(root)", "message": "text must be valid Unicode (no lone surrogates)"}],
+        )
     if challenge_id is not None and isinstance(data, dict):
         data = {"id": challenge_id, **data}
         if data["id"] != challenge_id:
@@ -192,6 +197,21 @@ def parse_spec(data: Any, *, challenge_id: str | None = None) -> ChallengeSpec:
         return ChallengeSpec.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed("the challenge spec is invalid", errors=describe(exc)) from exc
+
+
+def encodable(data: Any) -> bool:
+    """True when every string in `data` can be stored as UTF-8 (JSON allows lone surrogates)."""
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(data, dict):
+        return all(encodable(k) and encodable(v) for k, v in data.items())
+    if isinstance(data, list | tuple):
+        return all(encodable(v) for v in data)
+    return True
 
 
 def describe(exc: ValidationError) -> list[dict[str, str]]:
