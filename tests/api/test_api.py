@@ -346,3 +346,22 @@ def test_extension_too_soon_and_revert_of_a_stopped_instance(
         c.delete(path, headers=PLATFORM)
         r = c.post(path + "/revert", headers=PLATFORM)
         assert (r.status_code, r.json()["error"]["code"]) == (409, "INSTANCE_NOT_RUNNING")
+
+
+def test_405_names_the_allowed_methods_and_undecodable_bodies_are_malformed_json(client: TestClient) -> None:
+    r = client.request("TRACE", "/api/v1/challenges", headers=ADMIN)
+    assert (r.status_code, r.json()["error"]["code"]) == (405, "METHOD_NOT_ALLOWED") and "GET" in r.headers[
+        "Allow"
+    ]
+    r = client.post(
+        "/api/v1/instances",
+        content=b'{"owner": "\xff"}',
+        headers={**PLATFORM, "content-type": "application/json"},
+    )
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "MALFORMED_JSON")
+
+
+def test_spec_numbers_are_not_coerced_from_strings_or_booleans(client: TestClient) -> None:
+    for bad in ({"lifetime": {"seconds": "60"}}, {"limits": {"cooldown_seconds": True}}):
+        r = client.put("/api/v1/challenges/typed", json=demo_spec("typed", **bad), headers=ADMIN)
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "VALIDATION_FAILED")

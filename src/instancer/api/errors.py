@@ -88,8 +88,12 @@ async def _on_validation_error(_: Request, exc: RequestValidationError) -> JSONR
 async def _on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 404:
         return error_response("NOT_FOUND", "no such endpoint")
-    if exc.status_code == 405:
-        return error_response("METHOD_NOT_ALLOWED", "this endpoint does not accept that method")
+    if exc.status_code == 405:  # keep Starlette's Allow header: RFC 9110 requires it
+        return error_response(
+            "METHOD_NOT_ALLOWED", "this endpoint does not accept that method", headers=dict(exc.headers or {})
+        )
+    if exc.status_code == 400:  # FastAPI could not decode the body (bad UTF-8, absurd nesting or numbers)
+        return error_response("MALFORMED_JSON", "the request body is not valid JSON")
     body = {"error": {"code": "HTTP_ERROR", "message": str(exc.detail), "details": {}}}
     return JSONResponse(body, status_code=exc.status_code)
 

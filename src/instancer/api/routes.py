@@ -22,6 +22,7 @@ from .schemas import (
     FlagShareList,
     InstanceList,
     InstanceOut,
+    ReadyOut,
     ReconcileOut,
     StartRequest,
     StatsOut,
@@ -60,7 +61,12 @@ def _out(ctx: ApiContext, instance: Any) -> InstanceOut:
 # --- challenges (admin) ------------------------------------------------------------
 
 
-@admin.put("/challenges/{challenge_id}", tags=["challenges"], status_code=200)
+@admin.put(
+    "/challenges/{challenge_id}",
+    tags=["challenges"],
+    status_code=200,
+    responses={201: {"description": "Created: the stored spec, with every default filled in."}},
+)
 def put_challenge(
     ctx: Ctx, challenge_id: ChallengeId, response: Response, document: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
@@ -87,7 +93,15 @@ def delete_challenge(ctx: Ctx, challenge_id: ChallengeId) -> StoppedCount:
 # --- instances (platform, acting for owners) -----------------------------------------
 
 
-@platform.post("/instances", tags=["instances"], status_code=201, response_model=InstanceOut)
+@platform.post(
+    "/instances",
+    tags=["instances"],
+    status_code=201,
+    response_model=InstanceOut,
+    responses={
+        200: {"model": InstanceOut, "description": "The owner's instance of this challenge was live already."}
+    },
+)
 def start_instance(ctx: Ctx, body: StartRequest) -> JSONResponse:
     started = ctx.instances.start(body.challenge, body.owner)
     out = _out(ctx, started.instance)
@@ -228,7 +242,12 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@health.get("/readyz", tags=["health"])
+@health.get(
+    "/readyz",
+    tags=["health"],
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "A dependency is unreachable; `checks` says which."}},
+)
 def readyz(ctx: Ctx) -> JSONResponse:
     """The database and the engine are reachable."""
     checks: dict[str, str] = {}

@@ -164,6 +164,11 @@ class InstanceList(BaseModel):
         )
 
 
+class ReadyOut(BaseModel):
+    status: str = Field(description="ready | unavailable")
+    checks: dict[str, str] = Field(description="Per dependency: ok, or the error code that it answered.")
+
+
 class ReconcileOut(BaseModel):
     replica: str = Field(description="This service process's replica id.")
     at: datetime | None = Field(description="When the last full reconcile ran (null: not yet).")

@@ -46,14 +46,14 @@ class Protocol(StrEnum):
 class Port(_Strict):
     """A container port players reach. `http` gets a URL, `tcp` an `nc host port` line."""
 
-    port: int = Field(ge=1, le=65535)
+    port: int = Field(strict=True, ge=1, le=65535)
     protocol: Protocol = Protocol.TCP
 
 
 class Resources(_Strict):
-    memory_mib: int = Field(default=256, ge=16, le=65536, description="Memory limit, MiB.")
-    cpus: float = Field(default=0.5, gt=0, le=64, description="CPU limit, in cores.")
-    pids: int = Field(default=256, ge=16, le=65536, description="Process/thread limit.")
+    memory_mib: int = Field(strict=True, default=256, ge=16, le=65536, description="Memory limit, MiB.")
+    cpus: float = Field(strict=True, default=0.5, gt=0, le=64, description="CPU limit, in cores.")
+    pids: int = Field(strict=True, default=256, ge=16, le=65536, description="Process/thread limit.")
 
 
 class Container(_Strict):
@@ -84,21 +84,21 @@ class Container(_Strict):
 class Lifetime(_Strict):
     """How long an instance lives and how far players may extend it (all in seconds)."""
 
-    seconds: int = Field(default=3600, ge=1, le=7 * 86400)
-    extension_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
-    max_extensions: int = Field(default=5, ge=0, le=1000)
-    max_remaining_seconds: int = Field(default=7200, ge=1, le=7 * 86400)
+    seconds: int = Field(strict=True, default=3600, ge=1, le=7 * 86400)
+    extension_seconds: int = Field(strict=True, default=3600, ge=1, le=7 * 86400)
+    max_extensions: int = Field(strict=True, default=5, ge=0, le=1000)
+    max_remaining_seconds: int = Field(strict=True, default=7200, ge=1, le=7 * 86400)
 
 
 class Limits(_Strict):
     """Per-challenge overrides of the global limits; `None` means the global setting."""
 
-    per_owner: int | None = Field(default=None, ge=1, le=1000)
+    per_owner: int | None = Field(strict=True, default=None, ge=1, le=1000)
     capacity: int | None = Field(
-        default=None, ge=1, le=100_000, description="Live instances of this challenge."
+        strict=True, default=None, ge=1, le=100_000, description="Live instances of this challenge."
     )
-    cooldown_seconds: float | None = Field(default=None, ge=0, le=86400)
-    extension_interval_seconds: float | None = Field(default=None, ge=0, le=86400)
+    cooldown_seconds: float | None = Field(strict=True, default=None, ge=0, le=86400)
+    extension_interval_seconds: float | None = Field(strict=True, default=None, ge=0, le=86400)
 
 
 class FlagSpec(_Strict):
