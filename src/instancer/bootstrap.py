@@ -55,6 +55,7 @@ def policy_of(settings: Settings) -> Policy:
         port_low=settings.port_range_start,
         port_high=settings.port_range_end,
         replica_timeout_seconds=settings.replica_timeout_seconds,
+        lost_policy=settings.lost_policy,
     )
 
 

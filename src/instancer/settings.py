@@ -120,6 +120,14 @@ class Settings(BaseSettings):
         le=3600,
         description="Period of the full reconcile (orphaned engine objects, lost instances), seconds.",
     )
+    lost_policy: Literal["mark", "recreate"] = Field(
+        default="mark",
+        description=(
+            "What the reconcile does with a running instance whose containers vanished: `mark` it lost "
+            "(its slot is freed; the owner starts a new one) or `recreate` its containers in place "
+            "(same id, deadline, ports and flag)."
+        ),
+    )
     lost_after_seconds: float = Field(
         default=20.0,
         ge=0,

@@ -12,7 +12,7 @@ import pytest
 
 from instancer.bootstrap import Service
 from tests.conftest import ADMIN_TOKEN, LiveServer, auth, demo_spec
-from tests.integration.helpers import engine_objects, wait_until
+from tests.integration.helpers import engine_objects, http_get, wait_until
 
 pytestmark = pytest.mark.docker
 MakeService = Callable[..., Service]
@@ -122,3 +122,33 @@ def test_a_container_removed_behind_the_services_back_is_lost_at_the_next_reconc
             timeout=30,
         )
         assert again.status_code == 201
+
+
+def test_with_the_recreate_policy_a_removed_container_comes_back_serving_the_same_flag(
+    docker_service: MakeService,
+) -> None:
+    service = docker_service(
+        reconcile_interval_seconds=1,
+        reaper_interval_seconds=0.5,
+        lost_after_seconds=1,
+        lost_policy="recreate",
+    )
+    with LiveServer(service) as server:
+        _put(server, demo_spec())
+        body = httpx.post(
+            f"{server.url}/api/v1/instances",
+            json={"challenge": "demo-web", "owner": "o"},
+            headers=auth(),
+            timeout=30,
+        ).json()
+        flag = service.flags.reveal(body["id"])
+        (container,), _ = engine_objects(service, body["id"])
+        subprocess.run(["docker", "rm", "-f", container["Id"]], check=True, capture_output=True)
+        wait_until(
+            lambda: (
+                service.instances.get(body["id"]).generation == 2
+                and service.instances.get(body["id"]).state.value == "running"
+            ),
+            timeout=20,
+        )
+        assert flag in http_get(body["connection"][0]["url"])

@@ -479,3 +479,24 @@ def test_a_blip_shorter_than_the_lost_delay_is_no_loss(
     assert svc.instances.reconcile(lost_after_seconds=20)["lost"] == 0  # the earlier blip does not count
     clock.advance(20)
     assert svc.instances.reconcile(lost_after_seconds=20)["lost"] == 1
+
+
+def test_with_the_recreate_policy_a_lost_instance_comes_back_in_place(
+    make_service: MakeService, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
+    service = make_service(backend=fake_backend, clock=clock, lost_policy="recreate")
+    service.challenges.put(demo_spec("web"))
+    inst = service.instances.start("web", "o").instance
+    flag = fake_backend.running[inst.id].containers[0].env["FLAG"]
+    clock.advance(1)
+    fake_backend.running.pop(inst.id)
+    assert service.instances.reconcile() == {"orphans": 0, "lost": 0, "recreated": 1}
+    back = service.instances.get(inst.id)
+    assert (back.state, back.generation, back.allocations, back.expires_at) == (
+        State.RUNNING,
+        2,
+        inst.allocations,
+        inst.expires_at,
+    )
+    assert back.reason == "recreated: 0 of 1 container(s) running at the last reconcile"
+    assert fake_backend.running[inst.id].containers[0].env["FLAG"] == flag

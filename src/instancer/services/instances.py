@@ -548,10 +548,45 @@ class InstanceService:
             if down_since is None or (listed_at - down_since).total_seconds() < lost_after_seconds:
                 continue
             seen, wanted = running.get(instance.id, 0), expected[instance.id]
-            if self._mark_lost(instance, listed_at, seen, wanted):
+            reason = f"{seen} of {wanted} container(s) running at the last reconcile"
+            if self._policy.lost_policy == "recreate":
+                if self._recreate(instance, listed_at, reason):
+                    report["recreated"] = report.get("recreated", 0) + 1
+            elif self._mark_lost(instance, listed_at, reason):
                 report["lost"] += 1
-                del self._suspects[instance.id]
+            self._suspects.pop(instance.id, None)
         return report
+
+    def _recreate(self, instance: Instance, listed_at: datetime, why: str) -> bool:
+        """Replace a lost instance's containers in place: same id, deadline, ports and flag."""
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            current = tx.get_instance(instance.id)
+            if current is None or current.state is not State.RUNNING or _changed_since(current, listed_at):
+                return False
+            spec = tx.instance_spec(instance.id) or _challenge(tx, instance.challenge_id)
+            flag = self._vault.open(_must(tx.get_flag(instance.id), instance.id), instance_id=instance.id)
+            if not tx.transition(
+                instance.id,
+                expect=frozenset({State.RUNNING}),
+                to=State.STARTING,
+                now=now,
+                at_generation=instance.generation,
+                generation=instance.generation + 1,
+                claimed_by=self.replica_id,
+                reason=f"recreated: {why}",
+            ):
+                return False
+            instance = _reload(tx, instance.id)
+        log.warning("instance %s recreated: %s", instance.id, why)
+        try:
+            self._launch(spec, instance, flag, replace=True)
+        except Exception as exc:  # _launch has recorded the failure and cleaned up
+            log.warning(
+                "recreating instance %s failed: %s", instance.id, getattr(exc, "code", type(exc).__name__)
+            )
+            return False
+        return True
 
     def _remove_orphans(self, observed: list[Observed], now: datetime, grace_seconds: float) -> int:
         ids = {o.instance_id for o in observed if (now - o.created_at).total_seconds() > grace_seconds}
@@ -564,10 +599,10 @@ class InstanceService:
                 removed += 1
         return removed
 
-    def _mark_lost(self, instance: Instance, listed_at: datetime, seen: int, expected: int) -> bool:
+    def _mark_lost(self, instance: Instance, listed_at: datetime, why: str) -> bool:
         """Record an instance whose containers vanished as `lost`, then free what it held."""
         now = self._clock.now()
-        reason = f"LOST: {seen} of {expected} container(s) running at the last reconcile"
+        reason = f"LOST: {why}"
         with self._store.transaction() as tx:
             # Only if it is still the same running generation as when the engine was listed.
             current = tx.get_instance(instance.id)

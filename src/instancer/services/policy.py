@@ -18,6 +18,8 @@ class Policy:
     port_high: int = 60000
     #: A replica silent this long is dead: another one finishes the starts it left.
     replica_timeout_seconds: float = 15.0
+    #: what the reconcile does with a running instance whose containers vanished
+    lost_policy: str = "mark"  # "mark" (state lost, slot freed) | "recreate" (fresh containers in place)
     #: A `stopping` record whose engine call failed is retried after this long.
     stop_retry_seconds: float = 3.0
 
