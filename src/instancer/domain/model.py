@@ -68,6 +68,8 @@ class Instance:
     ended_at: datetime | None = None
     reason: str | None = None
     allocations: tuple[Allocation, ...] = field(default=())
+    #: the replica whose start or stop is under way (meaningful in starting/stopping)
+    claimed_by: str | None = None
 
     @property
     def extensions_left(self) -> int:

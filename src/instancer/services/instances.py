@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +84,9 @@ class InstanceService:
         self.replica_id = replica_id
         #: running instances seen short of containers, and since when (the lost debounce)
         self._suspects: dict[str, datetime] = {}
+        #: instances whose stop this process is carrying out right now
+        self._busy: set[str] = set()
+        self._busy_lock = threading.Lock()
         self._sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="instancer-reap")
 
@@ -408,23 +412,31 @@ class InstanceService:
                 reason=reason,
                 claimed_by=self.replica_id,
             )
-        return self._finish_stop(instance.id, final, reason)
+        return self._finish_stop(instance.id, final, reason)[0]
 
-    def _finish_stop(self, instance_id: str, final: State, reason: str | None) -> Instance:
-        self._backend.stop(instance_id)
-        now = self._clock.now()
-        with self._store.transaction() as tx:
-            tx.transition(
-                instance_id,
-                expect=frozenset({State.STOPPING}),
-                to=final,
-                now=now,
-                ended_at=now,
-                reason=reason,
-            )
-            tx.release_ports(instance_id)
-            tx.retire_flag(instance_id, now)
-            return _reload(tx, instance_id)
+    def _finish_stop(self, instance_id: str, final: State, reason: str | None) -> tuple[Instance, bool]:
+        """Remove what the engine holds, then record the end. True when this call recorded it
+        (another replica finishing the same stop at the same time makes it False)."""
+        with self._busy_lock:
+            self._busy.add(instance_id)
+        try:
+            self._backend.stop(instance_id)
+            now = self._clock.now()
+            with self._store.transaction() as tx:
+                won = tx.transition(
+                    instance_id,
+                    expect=frozenset({State.STOPPING}),
+                    to=final,
+                    now=now,
+                    ended_at=now,
+                    reason=reason,
+                )
+                tx.release_ports(instance_id)
+                tx.retire_flag(instance_id, now)
+                return _reload(tx, instance_id), won
+        finally:
+            with self._busy_lock:
+                self._busy.discard(instance_id)
 
     def stop_all(self, challenge_id: str | None = None) -> int:
         """Admin bulk stop; returns how many instances this call stopped."""
@@ -453,10 +465,17 @@ class InstanceService:
             # A start belongs to the replica that recorded it; only a dead replica's are repaired.
             alive_since = now - timedelta(seconds=self._policy.replica_timeout_seconds)
             stale_starts = tx.abandoned(frozenset({State.STARTING}), alive_since, batch)
-            # A stop whose engine call failed is retried soon, not after the long stale delay.
-            stuck_stops = tx.stale(
-                frozenset({State.STOPPING}), now - timedelta(seconds=self._policy.stop_retry_seconds), batch
-            )
+            # A stop whose engine call failed is retried soon by the replica that claimed it, or
+            # by any replica once that one is dead; never twice at once by two live ones.
+            retry_before = now - timedelta(seconds=self._policy.stop_retry_seconds)
+            with self._busy_lock:
+                busy = set(self._busy)
+            stuck_stops = [
+                i
+                for i in tx.stale(frozenset({State.STOPPING}), retry_before, batch)
+                if i.claimed_by == self.replica_id and i.id not in busy
+            ]
+            stuck_stops += tx.abandoned(frozenset({State.STOPPING}), alive_since, batch)
         jobs: list[tuple[str, str, State, str]] = [
             ("expired", i.id, State.EXPIRED, REASON_EXPIRED)
             for i in due
@@ -467,8 +486,8 @@ class InstanceService:
             for i in stale_starts
             if self._claim(i, frozenset({State.STARTING}), REASON_INTERRUPTED)
         ]
-        # Finishing a stop twice is harmless: removal is idempotent and the last step is a
-        # compare-and-set from `stopping`.
+        # Were a stop finished twice all the same, it would be harmless: removal is idempotent
+        # and the last step is a compare-and-set from `stopping`.
         jobs += [
             ("stale_stopping", i.id, _final_state_of(i), i.reason or REASON_INTERRUPTED) for i in stuck_stops
         ]
@@ -481,11 +500,10 @@ class InstanceService:
         """Finish one claimed stop; an engine failure leaves it `stopping` for a later pass."""
         _, instance_id, final, reason = job
         try:
-            self._finish_stop(instance_id, final, reason)
+            return self._finish_stop(instance_id, final, reason)[1]
         except InstancerError as exc:
             log.warning("could not finish stopping %s (%s); retrying later", instance_id, exc.code)
             return False
-        return True
 
     def _claim(
         self, instance: Instance, expect: frozenset[State], reason: str, *, expired_by: datetime | None = None

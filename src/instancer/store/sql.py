@@ -525,4 +525,5 @@ def _from_row(r: InstanceRow, allocations: tuple[Allocation, ...]) -> Instance:
         ended_at=r.ended_at,
         reason=r.reason,
         allocations=allocations,
+        claimed_by=r.claimed_by,
     )
