@@ -46,7 +46,9 @@ def populate(settings: Settings, count: int) -> list[tuple[str, str]]:
     Returns (owner, flag) pairs."""
     service = bootstrap.build(settings, backend=FakeBackend())
     bootstrap.upgrade_database(service)
-    service.challenges.put({"id": "bench", "image": "x", "ports": [{"port": 80, "protocol": "http"}]})
+    spec, _ = service.challenges.put(
+        {"id": "bench", "image": "x", "ports": [{"port": 80, "protocol": "http"}]}
+    )
     template = templates.parse(templates.DEFAULT_TEMPLATE)
     now = datetime.now(UTC)
     pairs = []
@@ -54,7 +56,7 @@ def populate(settings: Settings, count: int) -> list[tuple[str, str]]:
         for n in range(count):
             owner, flag, instance_id = f"team-{n}", template.render(), secrets.token_hex(16)
             tx.add_instance(
-                Instance(instance_id, "bench", owner, State.STOPPED, 1, now, now + timedelta(hours=1))
+                Instance(instance_id, "bench", owner, State.STOPPED, 1, now, now + timedelta(hours=1)), spec
             )
             tx.add_flag(
                 instance_id, "bench", owner, service.flags._vault.seal(flag, instance_id=instance_id), now
