@@ -37,7 +37,9 @@ chaos: venv
 
 ## Benchmarks; each prints its figures and writes JSON under benchmarks/results/.
 bench: venv
+	$(BIN)/pip install -q 'matplotlib>=3.8'  # for the charts only
 	$(BIN)/python benchmarks/flags_verify.py
+	$(BIN)/python benchmarks/starts.py
 
 ## Lint, types and the layering rules.
 check: venv
