@@ -370,19 +370,31 @@ class InstanceService:
             lifecycle.check_cooldown(
                 tx.owner_last_start(instance.owner), now, self._policy.cooldown_for(spec)
             )
-            flag = self._vault.open(_must(tx.get_flag(instance.id), instance.id), instance_id=instance.id)
-            tx.transition(
-                instance.id,
-                expect=frozenset({State.RUNNING}),
-                to=State.STARTING,
-                now=now,
-                at_generation=instance.generation,
-                generation=instance.generation + 1,
-                claimed_by=self.replica_id,
-            )
+            begun = self._next_generation(tx, instance, now)
+            if begun is None:  # stopped since we read it
+                raise InstanceNotRunning("only a running instance can be reverted")
+            flag, instance = begun
             tx.touch_owner(instance.owner, now)
-            instance = _reload(tx, instance.id)
         return self._launch(spec, instance, flag, replace=True)
+
+    def _next_generation(
+        self, tx: Tx, instance: Instance, now: datetime, *, reason: str | None = None
+    ) -> tuple[str, Instance] | None:
+        """Move a running instance to `starting` at its next generation, claimed by this replica,
+        and return its flag and new record; None if it is no longer running at that generation."""
+        flag = self._vault.open(_must(tx.get_flag(instance.id), instance.id), instance_id=instance.id)
+        if not tx.transition(
+            instance.id,
+            expect=frozenset({State.RUNNING}),
+            to=State.STARTING,
+            now=now,
+            at_generation=instance.generation,
+            generation=instance.generation + 1,
+            claimed_by=self.replica_id,
+            reason=reason,
+        ):
+            return None
+        return flag, _reload(tx, instance.id)
 
     # --- stop --------------------------------------------------------------------
 
@@ -583,19 +595,10 @@ class InstanceService:
             if current is None or current.state is not State.RUNNING or _changed_since(current, listed_at):
                 return False
             spec = tx.instance_spec(instance.id) or _challenge(tx, instance.challenge_id)
-            flag = self._vault.open(_must(tx.get_flag(instance.id), instance.id), instance_id=instance.id)
-            if not tx.transition(
-                instance.id,
-                expect=frozenset({State.RUNNING}),
-                to=State.STARTING,
-                now=now,
-                at_generation=instance.generation,
-                generation=instance.generation + 1,
-                claimed_by=self.replica_id,
-                reason=f"recreated: {why}",
-            ):
+            begun = self._next_generation(tx, instance, now, reason=f"recreated: {why}")
+            if begun is None:
                 return False
-            instance = _reload(tx, instance.id)
+            flag, instance = begun
         log.warning("instance %s recreated: %s", instance.id, why)
         try:
             self._launch(spec, instance, flag, replace=True)
