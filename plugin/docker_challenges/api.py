@@ -2,9 +2,12 @@
 own instance. The owner always comes from the session; the request only names a challenge
 (or, to stop, one of the caller's own instances). Built per app in `namespace()`."""
 
+import re
+
 from CTFd.models import Challenges, Solves
 from CTFd.utils.dates import ctf_paused, ctftime
-from CTFd.utils.decorators import authed_only, ratelimit
+from CTFd.utils.decorators import authed_only, ratelimit, require_verified_emails
+from CTFd.utils.decorators.visibility import check_challenge_visibility
 from CTFd.utils.user import get_current_user, is_admin
 from flask import request
 from flask_restx import Namespace, Resource
@@ -15,6 +18,7 @@ from .models import DockerChallenge
 from .owners import current_owner
 from .spec import service_id
 
+INSTANCE_ID = re.compile(r"[0-9a-f]{32}")
 PLAYER_FIELDS = ("id", "state", "expires_at", "remaining_seconds", "extensions_used", "extensions_left")
 CONNECTION_FIELDS = ("protocol", "host", "port", "url", "command")
 
@@ -116,6 +120,8 @@ def namespace():
     @ns.route("")
     class Containers(Resource):
         @authed_only
+        @check_challenge_visibility
+        @require_verified_emails
         def get(self):
             def action():
                 challenge, owner = _challenge_for(request.args.get("challenge_id"))
@@ -124,6 +130,8 @@ def namespace():
             return _answer(action)
 
         @authed_only
+        @check_challenge_visibility
+        @require_verified_emails
         @ratelimit(method="POST", limit=10, interval=60, key_prefix="docker_start")
         def post(self):
             def action():
@@ -133,6 +141,8 @@ def namespace():
             return _answer(action)
 
         @authed_only
+        @check_challenge_visibility
+        @require_verified_emails
         @ratelimit(method="PATCH", limit=10, interval=60, key_prefix="docker_extend")
         def patch(self):
             def action():
@@ -143,6 +153,8 @@ def namespace():
             return _answer(action)
 
         @authed_only
+        @check_challenge_visibility
+        @require_verified_emails
         @ratelimit(method="DELETE", limit=20, interval=60, key_prefix="docker_stop")
         def delete(self):
             def action():
@@ -151,7 +163,10 @@ def namespace():
                     owner = current_owner()
                     if owner is None:
                         raise Refused(403, "NO_TEAM", "Join a team first.")
-                    return config.platform_client().stop(str(body["instance_id"])[:64], owner), 200
+                    instance_id = str(body["instance_id"])
+                    if not INSTANCE_ID.fullmatch(instance_id):
+                        raise Refused(404, "INSTANCE_NOT_FOUND", "No such instance.")
+                    return config.platform_client().stop(instance_id, owner), 200
                 challenge, owner = _challenge_for(body.get("challenge_id"))
                 return config.platform_client().stop(_require_live(owner, challenge)["id"], owner), 200
 
@@ -160,6 +175,8 @@ def namespace():
     @ns.route("/revert")
     class Revert(Resource):
         @authed_only
+        @check_challenge_visibility
+        @require_verified_emails
         @ratelimit(method="POST", limit=10, interval=60, key_prefix="docker_revert")
         def post(self):
             def action():

@@ -98,6 +98,8 @@ class InstancerClient:
             body = response.json()
         except ValueError:
             body = None
+        if response.status_code < 400 and not isinstance(body, dict):
+            raise ServiceError("SERVICE_UNAVAILABLE", "The instance service gave an answer it should not.")
         if response.status_code >= 400:
             error = (body or {}).get("error") if isinstance(body, dict) else None
             if not isinstance(error, dict):
@@ -106,8 +108,8 @@ class InstancerClient:
                 )
             raise ServiceError(
                 error.get("code", "UNKNOWN"),
-                error.get("message", ""),
-                error.get("details") or {},
+                str(error.get("message", "")),
+                error.get("details") if isinstance(error.get("details"), dict) else {},
                 response.status_code,
             )
         return body

@@ -500,3 +500,91 @@ def test_with_the_recreate_policy_a_lost_instance_comes_back_in_place(
     )
     assert back.reason == "recreated: 0 of 1 container(s) running at the last reconcile"
     assert fake_backend.running[inst.id].containers[0].env["FLAG"] == flag
+
+
+def test_a_live_replica_whose_clock_lags_is_not_taken_for_dead(
+    make_service: MakeService, fake_backend: FakeBackend
+) -> None:
+    behind, ahead = FakeClock(), FakeClock()
+    ahead.advance(60)  # a minute of skew between the two hosts
+    one = make_service(backend=fake_backend, clock=behind)
+    two = make_service(backend=fake_backend, clock=ahead)
+    one.challenges.put(demo_spec("web"))
+    inst = one.instances.start("web", "a").instance
+    with one.store.transaction() as tx:  # `one` is mid-start
+        tx.transition(
+            inst.id,
+            expect=frozenset({State.RUNNING}),
+            to=State.STARTING,
+            now=behind.now(),
+            claimed_by=one.instances.replica_id,
+        )
+    for _ in range(5):  # `one` keeps beating; `two` watches with its own clock
+        one.instances.heartbeat()
+        assert two.instances.reap()["stale_starting"] == 0
+        behind.advance(5)
+        ahead.advance(5)
+    ahead.advance(20)  # `one` falls silent for longer than the timeout, by `two`'s clock
+    assert two.instances.reap()["stale_starting"] == 1
+
+
+def test_a_dead_replicas_stop_is_taken_over_by_exactly_one_live_replica(
+    make_service: MakeService, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
+    one = make_service(backend=fake_backend, clock=clock)
+    two = make_service(backend=fake_backend, clock=clock)
+    one.challenges.put(demo_spec("web"))
+    inst = one.instances.start("web", "a").instance
+    with one.store.transaction() as tx:  # a replica that died halfway through a stop
+        tx.transition(
+            inst.id,
+            expect=frozenset({State.RUNNING}),
+            to=State.STOPPING,
+            now=clock.now(),
+            claimed_by="dead-replica",
+        )
+    stale = one.instances.get(inst.id)
+    assert one.instances._take_over(stale) and not two.instances._take_over(stale)
+
+
+def test_a_revert_between_the_records_and_the_listing_is_not_taken_for_a_loss(
+    svc: Service, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
+    inst = svc.instances.start("web", "o").instance
+    clock.advance(1)
+    real_list = fake_backend.list_managed
+
+    def list_during_a_revert() -> list:
+        fake_backend.running.pop(inst.id)  # generation 1 is going away ...
+        observed = real_list()
+        svc.instances.revert(inst.id)  # ... and generation 2 arrives after the listing
+        return observed
+
+    fake_backend.list_managed = list_during_a_revert  # type: ignore[method-assign]
+    assert svc.instances.reconcile()["lost"] == 0
+    assert svc.instances.get(inst.id).state is State.RUNNING
+
+
+def test_an_outage_resets_the_lost_delay(svc: Service, fake_backend: FakeBackend, clock: FakeClock) -> None:
+    inst = svc.instances.start("web", "o").instance
+    clock.advance(1)
+    fake_backend.running.pop(inst.id)  # the engine stops containers while shutting down ...
+    assert svc.instances.reconcile(lost_after_seconds=20)["lost"] == 0
+    fake_backend.down = True  # ... then is gone for longer than the delay
+    clock.advance(30)
+    with pytest.raises(BackendUnavailable):
+        svc.instances.reconcile(lost_after_seconds=20)
+    fake_backend.down = False  # back, with this container not restarted yet: one sighting only
+    assert svc.instances.reconcile(lost_after_seconds=20)["lost"] == 0
+
+
+def test_stopping_an_instance_already_stopping_leaves_its_claim_alone(
+    svc: Service, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
+    inst = svc.instances.start("web", "o").instance
+    clock.advance(3600)
+    fake_backend.down = True
+    svc.instances.reap()  # the expiry is claimed, the engine fails it
+    fake_backend.down = False
+    assert svc.instances.stop(inst.id).state is State.STOPPING
+    assert svc.instances.get(inst.id).reason == "lifetime over"

@@ -2,6 +2,8 @@
 // instance, its connection info with copy buttons and a live countdown. Loaded by the core
 // theme on every open of the challenge (and, harmlessly, on the admin "new challenge" page).
 (function () {
+  // This script is loaded again on every open: stop the countdown of the previous load.
+  if (window.__dockerChallengeTimer) clearInterval(window.__dockerChallengeTimer);
   const internal = CTFd._internal.challenge;
   internal.data = undefined;
   internal.renderer = null; // TODO: remove with CTFd 4.0, like the stock view.js
@@ -68,12 +70,17 @@
     refresh() {
       const id = docker.challengeId();
       if (id === null) return;
-      docker.call("GET", "/api/v1/containers?challenge_id=" + id).then(docker.show);
+      docker.call("GET", "/api/v1/containers?challenge_id=" + id).then((r) => docker.showFor(id, r));
     },
     act(method, path, extra, busyText) {
+      const id = docker.challengeId();
       docker.busy(busyText);
-      const body = Object.assign({ challenge_id: docker.challengeId() }, extra || {});
-      return docker.call(method, path, body).then(docker.show);
+      const body = Object.assign({ challenge_id: id }, extra || {});
+      return docker.call(method, path, body).then((r) => docker.showFor(id, r));
+    },
+    showFor(id, response) {
+      // An answer for a challenge whose window has since been closed (or replaced) is dropped.
+      if (docker.challengeId() === id) docker.show(response);
     },
     start() {
       return docker.act("POST", "/api/v1/containers", null, "Starting your instance…");
@@ -193,7 +200,7 @@
         }
       };
       tick();
-      docker.timer = setInterval(tick, 1000);
+      docker.timer = window.__dockerChallengeTimer = setInterval(tick, 1000);
     },
   };
   internal.docker = docker;

@@ -235,8 +235,12 @@ class Tx(Protocol):
     def forget_replica(self, replica_id: str) -> None:
         """A replica shutting down cleanly: its claims are free at once."""
 
-    def abandoned(self, states: frozenset[State], alive_since: datetime, limit: int) -> list[Instance]:
-        """Instances in `states` claimed by no replica that has beaten since `alive_since`."""
+    def heartbeats(self) -> dict[str, datetime]:
+        """Each replica's last heartbeat, as that replica's own clock wrote it."""
+        ...
+
+    def abandoned(self, states: frozenset[State], alive: frozenset[str], limit: int) -> list[Instance]:
+        """Instances in `states` claimed by no replica in `alive` (or by none at all)."""
         ...
 
     def stale(self, states: frozenset[State], before: datetime, limit: int) -> list[Instance]:
@@ -252,6 +256,7 @@ class Tx(Protocol):
         now: datetime,
         at_generation: int | None = None,
         expired_by: datetime | None = None,
+        held_by: str | None = None,
         **changes: object,
     ) -> bool:
         """Move an instance to `to` only if it is in one of `expect` (and at `at_generation`,

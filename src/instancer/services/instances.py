@@ -84,6 +84,8 @@ class InstanceService:
         self.replica_id = replica_id
         #: running instances seen short of containers, and since when (the lost debounce)
         self._suspects: dict[str, datetime] = {}
+        #: each replica's last heartbeat value, and when (by our clock) we saw it change
+        self._beats_seen: dict[str, tuple[datetime, datetime]] = {}
         #: instances whose stop this process is carrying out right now
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
@@ -414,11 +416,11 @@ class InstanceService:
         now = self._clock.now()
         with self._store.transaction() as tx:
             instance = _owned(tx, instance_id, owner)
-            if instance.state in ENDED_STATES:
-                return instance
+            if instance.state in ENDED_STATES or instance.state is State.STOPPING:
+                return instance  # already ended, or already being stopped by whoever claimed it
             tx.transition(
                 instance.id,
-                expect=OCCUPYING_STATES,
+                expect=LIVE_STATES,
                 to=State.STOPPING,
                 now=now,
                 reason=reason,
@@ -474,9 +476,9 @@ class InstanceService:
         now = self._clock.now()
         with self._store.read() as tx:
             due = tx.due(now, batch)
+            alive = self._alive_replicas(tx.heartbeats(), now)
             # A start belongs to the replica that recorded it; only a dead replica's are repaired.
-            alive_since = now - timedelta(seconds=self._policy.replica_timeout_seconds)
-            stale_starts = tx.abandoned(frozenset({State.STARTING}), alive_since, batch)
+            stale_starts = tx.abandoned(frozenset({State.STARTING}), alive, batch)
             # A stop whose engine call failed is retried soon by the replica that claimed it, or
             # by any replica once that one is dead; never twice at once by two live ones.
             retry_before = now - timedelta(seconds=self._policy.stop_retry_seconds)
@@ -487,7 +489,10 @@ class InstanceService:
                 for i in tx.stale(frozenset({State.STOPPING}), retry_before, batch)
                 if i.claimed_by == self.replica_id and i.id not in busy
             ]
-            stuck_stops += tx.abandoned(frozenset({State.STOPPING}), alive_since, batch)
+            # A dead replica's stops: taken over by one live replica (compare-and-set on the claim).
+            stuck_stops += [
+                i for i in tx.abandoned(frozenset({State.STOPPING}), alive, batch) if self._take_over(i)
+            ]
         jobs: list[tuple[str, str, State, str]] = [
             ("expired", i.id, State.EXPIRED, REASON_EXPIRED)
             for i in due
@@ -507,6 +512,31 @@ class InstanceService:
         for kind, done in zip((j[0] for j in jobs), self._pool.map(self._try_finish, jobs), strict=True):
             report[kind] += done
         return report
+
+    def _alive_replicas(self, beats: dict[str, datetime], now: datetime) -> frozenset[str]:
+        """Replicas whose heartbeat changed within the timeout, as measured by this replica's
+        own clock: each replica writes its heartbeat with its own clock, so comparing those
+        values with ours would take a replica whose clock lags for dead."""
+        timeout = self._policy.replica_timeout_seconds
+        for replica, beat in beats.items():
+            last = self._beats_seen.get(replica)
+            if last is None or last[0] != beat:
+                self._beats_seen[replica] = (beat, now)
+        for gone in set(self._beats_seen) - set(beats):
+            del self._beats_seen[gone]
+        alive = {r for r, (_, seen) in self._beats_seen.items() if (now - seen).total_seconds() < timeout}
+        return frozenset(alive | {self.replica_id})
+
+    def _take_over(self, instance: Instance) -> bool:
+        with self._store.transaction() as tx:
+            return tx.transition(
+                instance.id,
+                expect=frozenset({State.STOPPING}),
+                to=State.STOPPING,
+                now=self._clock.now(),
+                held_by=instance.claimed_by,
+                claimed_by=self.replica_id,
+            )
 
     def _try_finish(self, job: tuple[str, str, State, str]) -> bool:
         """Finish one claimed stop; an engine failure leaves it `stopping` for a later pass."""
@@ -560,15 +590,21 @@ class InstanceService:
         If the engine cannot be listed nothing is touched (BackendUnavailable is raised):
         an outage never marks an instance lost. Returns counts per kind of repair.
         """
+        # Records first, then the engine: a revert that lands in between moves the instance to a
+        # new generation, which the compare-and-set in _mark_lost/_recreate then refuses.
+        with self._store.read() as tx:
+            live = tx.find(InstanceFilter(states=frozenset({State.RUNNING})), per_page=100_000).items
+            expected = {i.id: _container_count(tx.instance_spec(i.id)) for i in live}
         listed_at = self._clock.now()
-        observed = self._backend.list_managed()
+        try:
+            observed = self._backend.list_managed()
+        except BackendError:
+            self._suspects.clear()  # no sighting across an outage: after it, start counting again
+            raise
         running: dict[str, int] = {}
         for o in observed:
             if o.kind == "container":
                 running[o.instance_id] = running.get(o.instance_id, 0) + int(o.running)
-        with self._store.read() as tx:
-            live = tx.find(InstanceFilter(states=frozenset({State.RUNNING})), per_page=100_000).items
-            expected = {i.id: _container_count(tx.instance_spec(i.id)) for i in live}
         report = {"orphans": self._remove_orphans(observed, listed_at, grace_seconds), "lost": 0}
         short = {i.id for i in live if running.get(i.id, 0) < expected[i.id]}
         # Suspects: seen short now, and since when, without a healthy listing in between.
@@ -592,7 +628,7 @@ class InstanceService:
         now = self._clock.now()
         with self._store.transaction() as tx:
             current = tx.get_instance(instance.id)
-            if current is None or current.state is not State.RUNNING or _changed_since(current, listed_at):
+            if current is None or (current.state, current.generation) != (State.RUNNING, instance.generation):
                 return False
             spec = tx.instance_spec(instance.id) or _challenge(tx, instance.challenge_id)
             begun = self._next_generation(tx, instance, now, reason=f"recreated: {why}")
@@ -627,7 +663,7 @@ class InstanceService:
         with self._store.transaction() as tx:
             # Only if it is still the same running generation as when the engine was listed.
             current = tx.get_instance(instance.id)
-            if current is None or current.state is not State.RUNNING or _changed_since(current, listed_at):
+            if current is None or (current.state, current.generation) != (State.RUNNING, instance.generation):
                 return False
             if not tx.transition(
                 instance.id,
@@ -652,11 +688,6 @@ class InstanceService:
 
 def _container_count(spec: ChallengeSpec | None) -> int:
     return len(spec.containers) if spec is not None else 1
-
-
-def _changed_since(instance: Instance, moment: datetime) -> bool:
-    """Started (or reverted) after `moment`: the listing cannot speak for it yet."""
-    return instance.started_at is not None and instance.started_at > moment
 
 
 def _final_state_of(stopping: Instance) -> State:

@@ -228,13 +228,15 @@ class SqlTx:
     def forget_replica(self, replica_id: str) -> None:
         self._s.execute(delete(ReplicaRow).where(ReplicaRow.id == replica_id))
 
-    def abandoned(self, states: frozenset[State], alive_since: datetime, limit: int) -> list[Instance]:
-        alive = select(ReplicaRow.id).where(ReplicaRow.heartbeat_at >= alive_since)
+    def heartbeats(self) -> dict[str, datetime]:
+        return {str(i): h for i, h in self._s.execute(select(ReplicaRow.id, ReplicaRow.heartbeat_at))}
+
+    def abandoned(self, states: frozenset[State], alive: frozenset[str], limit: int) -> list[Instance]:
         q = (
             select(InstanceRow)
             .where(
                 InstanceRow.state.in_(_names(states)),
-                (InstanceRow.claimed_by.is_(None)) | (InstanceRow.claimed_by.not_in(alive)),
+                (InstanceRow.claimed_by.is_(None)) | (InstanceRow.claimed_by.not_in(sorted(alive))),
             )
             .order_by(InstanceRow.state_changed_at)
             .limit(limit)
@@ -259,6 +261,7 @@ class SqlTx:
         now: datetime,
         at_generation: int | None = None,
         expired_by: datetime | None = None,
+        held_by: str | None = None,
         **changes: object,
     ) -> bool:
         unknown = set(changes) - _INSTANCE_COLUMNS
@@ -271,6 +274,8 @@ class SqlTx:
             q = q.where(InstanceRow.generation == at_generation)
         if expired_by is not None:
             q = q.where(InstanceRow.expires_at <= expired_by)
+        if held_by is not None:  # take over another replica's claim only if it is still theirs
+            q = q.where(InstanceRow.claimed_by == held_by)
         result = self._s.execute(q.values(state=to.value, state_changed_at=now, **changes))
         return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
