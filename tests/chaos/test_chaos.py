@@ -130,6 +130,7 @@ def test_an_engine_outage_gives_clean_errors_loses_nothing_and_recovers_by_itsel
         deployment=deployment,
         reaper_interval_seconds=0.5,
         reconcile_interval_seconds=1,
+        lost_after_seconds=2,  # far shorter than the outage: the delay alone cannot hide a wrong loss
     ).start()
     try:
         _put_demo(service)
@@ -164,7 +165,7 @@ def test_an_engine_outage_gives_clean_errors_loses_nothing_and_recovers_by_itsel
         assert {code for (s, code) in seen if s == 503} <= {"ENGINE_UNAVAILABLE", ""}, seen  # "" is /readyz
         assert seen[(503, "ENGINE_UNAVAILABLE")] > 0 and lost_during == []
         assert recovered_in <= 10, f"starts recovered {recovered_in:.1f} s after the engine returned"
-        at = time.time()
+        at = time.time() + 3  # reconciles after the return, for longer than the lost delay
         wait_for(
             lambda: (
                 _ts(service.admin("GET", "/api/v1/admin/reconcile")["at"] or "1970-01-01T00:00:00+00:00") > at
