@@ -47,12 +47,7 @@ def test_instances_survive_a_restart_of_the_service_and_still_expire(docker_serv
     first = docker_service(reaper_interval_seconds=0.5)
     with LiveServer(first) as server:
         _put(server, demo_spec(lifetime={"seconds": 4}))
-        body = httpx.post(
-            f"{server.url}/api/v1/instances",
-            json={"challenge": "demo-web", "owner": "o"},
-            headers=auth(),
-            timeout=30,
-        ).json()
+        body = _start(server, "o").json()
     # The first process is gone; a second one on the same database and engine takes over.
     second = docker_service(reaper_interval_seconds=0.5, deployment=first.settings.deployment)
     assert second.instances.get(body["id"]).state.value == "running"
@@ -74,12 +69,7 @@ def test_flags_never_reach_the_logs(docker_service: MakeService, caplog: pytest.
             headers=auth(),
             timeout=30,
         ).json()["error"]["details"]["instance_id"]
-        body = httpx.post(
-            f"{server.url}/api/v1/instances",
-            json={"challenge": "demo-web", "owner": "o"},
-            headers=auth(),
-            timeout=30,
-        ).json()
+        body = _start(server, "o").json()
         httpx.post(f"{server.url}/api/v1/instances/{body['id']}/revert", headers=auth(), timeout=30)
         flag = httpx.get(
             f"{server.url}/api/v1/admin/instances/{body['id']}/flag", headers=auth(ADMIN_TOKEN)
@@ -96,32 +86,34 @@ def test_flags_never_reach_the_logs(docker_service: MakeService, caplog: pytest.
     assert not [m for m in messages for f in flags if f in m]
 
 
+def _start(server: LiveServer, owner: str, challenge: str = "demo-web") -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/api/v1/instances",
+        json={"challenge": challenge, "owner": owner},
+        headers=auth(),
+        timeout=30,
+    )
+
+
+def _remove_behind_the_services_back(service: Service, instance_id: str) -> None:
+    (container,), _ = engine_objects(service, instance_id)
+    subprocess.run(["docker", "rm", "-f", container["Id"]], check=True, capture_output=True)
+
+
 def test_a_container_removed_behind_the_services_back_is_lost_at_the_next_reconcile(
     docker_service: MakeService,
 ) -> None:
     service = docker_service(reconcile_interval_seconds=1, reaper_interval_seconds=0.5, lost_after_seconds=2)
     with LiveServer(service) as server:
         _put(server, demo_spec())
-        body = httpx.post(
-            f"{server.url}/api/v1/instances",
-            json={"challenge": "demo-web", "owner": "o"},
-            headers=auth(),
-            timeout=30,
-        ).json()
-        (container,), _ = engine_objects(service, body["id"])
-        subprocess.run(["docker", "rm", "-f", container["Id"]], check=True, capture_output=True)
+        body = _start(server, "o").json()
+        _remove_behind_the_services_back(service, body["id"])
         wait_until(lambda: service.instances.get(body["id"]).state.value == "lost", timeout=10)
         assert service.instances.get(body["id"]).reason.startswith("LOST: 0 of 1")
         assert engine_objects(service, body["id"]) == ([], [])  # its network went too
         report = httpx.get(f"{server.url}/api/v1/admin/reconcile", headers=auth(ADMIN_TOKEN)).json()
         assert report["at"] is not None and "lost" in report["repairs"]
-        again = httpx.post(
-            f"{server.url}/api/v1/instances",
-            json={"challenge": "demo-web", "owner": "o"},
-            headers=auth(),
-            timeout=30,
-        )
-        assert again.status_code == 201
+        assert _start(server, "o").status_code == 201
 
 
 def test_with_the_recreate_policy_a_removed_container_comes_back_serving_the_same_flag(
@@ -135,15 +127,9 @@ def test_with_the_recreate_policy_a_removed_container_comes_back_serving_the_sam
     )
     with LiveServer(service) as server:
         _put(server, demo_spec())
-        body = httpx.post(
-            f"{server.url}/api/v1/instances",
-            json={"challenge": "demo-web", "owner": "o"},
-            headers=auth(),
-            timeout=30,
-        ).json()
+        body = _start(server, "o").json()
         flag = service.flags.reveal(body["id"])
-        (container,), _ = engine_objects(service, body["id"])
-        subprocess.run(["docker", "rm", "-f", container["Id"]], check=True, capture_output=True)
+        _remove_behind_the_services_back(service, body["id"])
         wait_until(
             lambda: (
                 service.instances.get(body["id"]).generation == 2
