@@ -365,3 +365,14 @@ def test_spec_numbers_are_not_coerced_from_strings_or_booleans(client: TestClien
     for bad in ({"lifetime": {"seconds": "60"}}, {"limits": {"cooldown_seconds": True}}):
         r = client.put("/api/v1/challenges/typed", json=demo_spec("typed", **bad), headers=ADMIN)
         assert (r.status_code, r.json()["error"]["code"]) == (422, "VALIDATION_FAILED")
+
+
+def test_openapi_declares_the_challenge_spec_in_both_forms(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    put = document["paths"]["/api/v1/challenges/{challenge_id}"]["put"]
+    assert put["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ChallengeSpecDocument"
+    }
+    long_form, short_form = document["components"]["schemas"]["ChallengeSpecDocument"]["anyOf"]
+    assert "containers" in long_form["properties"] and "image" in short_form["properties"]
+    assert "Container" in document["components"]["schemas"]

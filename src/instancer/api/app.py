@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from .. import __version__
-from . import errors, routes
+from . import errors, openapi, routes
 from .context import ApiContext
 from .limits import BodyLimit
 
@@ -37,4 +37,5 @@ def create_app(ctx: ApiContext, *, lifespan: Lifespan | None = None) -> FastAPI:
     app.include_router(routes.health)
     app.include_router(routes.platform)
     app.include_router(routes.admin)
+    openapi.install(app)
     return app
