@@ -54,6 +54,7 @@ from .policy import Policy
 log = logging.getLogger(__name__)
 
 _PORT_RETRIES = 3
+_RECREATE_PER_PASS = 8
 REASON_EXPIRED = "lifetime over"
 REASON_INTERRUPTED = "start interrupted"
 
@@ -609,17 +610,21 @@ class InstanceService:
         short = {i.id for i in live if running.get(i.id, 0) < expected[i.id]}
         # Suspects: seen short now, and since when, without a healthy listing in between.
         self._suspects = {i: self._suspects.get(i, listed_at) for i in short}
-        for instance in live:
-            down_since = self._suspects.get(instance.id)
-            if down_since is None or (listed_at - down_since).total_seconds() < lost_after_seconds:
-                continue
-            seen, wanted = running.get(instance.id, 0), expected[instance.id]
-            reason = f"{seen} of {wanted} container(s) running at the last reconcile"
-            if self._policy.lost_policy == "recreate":
-                if self._recreate(instance, listed_at, reason):
-                    report["recreated"] = report.get("recreated", 0) + 1
-            elif self._mark_lost(instance, listed_at, reason):
-                report["lost"] += 1
+        confirmed = [
+            (i, f"{running.get(i.id, 0)} of {expected[i.id]} container(s) running at the last reconcile")
+            for i in live
+            if i.id in self._suspects
+            and (listed_at - self._suspects[i.id]).total_seconds() >= lost_after_seconds
+        ]
+        if self._policy.lost_policy == "recreate":
+            # In parallel and at most a pool's worth per pass: each waits for readiness, and a
+            # wave of them must not hold up expiry for minutes (the rest go next pass).
+            confirmed = confirmed[:_RECREATE_PER_PASS]
+            done = self._pool.map(lambda job: self._recreate(job[0], listed_at, job[1]), confirmed)
+            report["recreated"] = sum(done)
+        else:
+            report["lost"] = sum(self._mark_lost(i, listed_at, why) for i, why in confirmed)
+        for instance, _ in confirmed:
             self._suspects.pop(instance.id, None)
         return report
 
