@@ -181,6 +181,14 @@ def test_refusals_change_nothing(ctfd, service):
         with ctftime.ended():
             assert start(red, cid) == (403, "CTF_NOT_RUNNING")
     with ctfd.app_context():
+        set_config("verify_emails", True)  # the team's members never confirmed their address
+    assert start(red, cid)[0] == 403
+    with ctfd.app_context():
+        set_config("verify_emails", False)
+        set_config("challenge_visibility", "admins")
+    assert start(red, cid)[0] == 403
+    with ctfd.app_context():
+        set_config("challenge_visibility", "private")
         set_config("paused", True)
     assert start(red, cid) == (403, "CTF_PAUSED")
     with ctfd.app_context():
