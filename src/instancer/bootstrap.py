@@ -15,7 +15,9 @@ from .api.app import create_app
 from .api.context import ApiContext
 from .backends.docker import DockerBackend
 from .backends.fake import FakeBackend
+from .domain.model import PublicAddresses
 from .domain.ports import Backend, Clock
+from .exposure.traefik import TraefikOptions
 from .services.challenges import ChallengeService
 from .services.flags import FlagService
 from .services.instances import InstanceService
@@ -56,6 +58,7 @@ def policy_of(settings: Settings) -> Policy:
         port_high=settings.port_range_end,
         replica_timeout_seconds=settings.replica_timeout_seconds,
         lost_policy=settings.lost_policy,
+        expose_proxy=settings.expose_default == "proxy",
     )
 
 
@@ -129,7 +132,19 @@ def app_of(service: Service, *, run_reaper: bool = True) -> FastAPI:
         clock=service.clock,
         platform_token=s.platform_token.get_secret_value(),
         admin_token=s.admin_token.get_secret_value(),
-        public_host=s.public_host,
+        public=PublicAddresses(
+            host=s.public_host,
+            domain=s.domain,
+            https_port=s.proxy_https_port,
+            tcp_tls_port=s.proxy_tcp_port,
+        ),
+        traefik=TraefikOptions(
+            domain=s.domain,
+            http_entrypoint=s.traefik_http_entrypoint,
+            tcp_entrypoint=s.traefik_tcp_entrypoint,
+            cert_resolver=s.traefik_cert_resolver,
+        ),
+        routes_token=s.routes_token.get_secret_value() if s.routes_token else None,
         capacity=s.capacity,
         max_body_bytes=s.max_body_bytes,
         readiness={"database": service.store.ping, "engine": service.backend.ping},

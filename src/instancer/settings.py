@@ -81,6 +81,46 @@ class Settings(BaseSettings):
         default=60000, ge=1024, le=65535, description="Last host port handed to instances."
     )
 
+    expose_default: Literal["port", "proxy"] = Field(
+        default="port",
+        description=(
+            "Exposure of ports whose spec sets no `expose`: `port` (a host port from the range) or "
+            "`proxy` (`http` ports at https://<slug>.<domain>, `tcp` ports as `tcp-tls` by SNI)."
+        ),
+    )
+    domain: str = Field(
+        default="instances.localhost",
+        max_length=200,
+        pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$",
+        description="Proxied instances are at <slug>.<domain> (a wildcard DNS record and certificate).",
+    )
+    proxy_https_port: int = Field(
+        default=443, ge=1, le=65535, description="Public port of the proxy's HTTPS entry point."
+    )
+    proxy_tcp_port: int = Field(
+        default=1337, ge=1, le=65535, description="Public port of the proxy's TLS entry point for `tcp-tls`."
+    )
+    routes_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token Traefik's HTTP provider sends to GET /api/v1/routes/traefik (read-only: "
+            "the routes). Unset: only the admin token reads the routes."
+        ),
+    )
+    traefik_http_entrypoint: str = Field(
+        default="websecure", description="Traefik entry point the `http` routes attach to."
+    )
+    traefik_tcp_entrypoint: str = Field(
+        default="tcptls", description="Traefik entry point the `tcp-tls` routes attach to."
+    )
+    traefik_cert_resolver: str | None = Field(
+        default=None,
+        description=(
+            "Traefik certificate resolver for the routes (e.g. an ACME DNS-challenge resolver issuing "
+            "*.<domain>); unset: Traefik's default certificate (a wildcard from its file provider)."
+        ),
+    )
+
     # --- limits (each overridable per challenge where noted) ---------------------
     per_owner_limit: int = Field(
         default=1,
@@ -162,11 +202,17 @@ class Settings(BaseSettings):
     def _check(self) -> Self:
         if self.port_range_end < self.port_range_start:
             raise ValueError("INSTANCER_PORT_RANGE_END must not be below INSTANCER_PORT_RANGE_START")
-        for name in ("platform_token", "admin_token"):
-            if len(getattr(self, name).get_secret_value()) < 16:
+        for name in ("platform_token", "admin_token", "routes_token"):
+            token = getattr(self, name)
+            if token is not None and len(token.get_secret_value()) < 16:
                 raise ValueError(f"INSTANCER_{name.upper()} must be at least 16 characters")
-        if self.platform_token.get_secret_value() == self.admin_token.get_secret_value():
-            raise ValueError("INSTANCER_PLATFORM_TOKEN and INSTANCER_ADMIN_TOKEN must differ")
+        tokens = [
+            t.get_secret_value() for t in (self.platform_token, self.admin_token, self.routes_token) if t
+        ]
+        if len(tokens) != len(set(tokens)):
+            raise ValueError(
+                "INSTANCER_PLATFORM_TOKEN, INSTANCER_ADMIN_TOKEN and INSTANCER_ROUTES_TOKEN must differ"
+            )
         if self.replica_timeout_seconds < 3 * self.reaper_interval_seconds:
             raise ValueError(
                 "INSTANCER_REPLICA_TIMEOUT_SECONDS must be at least 3 reaper intervals, or live replicas "

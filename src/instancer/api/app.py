@@ -37,5 +37,6 @@ def create_app(ctx: ApiContext, *, lifespan: Lifespan | None = None) -> FastAPI:
     app.include_router(routes.health)
     app.include_router(routes.platform)
     app.include_router(routes.admin)
+    app.include_router(routes.proxy)
     openapi.install(app)
     return app

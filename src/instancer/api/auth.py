@@ -1,4 +1,5 @@
-"""Bearer-token checks: the platform token acts for owners, the admin token for everything."""
+"""Bearer-token checks: the platform token acts for owners, the admin token for everything,
+the routes token (the proxy's) only reads the routes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ _bearer = HTTPBearer(auto_error=False, description="INSTANCER_PLATFORM_TOKEN or 
 class Role(Enum):
     PLATFORM = "platform"
     ADMIN = "admin"
+    ROUTES = "routes"
 
 
 def _role(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Role:
@@ -28,10 +30,14 @@ def _role(request: Request, credentials: HTTPAuthorizationCredentials | None) ->
     # Compare against both tokens every time, in constant time, so timing reveals nothing.
     is_admin = hmac.compare_digest(given, ctx.admin_token.encode())
     is_platform = hmac.compare_digest(given, ctx.platform_token.encode())
+    # Unset, the routes token is a value nobody can send (a header value has no NUL).
+    is_routes = hmac.compare_digest(given, (ctx.routes_token or "\0").encode())
     if is_admin:
         return Role.ADMIN
     if is_platform:
         return Role.PLATFORM
+    if is_routes:
+        return Role.ROUTES
     raise Unauthorized("the bearer token is not valid")
 
 
@@ -42,7 +48,18 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 # cost a thread-pool round trip on every request.
 async def platform(request: Request, credentials: Credentials) -> Role:
     """Platform or admin."""
-    return _role(request, credentials)
+    role = _role(request, credentials)
+    if role is Role.ROUTES:
+        raise Forbidden("the routes token only reads the routes")
+    return role
+
+
+async def routes(request: Request, credentials: Credentials) -> Role:
+    """The proxy (routes token) or admin."""
+    role = _role(request, credentials)
+    if role is Role.PLATFORM:
+        raise Forbidden("this endpoint needs the routes or the admin token")
+    return role
 
 
 async def admin(request: Request, credentials: Credentials) -> Role:

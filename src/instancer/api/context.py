@@ -6,7 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..domain.model import PublicAddresses
 from ..domain.ports import Clock
+from ..exposure.traefik import TraefikOptions
 from ..services.challenges import ChallengeService
 from ..services.flags import FlagService
 from ..services.instances import InstanceService
@@ -20,8 +22,11 @@ class ApiContext:
     clock: Clock
     platform_token: str
     admin_token: str
-    public_host: str
+    public: PublicAddresses
     capacity: int
+    #: what the Traefik route configuration needs besides the routes
+    traefik: TraefikOptions = field(default_factory=TraefikOptions)
+    routes_token: str | None = None
     max_body_bytes: int = 65536
     replica_id: str = "local"
     #: name -> check that raises when the dependency is not usable (for /readyz)

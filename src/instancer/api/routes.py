@@ -11,6 +11,7 @@ from ..domain.errors import ValidationFailed
 from ..domain.model import State
 from ..domain.ports import InstanceFilter, ShareFilter
 from ..domain.spec import CHALLENGE_ID_PATTERN
+from ..exposure import traefik
 from . import auth
 from .context import ApiContext
 from .schemas import (
@@ -36,6 +37,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 platform = APIRouter(prefix="/api/v1", dependencies=[Depends(auth.platform)], responses=_ERRORS)
 admin = APIRouter(prefix="/api/v1", dependencies=[Depends(auth.admin)], responses=_ERRORS)
+proxy = APIRouter(prefix="/api/v1", dependencies=[Depends(auth.routes)], responses=_ERRORS)
 health = APIRouter()
 
 InstanceId = Annotated[str, Path(pattern=INSTANCE_ID_PATTERN)]
@@ -55,7 +57,7 @@ Ctx = Annotated[ApiContext, Depends(_ctx)]
 
 
 def _out(ctx: ApiContext, instance: Any) -> InstanceOut:
-    return InstanceOut.of(instance, host=ctx.public_host, now=ctx.clock.now())
+    return InstanceOut.of(instance, public=ctx.public, now=ctx.clock.now())
 
 
 # --- challenges (admin) ------------------------------------------------------------
@@ -120,7 +122,7 @@ def list_instances(
     page = ctx.instances.find(
         InstanceFilter(challenge_id=challenge, owner=owner, states=states), per_page=100
     )
-    return InstanceList.of(page, host=ctx.public_host, now=ctx.clock.now())
+    return InstanceList.of(page, public=ctx.public, now=ctx.clock.now())
 
 
 @platform.get("/instances/{instance_id}", tags=["instances"])
@@ -189,7 +191,7 @@ def admin_list_instances(
 ) -> InstanceList:
     flt = InstanceFilter(challenge_id=challenge, owner=owner, states=frozenset(state) if state else None)
     return InstanceList.of(
-        ctx.instances.find(flt, page=page, per_page=per_page), host=ctx.public_host, now=ctx.clock.now()
+        ctx.instances.find(flt, page=page, per_page=per_page), public=ctx.public, now=ctx.clock.now()
     )
 
 
@@ -231,6 +233,16 @@ def admin_last_reconcile(ctx: Ctx) -> ReconcileOut:
 @admin.get("/admin/stats", tags=["admin"])
 def admin_stats(ctx: Ctx) -> StatsOut:
     return StatsOut.of(ctx.instances.stats(), capacity=ctx.capacity)
+
+
+# --- proxy ---------------------------------------------------------------------------
+
+
+@proxy.get("/routes/traefik", tags=["proxy"])
+def traefik_routes(ctx: Ctx) -> dict[str, Any]:
+    """Traefik's dynamic configuration (HTTP provider): a route per proxied port of every running
+    instance. Read with INSTANCER_ROUTES_TOKEN (or the admin token): the slugs are secrets."""
+    return traefik.dynamic_config(ctx.instances.routes(), ctx.traefik)
 
 
 # --- health --------------------------------------------------------------------------

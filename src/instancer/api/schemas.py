@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..domain.model import Instance, endpoints
+from ..domain.model import Instance, PublicAddresses, endpoints
 from ..domain.ports import Page, SharePage, Stats
 from ..domain.spec import CHALLENGE_ID_PATTERN, encodable
 
@@ -96,8 +96,11 @@ class ConnectionOut(BaseModel):
     protocol: str
     host: str
     port: int
+    mode: str = Field(description="`port`, `http` or `tcp-tls`: how the port is reached.")
     url: str | None = Field(description="For http ports.")
     command: str | None = Field(description="For tcp ports: the command a player runs.")
+    alternatives: list[str] = Field(description="Other commands that work as well (tcp-tls: ncat, socat).")
+    hint: str = Field(description="One line telling the player how to connect.")
 
 
 class InstanceOut(BaseModel):
@@ -116,7 +119,7 @@ class InstanceOut(BaseModel):
     connection: list[ConnectionOut]
 
     @classmethod
-    def of(cls, instance: Instance, *, host: str, now: datetime) -> InstanceOut:
+    def of(cls, instance: Instance, *, public: PublicAddresses, now: datetime) -> InstanceOut:
         remaining = max(0, int((instance.expires_at - now).total_seconds())) if instance.live else 0
         return cls(
             id=instance.id,
@@ -136,12 +139,15 @@ class InstanceOut(BaseModel):
                     container=e.container,
                     container_port=e.container_port,
                     protocol=e.protocol.value,
+                    mode=e.mode.value,
                     host=e.host,
                     port=e.port,
                     url=e.url,
                     command=e.command,
+                    alternatives=list(e.alternatives),
+                    hint=e.hint,
                 )
-                for e in endpoints(instance, host)
+                for e in endpoints(instance, public)
             ]
             if instance.live
             else [],
@@ -155,9 +161,9 @@ class InstanceList(BaseModel):
     per_page: int
 
     @classmethod
-    def of(cls, page: Page, *, host: str, now: datetime) -> InstanceList:
+    def of(cls, page: Page, *, public: PublicAddresses, now: datetime) -> InstanceList:
         return cls(
-            items=[InstanceOut.of(i, host=host, now=now) for i in page.items],
+            items=[InstanceOut.of(i, public=public, now=now) for i in page.items],
             total=page.total,
             page=page.page,
             per_page=page.per_page,
@@ -190,6 +196,7 @@ class StatsOut(BaseModel):
     occupying: int
     capacity: int
     ports_allocated: int
+    routes: int = Field(description="Proxied ports recorded (http and tcp-tls), with a slug each.")
 
     @classmethod
     def of(cls, stats: Stats, *, capacity: int) -> StatsOut:
@@ -200,6 +207,7 @@ class StatsOut(BaseModel):
             occupying=occupying,
             capacity=capacity,
             ports_allocated=stats.ports_allocated,
+            routes=stats.routes,
         )
 
 

@@ -25,7 +25,7 @@ import docker.types
 import requests.exceptions
 
 from ..domain.errors import BackendRejected, BackendUnavailable, ImageMissing, PortUnavailable
-from ..domain.ports import ContainerPlan, FileInject, Launched, LaunchPlan, Observed
+from ..domain.ports import ContainerPlan, FileInject, Launched, LaunchPlan, Observed, RouteTarget
 from . import labels
 
 log = logging.getLogger(__name__)
@@ -109,11 +109,14 @@ class DockerBackend:
                 labels=labels.for_network(plan, self._deployment),
                 check_duplicate=True,
             )
-        targets: list[tuple[str, int]] = []
+        probes: list[tuple[str, int]] = []
+        targets: list[RouteTarget] = []
         for container in plan.containers:
             ip = self._run_container(plan, container, network)
-            targets += [(ip, b.container_port) for b in container.ports]
-        return Launched(probe_targets=tuple(targets))
+            probes += [(ip, port) for port in container.exposed]
+            # The proxy runs on this host (or in its network namespace) and reaches the bridge.
+            targets += [RouteTarget(container.name, port, f"{ip}:{port}") for port in container.exposed]
+        return Launched(probe_targets=tuple(probes), targets=tuple(targets))
 
     def _run_container(self, plan: LaunchPlan, c: ContainerPlan, network: str) -> str:
         """Create and start one hardened container; return its address on the instance network."""
@@ -141,7 +144,7 @@ class DockerBackend:
                 hostname=c.name,
                 environment=c.env,
                 labels=labels.for_container(plan, self._deployment, c.name),
-                ports=[(b.container_port, "tcp") for b in c.ports],
+                ports=[(port, "tcp") for port in c.exposed],
                 host_config=host_config,
                 networking_config=api.create_networking_config(
                     # The stub says one EndpointConfig; the SDK takes {network name: EndpointConfig}.

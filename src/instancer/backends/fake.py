@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..domain.errors import BackendUnavailable, ImageMissing, PortUnavailable
-from ..domain.ports import Launched, LaunchPlan, Observed
+from ..domain.ports import Launched, LaunchPlan, Observed, RouteTarget
 
 
 @dataclass
@@ -44,7 +44,14 @@ class FakeBackend:
         with self._lock:
             self.running[plan.instance_id] = plan
             self.starts += 1
-        return Launched(probe_targets=tuple(("fake", b.host_port) for c in plan.containers for b in c.ports))
+        return Launched(
+            probe_targets=tuple(("fake", b.host_port) for c in plan.containers for b in c.ports),
+            targets=tuple(
+                RouteTarget(c.name, port, f"fake-{plan.instance_id}-{c.name}:{port}")
+                for c in plan.containers
+                for port in c.exposed
+            ),
+        )
 
     def probe(self, launched: Launched) -> bool:
         return self.ready

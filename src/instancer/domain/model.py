@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from .spec import Protocol
+from .spec import Expose, Protocol
 
 
 class State(StrEnum):
@@ -34,22 +35,31 @@ ENDED_STATES = frozenset({State.STOPPED, State.EXPIRED, State.FAILED, State.LOST
 
 
 @dataclass(frozen=True)
+class PublicAddresses:
+    """Where players reach instances: the settings that turn records into connection info."""
+
+    host: str = "localhost"
+    #: proxied instances live at <slug>.<domain>
+    domain: str = "instances.localhost"
+    https_port: int = 443
+    tcp_tls_port: int = 1337
+
+
+@dataclass(frozen=True)
 class Endpoint:
-    """How a player reaches one exposed port of an instance."""
+    """How a player reaches one exposed port of an instance: a URL or a command, with
+    alternatives and a one-line hint."""
 
     container: str
     container_port: int
     protocol: Protocol
+    mode: Expose
     host: str
     port: int
-
-    @property
-    def url(self) -> str | None:
-        return f"http://{self.host}:{self.port}/" if self.protocol is Protocol.HTTP else None
-
-    @property
-    def command(self) -> str | None:
-        return f"nc {self.host} {self.port}" if self.protocol is Protocol.TCP else None
+    url: str | None = None
+    command: str | None = None
+    alternatives: tuple[str, ...] = ()
+    hint: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ class Instance:
     ended_at: datetime | None = None
     reason: str | None = None
     allocations: tuple[Allocation, ...] = field(default=())
+    routes: tuple[Route, ...] = field(default=())
     #: the replica whose start or stop is under way (meaningful in starting/stopping)
     claimed_by: str | None = None
 
@@ -80,11 +91,65 @@ class Instance:
         return self.state in LIVE_STATES
 
 
-def endpoints(instance: Instance, host: str) -> list[Endpoint]:
-    """The connection info of an instance as players see it, on the public host name."""
-    return [
-        Endpoint(a.container, a.container_port, a.protocol, host, a.host_port) for a in instance.allocations
-    ]
+def endpoints(instance: Instance, public: PublicAddresses) -> list[Endpoint]:
+    """The connection info of an instance as players see it, in the spec's port order."""
+    found = [_port_endpoint(a, public.host) for a in instance.allocations]
+    found += [_route_endpoint(r, public) for r in instance.routes]
+    return sorted(found, key=lambda e: (e.container, e.container_port))
+
+
+def _port_endpoint(a: Allocation, host: str) -> Endpoint:
+    if a.protocol is Protocol.HTTP:
+        url = f"http://{host}:{a.host_port}/"
+        return Endpoint(
+            a.container,
+            a.container_port,
+            a.protocol,
+            Expose.PORT,
+            host,
+            a.host_port,
+            url=url,
+            hint="Open the URL in a browser.",
+        )
+    return Endpoint(
+        a.container,
+        a.container_port,
+        a.protocol,
+        Expose.PORT,
+        host,
+        a.host_port,
+        command=f"nc {host} {a.host_port}",
+        hint="A raw TCP service: connect with netcat.",
+    )
+
+
+def _route_endpoint(r: Route, public: PublicAddresses) -> Endpoint:
+    host = f"{r.slug}.{public.domain}"
+    if r.mode is Expose.HTTP:
+        port = public.https_port
+        url = f"https://{host}/" if port == 443 else f"https://{host}:{port}/"
+        return Endpoint(
+            r.container,
+            r.container_port,
+            Protocol.HTTP,
+            r.mode,
+            host,
+            port,
+            url=url,
+            hint="Open the URL in a browser (HTTPS, through the event's proxy).",
+        )
+    port = public.tcp_tls_port
+    return Endpoint(
+        r.container,
+        r.container_port,
+        Protocol.TCP,
+        r.mode,
+        host,
+        port,
+        command=f"openssl s_client -quiet -verify_quiet -connect {host}:{port} -servername {host}",
+        alternatives=(f"ncat --ssl {host} {port}", f"socat - OPENSSL:{host}:{port}"),
+        hint="A TCP service inside TLS: plain nc will not work; use openssl, ncat --ssl or socat.",
+    )
 
 
 @dataclass(frozen=True)
@@ -95,6 +160,31 @@ class Allocation:
     container_port: int
     protocol: Protocol
     host_port: int
+
+
+@dataclass(frozen=True)
+class Route:
+    """A proxied exposed port: the proxy sends `<slug>.<domain>` to `target`.
+
+    The slug is random (not derived from the owner), so an instance cannot be found by
+    guessing names; a revert draws new ones. `target` (`address:port` the proxy forwards
+    to) is known once the engine has started the containers."""
+
+    slug: str
+    container: str
+    container_port: int
+    mode: Expose
+    target: str | None = None
+
+
+_SLUG_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+SLUG_CHARS = 16  # 36**16 ~ 2**82: not found by trying names
+
+
+def new_slug() -> str:
+    """A random DNS label for a proxied port, starting with a letter."""
+    first = secrets.choice(_SLUG_ALPHABET[:26])
+    return first + "".join(secrets.choice(_SLUG_ALPHABET) for _ in range(SLUG_CHARS - 1))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from .model import Allocation, FlagShare, Instance, State
+from .model import Allocation, FlagShare, Instance, Route, State
 from .spec import ChallengeSpec
 
 
@@ -48,8 +48,11 @@ class ContainerPlan:
     cpus: float
     pids: int
     cap_add: tuple[str, ...]
+    #: host ports to publish (the `port` exposures)
     ports: tuple[PortBinding, ...]
     files: tuple[FileInject, ...] = ()
+    #: every exposed container port (published or proxied): probed for readiness, routed to
+    exposed: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,19 @@ class LaunchPlan:
 
 
 @dataclass(frozen=True)
+class RouteTarget:
+    container: str
+    container_port: int
+    address: str
+
+
+@dataclass(frozen=True)
 class Launched:
-    """What `start` learned: where the exposed ports can be probed from here."""
+    """What `start` learned: where the exposed ports can be probed from here, and the
+    `address:port` a proxy forwards each (container, container port) to."""
 
     probe_targets: tuple[tuple[str, int], ...]
+    targets: tuple[RouteTarget, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,6 +177,7 @@ class Stats:
     by_state: dict[str, int] = field(default_factory=dict)
     by_challenge: dict[str, int] = field(default_factory=dict)
     ports_allocated: int = 0
+    routes: int = 0
 
 
 @dataclass(frozen=True)
@@ -281,6 +294,16 @@ class Tx(Protocol):
         ...
 
     def release_ports(self, instance_id: str) -> None: ...
+
+    def add_routes(self, instance_id: str, routes: Sequence[Route]) -> None:
+        """Record proxied ports (slugs are unique: a clash raises, as it is astronomically rare)."""
+
+    def set_route_targets(self, instance_id: str, targets: Sequence[RouteTarget]) -> None: ...
+    def release_routes(self, instance_id: str) -> None: ...
+    def routed(self) -> list[tuple[Instance, Route]]:
+        """Every route of a running instance whose target is known: what the proxy serves."""
+        ...
+
     def stats(self) -> Stats: ...
 
     # flags

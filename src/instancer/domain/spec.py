@@ -43,11 +43,54 @@ class Protocol(StrEnum):
     TCP = "tcp"
 
 
+class Expose(StrEnum):
+    """How players reach an exposed port.
+
+    | mode      | reached at                                  | needs            |
+    |-----------|---------------------------------------------|------------------|
+    | `port`    | `<public host>:<host port from the pool>`   | nothing          |
+    | `http`    | `https://<slug>.<domain>/`, by Host name    | the proxy        |
+    | `tcp-tls` | `<slug>.<domain>:<tcp port>`, TLS with SNI  | the proxy        |
+    """
+
+    PORT = "port"
+    HTTP = "http"
+    TCP_TLS = "tcp-tls"
+
+
 class Port(_Strict):
-    """A container port players reach. `http` gets a URL, `tcp` an `nc host port` line."""
+    """A container port players reach. `protocol` is what the service speaks (`http` gets a
+    URL, `tcp` a command line); `expose` how it is reached (default: the service's setting)."""
 
     port: int = Field(strict=True, ge=1, le=65535)
     protocol: Protocol = Protocol.TCP
+    expose: Expose | None = Field(
+        default=None, description="`port`, `http` or `tcp-tls`; default: INSTANCER_EXPOSE_DEFAULT."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _http_speaks_http(cls, data: Any) -> Any:
+        """`expose: http` implies `protocol: http`; saying otherwise is a mistake worth naming."""
+        if not isinstance(data, dict) or data.get("expose") != Expose.HTTP.value:
+            return data
+        if data.get("protocol", Protocol.HTTP.value) != Protocol.HTTP.value:
+            raise ValueError("a port exposed as `http` must have `protocol: http`")
+        return {**data, "protocol": Protocol.HTTP.value}
+
+    @model_validator(mode="after")
+    def _tls_carries_tcp(self) -> Self:
+        if self.expose is Expose.TCP_TLS and self.protocol is not Protocol.TCP:
+            raise ValueError("`tcp-tls` carries raw TCP; expose an http port as `http` instead")
+        return self
+
+    def mode(self, default_proxy: bool) -> Expose:
+        """The exposure this port gets when the spec leaves it to the service's default."""
+        if self.expose is not None:
+            return self.expose
+        if not default_proxy:
+            return Expose.PORT
+        return Expose.HTTP if self.protocol is Protocol.HTTP else Expose.TCP_TLS
 
 
 class Resources(_Strict):

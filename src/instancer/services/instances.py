@@ -29,7 +29,16 @@ from ..domain.errors import (
     InstanceStartFailed,
     PortUnavailable,
 )
-from ..domain.model import ENDED_STATES, LIVE_STATES, OCCUPYING_STATES, Allocation, Instance, State
+from ..domain.model import (
+    ENDED_STATES,
+    LIVE_STATES,
+    OCCUPYING_STATES,
+    Allocation,
+    Instance,
+    Route,
+    State,
+    new_slug,
+)
 from ..domain.ports import (
     Backend,
     Clock,
@@ -48,7 +57,7 @@ from ..domain.ports import (
     Store,
     Tx,
 )
-from ..domain.spec import ChallengeSpec
+from ..domain.spec import ChallengeSpec, Expose
 from .policy import Policy
 
 log = logging.getLogger(__name__)
@@ -107,6 +116,11 @@ class InstanceService:
         with self._store.read() as tx:
             return tx.stats()
 
+    def routes(self) -> list[Route]:
+        """The proxied ports of running instances whose address is known: what the proxy serves."""
+        with self._store.read() as tx:
+            return [route for _, route in tx.routed()]
+
     # --- start -------------------------------------------------------------------
 
     def start(self, challenge_id: str, owner: str) -> Started:
@@ -156,8 +170,10 @@ class InstanceService:
                 instance.id, challenge_id, owner, self._vault.seal(flag, instance_id=instance.id), now
             )
             allocations = self._allocate(tx, spec, instance.id)
+            routes = self._new_routes(spec)
+            tx.add_routes(instance.id, routes)
             tx.touch_owner(owner, now)
-        return spec, replace(instance, allocations=tuple(allocations)), flag
+        return spec, replace(instance, allocations=tuple(allocations), routes=tuple(routes)), flag
 
     def _check_start_limits(self, tx: Tx, spec: ChallengeSpec, owner: str, now: datetime) -> None:
         mine = tx.live_of_owner(owner)
@@ -186,8 +202,17 @@ class InstanceService:
     def _allocate(
         self, tx: Tx, spec: ChallengeSpec, instance_id: str, avoid: frozenset[int] = frozenset()
     ) -> list[Allocation]:
-        wanted = [(c.name, p.port, p.protocol.value) for c, p in spec.exposed]
+        wanted = [
+            (c.name, p.port, p.protocol.value)
+            for c, p in spec.exposed
+            if p.mode(self._policy.expose_proxy) is Expose.PORT
+        ]
         return tx.allocate_ports(instance_id, wanted, self._policy.port_low, self._policy.port_high, avoid)
+
+    def _new_routes(self, spec: ChallengeSpec) -> list[Route]:
+        """One route with a fresh random slug per proxied port."""
+        modes = [(c, p, p.mode(self._policy.expose_proxy)) for c, p in spec.exposed]
+        return [Route(new_slug(), c.name, p.port, mode) for c, p, mode in modes if mode is not Expose.PORT]
 
     def _launch(
         self, spec: ChallengeSpec, instance: Instance, flag: str, *, replace: bool = False
@@ -216,7 +241,7 @@ class InstanceService:
         except Exception:
             self._fail(instance, "INTERNAL_ERROR", "an unexpected error interrupted the start")
             raise
-        return self._mark_running(instance)
+        return self._mark_running(instance, launched)
 
     def _start_on_engine(self, spec: ChallengeSpec, instance: Instance, flag: str) -> Launched:
         """Start, moving to other host ports if something outside instancer holds ours."""
@@ -258,7 +283,8 @@ class InstanceService:
             pause = min(pause * 2, 0.2)
         return True
 
-    def _mark_running(self, instance: Instance) -> Instance:
+    def _mark_running(self, instance: Instance, launched: Launched) -> Instance:
+        """Record `running` and where the proxy forwards to (its routes go live with it)."""
         now = self._clock.now()
         with self._store.transaction() as tx:
             ok = tx.transition(
@@ -269,6 +295,8 @@ class InstanceService:
                 at_generation=instance.generation,
                 started_at=now,
             )
+            if ok:
+                tx.set_route_targets(instance.id, launched.targets)
             current = tx.get_instance(instance.id)
         assert current is not None
         if not ok:  # stopped while we were starting: leave no container and no port behind
@@ -277,6 +305,7 @@ class InstanceService:
             with self._store.transaction() as tx:
                 if (live := tx.get_instance(instance.id)) is not None and not live.live:
                     tx.release_ports(instance.id)
+                    tx.release_routes(instance.id)
             raise InstanceStartFailed(
                 "the instance was stopped while it was starting", instance_id=instance.id
             )
@@ -297,6 +326,7 @@ class InstanceService:
                 reason=f"{code}: {message}",
             )
             tx.release_ports(instance.id)
+            tx.release_routes(instance.id)
             tx.retire_flag(instance.id, now)
         try:
             self._backend.stop(instance.id)
@@ -373,7 +403,7 @@ class InstanceService:
             lifecycle.check_cooldown(
                 tx.owner_last_start(instance.owner), now, self._policy.cooldown_for(spec)
             )
-            begun = self._next_generation(tx, instance, now)
+            begun = self._next_generation(tx, instance, now, new_slugs=True)
             if begun is None:  # stopped since we read it
                 raise InstanceNotRunning("only a running instance can be reverted")
             flag, instance = begun
@@ -381,10 +411,13 @@ class InstanceService:
         return self._launch(spec, instance, flag, replace=True)
 
     def _next_generation(
-        self, tx: Tx, instance: Instance, now: datetime, *, reason: str | None = None
+        self, tx: Tx, instance: Instance, now: datetime, *, reason: str | None = None, new_slugs: bool = False
     ) -> tuple[str, Instance] | None:
         """Move a running instance to `starting` at its next generation, claimed by this replica,
-        and return its flag and new record; None if it is no longer running at that generation."""
+        and return its flag and new record; None if it is no longer running at that generation.
+
+        With `new_slugs` (a revert) its proxied ports get new addresses: whoever learnt the old
+        ones (a teammate who shared a link too widely) loses them. A repair keeps them."""
         flag = self._vault.open(_must(tx.get_flag(instance.id), instance.id), instance_id=instance.id)
         if not tx.transition(
             instance.id,
@@ -397,6 +430,9 @@ class InstanceService:
             reason=reason,
         ):
             return None
+        if new_slugs and instance.routes:
+            tx.release_routes(instance.id)
+            tx.add_routes(instance.id, [replace(r, slug=new_slug(), target=None) for r in instance.routes])
         return flag, _reload(tx, instance.id)
 
     # --- stop --------------------------------------------------------------------
@@ -447,6 +483,7 @@ class InstanceService:
                     reason=reason,
                 )
                 tx.release_ports(instance_id)
+                tx.release_routes(instance_id)
                 tx.retire_flag(instance_id, now)
                 return _reload(tx, instance_id), won
         finally:
@@ -681,6 +718,7 @@ class InstanceService:
             ):
                 return False
             tx.release_ports(instance.id)
+            tx.release_routes(instance.id)
             tx.retire_flag(instance.id, now)
         log.warning("instance %s lost: %s", instance.id, reason)
         self._backend.stop(instance.id)  # whatever is left of it
@@ -753,6 +791,7 @@ def _plan(spec: ChallengeSpec, instance: Instance, flag: str) -> LaunchPlan:
             cap_add=c.cap_add,
             ports=tuple(by_container.get(c.name, ())),
             files=_flag_file(spec, c.name, flag),
+            exposed=tuple(p.port for p in c.ports),
         )
         for c in spec.containers
     )

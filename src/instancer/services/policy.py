@@ -20,6 +20,8 @@ class Policy:
     replica_timeout_seconds: float = 15.0
     #: what the reconcile does with a running instance whose containers vanished
     lost_policy: str = "mark"  # "mark" (state lost, slot freed) | "recreate" (fresh containers in place)
+    #: ports whose spec leaves `expose` unset go through the proxy (`http`/`tcp-tls`), not a host port
+    expose_proxy: bool = False
     #: A `stopping` record whose engine call failed is retried after this long.
     stop_retry_seconds: float = 3.0
 

@@ -23,18 +23,19 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from ..domain.errors import PortsExhausted, StoreUnavailable
-from ..domain.model import OCCUPYING_STATES, Allocation, FlagShare, Instance, State
+from ..domain.model import OCCUPYING_STATES, Allocation, FlagShare, Instance, Route, State
 from ..domain.ports import (
     FlagMatch,
     InstanceFilter,
     LiveInstanceExists,
     Page,
+    RouteTarget,
     SealedFlag,
     ShareFilter,
     SharePage,
     Stats,
 )
-from ..domain.spec import ChallengeSpec, Protocol
+from ..domain.spec import ChallengeSpec, Expose, Protocol
 from .tables import (
     AllocationRow,
     AuditRow,
@@ -45,6 +46,7 @@ from .tables import (
     LockRow,
     OwnerRow,
     ReplicaRow,
+    RouteRow,
 )
 
 STARTS_LOCK = "starts"
@@ -314,6 +316,46 @@ class SqlTx:
     def release_ports(self, instance_id: str) -> None:
         self._s.execute(delete(AllocationRow).where(AllocationRow.instance_id == instance_id))
 
+    # --- routes ------------------------------------------------------------------
+
+    def add_routes(self, instance_id: str, routes: Sequence[Route]) -> None:
+        for r in routes:
+            self._s.add(
+                RouteRow(
+                    slug=r.slug,
+                    instance_id=instance_id,
+                    container=r.container,
+                    container_port=r.container_port,
+                    mode=r.mode.value,
+                    target=r.target,
+                )
+            )
+        self._s.flush()
+
+    def set_route_targets(self, instance_id: str, targets: Sequence[RouteTarget]) -> None:
+        for t in targets:
+            self._s.execute(
+                update(RouteRow)
+                .where(
+                    RouteRow.instance_id == instance_id,
+                    RouteRow.container == t.container,
+                    RouteRow.container_port == t.container_port,
+                )
+                .values(target=t.address)
+            )
+
+    def release_routes(self, instance_id: str) -> None:
+        self._s.execute(delete(RouteRow).where(RouteRow.instance_id == instance_id))
+
+    def routed(self) -> list[tuple[Instance, Route]]:
+        q = (
+            select(InstanceRow, RouteRow)
+            .join(RouteRow, RouteRow.instance_id == InstanceRow.id)
+            .where(InstanceRow.state == State.RUNNING.value, RouteRow.target.is_not(None))
+            .order_by(RouteRow.slug)
+        )
+        return [(_from_row(i, ()), _route(r)) for i, r in self._s.execute(q).tuples()]
+
     def stats(self) -> Stats:
         states = select(InstanceRow.state, func.count()).group_by(InstanceRow.state)
         by_state = {str(state): int(n) for state, n in self._s.execute(states)}
@@ -324,7 +366,8 @@ class SqlTx:
         )
         by_challenge = {str(c): int(n) for c, n in self._s.execute(occupying)}
         ports = int(self._s.scalar(select(func.count()).select_from(AllocationRow)) or 0)
-        return Stats(by_state=by_state, by_challenge=by_challenge, ports_allocated=ports)
+        routes = int(self._s.scalar(select(func.count()).select_from(RouteRow)) or 0)
+        return Stats(by_state=by_state, by_challenge=by_challenge, ports_allocated=ports, routes=routes)
 
     # --- flags -------------------------------------------------------------------
 
@@ -427,9 +470,11 @@ class SqlTx:
         return self._hydrate(rows)
 
     def _hydrate(self, rows: list[InstanceRow]) -> list[Instance]:
-        """Rows to domain instances, loading every row's port allocations in one query."""
+        """Rows to domain instances, loading every row's port allocations and routes in one
+        query each."""
         ids = [r.id for r in rows]
         allocs: dict[str, list[Allocation]] = {}
+        routes: dict[str, list[Route]] = {}
         if ids:
             q = (
                 select(AllocationRow)
@@ -440,7 +485,10 @@ class SqlTx:
                 allocs.setdefault(a.instance_id, []).append(
                     Allocation(a.container, a.container_port, Protocol(a.protocol), a.host_port)
                 )
-        return [_from_row(r, tuple(allocs.get(r.id, ()))) for r in rows]
+            by_slug = select(RouteRow).where(RouteRow.instance_id.in_(ids)).order_by(RouteRow.slug)
+            for route in self._s.scalars(by_slug):
+                routes.setdefault(route.instance_id, []).append(_route(route))
+        return [_from_row(r, tuple(allocs.get(r.id, ())), tuple(routes.get(r.id, ()))) for r in rows]
 
 
 # The flag-verify path runs on every submission: its statements are built once (so their
@@ -514,7 +562,13 @@ def _to_row(i: Instance) -> InstanceRow:
     )
 
 
-def _from_row(r: InstanceRow, allocations: tuple[Allocation, ...]) -> Instance:
+def _route(r: RouteRow) -> Route:
+    return Route(r.slug, r.container, r.container_port, Expose(r.mode), r.target)
+
+
+def _from_row(
+    r: InstanceRow, allocations: tuple[Allocation, ...], routes: tuple[Route, ...] = ()
+) -> Instance:
     return Instance(
         id=r.id,
         challenge_id=r.challenge_id,
@@ -530,5 +584,6 @@ def _from_row(r: InstanceRow, allocations: tuple[Allocation, ...]) -> Instance:
         ended_at=r.ended_at,
         reason=r.reason,
         allocations=allocations,
+        routes=routes,
         claimed_by=r.claimed_by,
     )

@@ -110,6 +110,19 @@ class AllocationRow(Base):
     protocol: Mapped[str] = mapped_column(String(8))
 
 
+class RouteRow(Base):
+    """A proxied port of an instance; the slug (primary key) is what the proxy routes by."""
+
+    __tablename__ = "routes"
+    slug: Mapped[str] = mapped_column(String(32), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(32), ForeignKey("instances.id"), index=True)
+    container: Mapped[str] = mapped_column(String(31))
+    container_port: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(8))
+    #: `address:port` the proxy forwards to; known once the containers run
+    target: Mapped[str | None] = mapped_column(String(80), nullable=True)
+
+
 class OwnerRow(Base):
     __tablename__ = "owners"
     owner: Mapped[str] = mapped_column(String(128), primary_key=True)

@@ -1,0 +1,1 @@
+"""How players reach instances: the proxy's route configuration."""
