@@ -23,6 +23,7 @@ from . import bootstrap
 from .domain.errors import InstancerError, ValidationFailed
 from .domain.model import State
 from .domain.ports import InstanceFilter
+from .exposure.traefik_files import TraefikLayout, self_signed_wildcard, write_config
 from .settings import Settings
 from .vault.aesgcm import new_key_spec
 
@@ -92,6 +93,26 @@ def _parser() -> argparse.ArgumentParser:
         "rotate-key", help="re-encrypt every stored flag under the first key of INSTANCER_FLAG_KEYS"
     ).set_defaults(run=_flags_rotate)
 
+    proxy = sub.add_parser("proxy", help="the Traefik in front of instances").add_subparsers(required=True)
+    init = proxy.add_parser(
+        "init",
+        help="write a Traefik configuration that polls this service for routes (and a test certificate)",
+    )
+    init.add_argument("--dir", type=Path, required=True, help="where to write traefik.yml and tls.yml")
+    init.add_argument(
+        "--routes-url", required=True, help="this service's /api/v1/routes/traefik, as Traefik sees it"
+    )
+    init.add_argument("--https-address", default=":8443", help="listen address of the HTTPS entry point")
+    init.add_argument("--tcp-address", default=":1337", help="listen address of the tcp-tls entry point")
+    init.add_argument(
+        "--api-address", default="127.0.0.1:8081", help="Traefik's API and /ping (keep on loopback)"
+    )
+    init.add_argument(
+        "--cert", type=Path, help="wildcard certificate (PEM); default: a self-signed one in --dir"
+    )
+    init.add_argument("--key", type=Path, help="its private key (PEM)")
+    init.set_defaults(run=_proxy_init)
+
     sub.add_parser("check-config", help="validate settings and reach the database and engine").set_defaults(
         run=_check_config
     )
@@ -107,6 +128,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print(_no_engine(settings), file=sys.stderr)
         return 1
     app = bootstrap.app_of(service)
+    logging.getLogger("uvicorn.access").addFilter(_QuietRoutePolls())
     uvicorn.run(
         app,
         host=args.host,
@@ -115,6 +137,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=30,
     )
     return 0
+
+
+class _QuietRoutePolls(logging.Filter):
+    """Traefik asks for the routes every second: log those requests only when they fail."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        # uvicorn's access record: (client, method, path, http version, status)
+        return not (len(args) == 5 and args[2] == "/api/v1/routes/traefik" and args[4] == 200)
 
 
 def _no_engine(settings: Settings) -> str:
@@ -154,7 +185,7 @@ def _instance_list(settings: Settings, args: argparse.Namespace) -> int:
     flt = InstanceFilter(challenge_id=args.challenge, owner=args.owner, states=None if args.all else live)
     page = _ready(settings).instances.find(flt, per_page=10_000)
     for i in page.items:
-        ports = ",".join(str(a.host_port) for a in i.allocations)
+        ports = ",".join([str(a.host_port) for a in i.allocations] + [r.slug for r in i.routes])
         print(f"{i.id}\t{i.challenge_id}\t{i.owner}\t{i.state.value}\t{i.expires_at.isoformat()}\t{ports}")
     print(f"{page.total} instance(s)", file=sys.stderr)
     return 0
@@ -173,6 +204,25 @@ def _flags_rotate(settings: Settings, _: argparse.Namespace) -> int:
     print(
         f"re-encrypted {done} flag(s) under key {service.settings.flag_key_primary}; flags per key: {in_use}"
     )
+    return 0
+
+
+def _proxy_init(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.routes_token is None:
+        raise ValidationFailed("set INSTANCER_ROUTES_TOKEN: Traefik sends it to read the routes")
+    if (args.cert is None) != (args.key is None):
+        raise ValidationFailed("give both --cert and --key, or neither (a self-signed pair is made)")
+    cert, key = (args.cert, args.key) if args.cert else self_signed_wildcard(settings.domain, args.dir)
+    layout = TraefikLayout(
+        routes_url=args.routes_url,
+        routes_token=settings.routes_token.get_secret_value(),
+        https_address=args.https_address,
+        tcp_address=args.tcp_address,
+        api_address=args.api_address,
+        http_entrypoint=settings.traefik_http_entrypoint,
+        tcp_entrypoint=settings.traefik_tcp_entrypoint,
+    )
+    print(write_config(args.dir, layout, cert, key))
     return 0
 
 

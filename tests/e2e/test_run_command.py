@@ -1,6 +1,7 @@
 """The README's run command (`make run`, i.e. scripts/run) on this machine: it brings the
-service up with the demo challenges; an instance serves its flag; stopping it leaves
-nothing behind; SIGTERM shuts the service down cleanly."""
+service and Traefik up with the demo challenges; an instance of the web demo serves its flag
+at the https URL it is given (through Traefik, by its slug); stopping it leaves nothing
+behind; SIGTERM shuts both down cleanly."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, FLAG_KEYS, PLATFORM_TOKEN, free_port
-from tests.integration.helpers import http_get, wait_until
+from tests.integration.helpers import wait_until
+from tests.integration.traefik import ROUTES_TOKEN, Traefik, https_get
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.docker
@@ -48,11 +50,16 @@ def _labelled(deployment: str) -> str:
 
 
 def test_run_command_serves_the_demo_challenge(docker_ready: None, tmp_path: Path) -> None:
-    port = free_port()
+    port, https_port, tcp_port, api_port = free_port(), free_port(), free_port(), free_port()
     deployment = "e2e" + secrets.token_hex(3)
     env = {
         **os.environ,
         "RUN_PORT": str(port),
+        "RUN_DIR": str(tmp_path / "data"),
+        "RUN_HTTPS_PORT": str(https_port),
+        "RUN_TCP_PORT": str(tcp_port),
+        "RUN_TRAEFIK_API_PORT": str(api_port),
+        "INSTANCER_ROUTES_TOKEN": ROUTES_TOKEN,
         "INSTANCER_DATABASE_URL": f"sqlite:///{tmp_path}/instancer.db",
         "INSTANCER_PLATFORM_TOKEN": PLATFORM_TOKEN,
         "INSTANCER_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -77,7 +84,11 @@ def test_run_command_serves_the_demo_challenge(docker_ready: None, tmp_path: Pat
             "POST", base + "/api/v1/instances", PLATFORM_TOKEN, {"challenge": "demo-web", "owner": "team-1"}
         )
         assert status == 201
-        page = http_get(body["connection"][0]["url"])
+        [conn] = body["connection"]
+        assert (conn["mode"], conn["url"]) == ("http", f"https://{conn['host']}:{https_port}/")
+        traefik = Traefik(https_port, tcp_port, api_port, tmp_path / "data/traefik/wildcard.crt", tmp_path)
+        wait_until(lambda: https_get(traefik, conn["host"])[0] == 200, timeout=15)
+        page = https_get(traefik, conn["host"])[1]
         _, revealed = _call("GET", f"{base}/api/v1/admin/instances/{body['id']}/flag", ADMIN_TOKEN)
         assert page.strip() == revealed["flag"] and _labelled(deployment).strip()
 
@@ -85,9 +96,13 @@ def test_run_command_serves_the_demo_challenge(docker_ready: None, tmp_path: Pat
         assert (status, stopped["state"]) == (200, "stopped")
         assert _labelled(deployment).strip() == ""
         _, stats = _call("GET", base + "/api/v1/admin/stats", ADMIN_TOKEN)
-        assert stats["ports_allocated"] == 0 and stats["occupying"] == 0
+        assert stats["routes"] == 0 and stats["occupying"] == 0
+        wait_until(lambda: https_get(traefik, conn["host"])[0] == 404, timeout=15)
     finally:
         proc.send_signal(signal.SIGTERM)
-        # uvicorn re-raises the signal once its graceful shutdown is complete.
+        # The script stops the service, then Traefik, and dies of the signal like a plain exec.
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
-        assert "Application shutdown complete" in (tmp_path / "run.log").read_text()
+        assert subprocess.run(["pgrep", "-f", str(tmp_path / "data/traefik")], check=False).returncode == 1
+        log_text = (tmp_path / "run.log").read_text()
+        assert "Application shutdown complete" in log_text
+        assert "/api/v1/routes/traefik" not in log_text  # Traefik's polls every second are not logged
