@@ -20,7 +20,7 @@ from .spec import service_id
 
 INSTANCE_ID = re.compile(r"[0-9a-f]{32}")
 PLAYER_FIELDS = ("id", "state", "expires_at", "remaining_seconds", "extensions_used", "extensions_left")
-CONNECTION_FIELDS = ("protocol", "host", "port", "url", "command")
+CONNECTION_FIELDS = ("protocol", "mode", "host", "port", "url", "command", "alternatives", "hint")
 
 
 class Refused(Exception):

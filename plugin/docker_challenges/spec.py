@@ -18,7 +18,9 @@ FIELDS = {
     "docker_pids": int,
     "docker_capacity": int,
 }
-_PORT = re.compile(r"^\s*(\d{1,5})\s*(?:/\s*(http|tcp))?\s*$")
+# PORT[/http|/tcp][@port|@http|@tcp-tls]: what the port speaks, and how players reach it
+# (without @, the service's INSTANCER_EXPOSE_DEFAULT decides).
+_PORT = re.compile(r"^\s*(\d{1,5})\s*(?:/\s*(http|tcp))?\s*(?:@\s*(port|http|tcp-tls))?\s*$")
 
 
 class SpecError(ValueError):
@@ -50,8 +52,12 @@ def parse_ports(text):
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         match = _PORT.match(item)
         if not match:
-            raise SpecError(f"port '{item}' is not PORT or PORT/http or PORT/tcp")
-        ports.append({"port": int(match.group(1)), "protocol": match.group(2) or "tcp"})
+            raise SpecError(f"port '{item}' is not PORT[/http|/tcp][@port|@http|@tcp-tls]")
+        number, protocol, expose = match.groups()
+        port = {"port": int(number), "protocol": protocol or ("http" if expose == "http" else "tcp")}
+        if expose:
+            port["expose"] = expose
+        ports.append(port)
     return ports
 
 

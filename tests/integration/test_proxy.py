@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import statistics
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path

@@ -257,3 +257,15 @@ def test_the_settings_page_never_shows_a_token_back(ctfd, service):
     )
     assert r.status_code == 302
     assert "reachable" in admin.get("/admin/docker_challenges/settings").get_data(as_text=True)
+
+
+def test_a_tcp_tls_port_shows_its_command_alternatives_and_hint(ctfd, service):
+    cid = _create(ctfd, docker_image="instancer/demo-tcp:latest", docker_ports="9000/tcp@tcp-tls")
+    (alice, _) = _members(ctfd, "green")
+    instance = alice.post("/api/v1/containers", json={"challenge_id": cid}).get_json()["data"]["instance"]
+    [conn] = instance["connection"]
+    assert conn["mode"] == "tcp-tls" and conn["command"].startswith("openssl s_client")
+    assert conn["alternatives"] and "nc" in conn["hint"]
+    assert set(conn) == {"protocol", "mode", "host", "port", "url", "command", "alternatives", "hint"}
+    alice.delete("/api/v1/containers", json={"challenge_id": cid})
+    assert service.leftovers() == []

@@ -161,14 +161,28 @@
       docker.countdown(instance);
     },
     connectionLine(c) {
-      const text = c.url || c.command || c.host + ":" + c.port;
+      // One exposed port: the URL or command, other commands that work as well, and a hint
+      // (e.g. that a tcp-tls port needs openssl/ncat --ssl, not plain nc).
       const item = document.createElement("li");
-      item.className = "d-flex align-items-center gap-2 mb-1";
-      const code = document.createElement(c.url ? "a" : "code");
-      code.className = "docker-connection-text";
+      item.className = "mb-2";
+      item.appendChild(docker.copyable(c.url || c.command || c.host + ":" + c.port, !!c.url, "docker-connection-text"));
+      (c.alternatives || []).forEach((alt) => item.appendChild(docker.copyable(alt, false, "docker-connection-alt small")));
+      if (c.hint) {
+        const hint = document.createElement("small");
+        hint.className = "text-muted d-block docker-hint";
+        hint.textContent = c.hint;
+        item.appendChild(hint);
+      }
+      return item;
+    },
+    copyable(text, isUrl, className) {
+      const row = document.createElement("div");
+      row.className = "d-flex align-items-center gap-2 mb-1";
+      const code = document.createElement(isUrl ? "a" : "code");
+      code.className = className;
       code.textContent = text;
-      if (c.url) {
-        code.href = c.url;
+      if (isUrl) {
+        code.href = text;
         code.target = "_blank";
         code.rel = "noopener";
       }
@@ -180,8 +194,8 @@
         if (navigator.clipboard) navigator.clipboard.writeText(text);
         copy.textContent = "Copied";
       };
-      item.append(code, copy);
-      return item;
+      row.append(code, copy);
+      return row;
     },
     countdown(instance) {
       clearInterval(docker.timer);
