@@ -116,6 +116,7 @@ def make_service(make_settings: Callable[..., Settings]) -> Iterator[Callable[..
 
     yield make
     for service in built:
+        service.pool_filler.stop()
         service.reaper.stop()
         service.engine.dispose()
 
@@ -157,6 +158,7 @@ def docker_service(
 
     yield make
     for service in made:
+        service.pool_filler.stop()
         service.reaper.stop()
         backend = service.backend
         assert isinstance(backend, DockerBackend)

@@ -22,10 +22,12 @@ from .services.challenges import ChallengeService
 from .services.flags import FlagService
 from .services.instances import InstanceService
 from .services.policy import Policy
+from .services.pools import PoolService
 from .settings import Settings
 from .store import migrate
 from .store.sql import SqlStore, make_engine
 from .vault.aesgcm import AesGcmVault, parse_keys
+from .worker.pools import PoolFiller, PoolFillerConfig
 from .worker.reaper import Reaper, ReaperConfig
 
 
@@ -45,6 +47,8 @@ class Service:
     challenges: ChallengeService
     flags: FlagService
     reaper: Reaper
+    pools: PoolService
+    pool_filler: PoolFiller
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -80,13 +84,9 @@ def build(settings: Settings, *, backend: Backend | None = None, clock: Clock | 
     backend = backend or backend_of(settings)
     clock = clock or SystemClock()
     vault = AesGcmVault(parse_keys(settings.flag_keys.get_secret_value()))
+    policy = policy_of(settings)
     instances = InstanceService(
-        store=store,
-        backend=backend,
-        clock=clock,
-        policy=policy_of(settings),
-        vault=vault,
-        replica_id=secrets.token_hex(8),
+        store=store, backend=backend, clock=clock, policy=policy, vault=vault, replica_id=secrets.token_hex(8)
     )
     challenges = ChallengeService(store=store, clock=clock, instances=instances)
     flags = FlagService(store=store, vault=vault, clock=clock, accept_retired=settings.flag_accept_retired)
@@ -102,7 +102,16 @@ def build(settings: Settings, *, backend: Backend | None = None, clock: Clock | 
             lost_after_seconds=settings.lost_after_seconds,
         ),
     )
-    return Service(settings, engine, store, backend, clock, instances, challenges, flags, reaper)
+    pools = PoolService(store=store, clock=clock, instances=instances, vault=vault, policy=policy)
+    filler = PoolFiller(
+        pools,
+        PoolFillerConfig(
+            interval_seconds=settings.reaper_interval_seconds, parallel=settings.pool_parallel_starts
+        ),
+    )
+    return Service(
+        settings, engine, store, backend, clock, instances, challenges, flags, reaper, pools, filler
+    )
 
 
 def upgrade_database(service: Service) -> None:
@@ -110,16 +119,19 @@ def upgrade_database(service: Service) -> None:
 
 
 def app_of(service: Service, *, run_reaper: bool = True) -> FastAPI:
-    """The HTTP app; its lifespan runs the reaper (unless told not to) and closes the pool."""
+    """The HTTP app; its lifespan runs the background loops, the reaper and the pool filler (unless
+    told not to), and closes the connection pool."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.instances.heartbeat()  # before any request: this replica's claims must stand
         if run_reaper:
             service.reaper.start()
+            service.pool_filler.start()
         try:
             yield
         finally:
+            service.pool_filler.stop()
             service.reaper.stop()
             service.instances.retire()
             service.engine.dispose()

@@ -181,7 +181,7 @@ def _challenge_delete(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _instance_list(settings: Settings, args: argparse.Namespace) -> int:
-    live = frozenset({State.STARTING, State.RUNNING, State.STOPPING})
+    live = frozenset({State.STARTING, State.POOLED, State.RUNNING, State.STOPPING})
     flt = InstanceFilter(challenge_id=args.challenge, owner=args.owner, states=None if args.all else live)
     page = _ready(settings).instances.find(flt, per_page=10_000)
     for i in page.items:
@@ -192,7 +192,9 @@ def _instance_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _instance_stop(settings: Settings, args: argparse.Namespace) -> int:
-    instance = _ready(settings).instances.stop(args.instance_id, reason="stopped from the command line")
+    instance = _ready(settings).instances.stop(
+        args.instance_id, reason="stopped from the command line", admin=True
+    )
     print(f"instance {instance.id}: {instance.state.value}")
     return 0
 

@@ -176,6 +176,15 @@ class Settings(BaseSettings):
             "been so this long, with no healthy reconcile between (an engine restart is no loss), seconds."
         ),
     )
+    pool_parallel_starts: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description=(
+            "Warm-pool starts (and drains) one replica runs at once; the pool filler ticks with the "
+            "reaper's interval."
+        ),
+    )
     orphan_grace_seconds: float = Field(
         default=120.0,
         ge=0,

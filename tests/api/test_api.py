@@ -376,3 +376,35 @@ def test_openapi_declares_the_challenge_spec_in_both_forms(client: TestClient) -
     long_form, short_form = document["components"]["schemas"]["ChallengeSpecDocument"]["anyOf"]
     assert "containers" in long_form["properties"] and "image" in short_form["properties"]
     assert "Container" in document["components"]["schemas"]
+
+
+def test_pooled_instances_are_for_admins_only_until_a_start_claims_one(
+    make_service: Callable[..., bootstrap.Service], fake_backend: FakeBackend, clock: FakeClock
+) -> None:
+    service = make_service(backend=fake_backend, clock=clock)
+    spec = {"image": "x", "ports": [{"port": 80, "protocol": "http", "expose": "http"}], "pool": {"min": 2}}
+    with TestClient(bootstrap.app_of(service, run_reaper=False), raise_server_exceptions=False) as c:
+        stored = c.put("/api/v1/challenges/warm", json=spec, headers=ADMIN).json()
+        assert stored["pool"] == {"min": 2, "max": 2}
+        service.pools.fill()
+        listed = c.get("/api/v1/admin/instances", params={"state": "pooled"}, headers=ADMIN).json()
+        assert listed["total"] == 2 and all(i["connection"] == [] for i in listed["items"])
+        hidden = listed["items"][0]
+        for method, suffix in (("GET", ""), ("POST", "/extend"), ("POST", "/revert"), ("DELETE", "")):
+            r = c.request(method, f"/api/v1/instances/{hidden['id']}{suffix}", headers=PLATFORM)
+            assert (r.status_code, r.json()["error"]["code"]) == (404, "INSTANCE_NOT_FOUND")
+        r = c.get("/api/v1/instances", params={"owner": hidden["owner"]}, headers=PLATFORM)
+        assert r.status_code == 422  # a pool's owner is not an owner id anyone can ask for
+        stats = c.get("/api/v1/admin/stats", headers=ADMIN).json()
+        assert stats["pooled_by_challenge"] == {"warm": 2} and stats["occupying"] == 2
+        claimed = _start(c, challenge="warm")
+        assert (
+            claimed["id"] in {i["id"] for i in listed["items"]} and claimed["connection"][0]["mode"] == "http"
+        )
+        assert c.delete(f"/api/v1/admin/instances/{hidden['id']}", headers=ADMIN).json()["state"] == "stopped"
+
+
+def test_a_pool_needs_every_port_behind_the_proxy(client: TestClient) -> None:
+    spec = {"image": "x", "ports": [{"port": 80, "protocol": "http"}], "pool": {"min": 1}}
+    r = client.put("/api/v1/challenges/warm", json=spec, headers=ADMIN)
+    assert r.status_code == 422 and "expose" in r.json()["error"]["details"]["errors"][0]["message"]

@@ -204,7 +204,7 @@ def admin_extend_instance(
 
 @admin.delete("/admin/instances/{instance_id}", tags=["admin"])
 def admin_stop_instance(ctx: Ctx, instance_id: InstanceId) -> InstanceOut:
-    return _out(ctx, ctx.instances.stop(instance_id, reason="stopped by an admin"))
+    return _out(ctx, ctx.instances.stop(instance_id, reason="stopped by an admin", admin=True))
 
 
 @admin.delete("/admin/instances", tags=["admin"])

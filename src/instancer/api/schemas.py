@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..domain.model import Instance, PublicAddresses, endpoints
+from ..domain.model import OCCUPYING_STATES, Instance, PublicAddresses, endpoints
 from ..domain.ports import Page, SharePage, Stats
 from ..domain.spec import CHALLENGE_ID_PATTERN, encodable
 
@@ -197,10 +197,13 @@ class StatsOut(BaseModel):
     capacity: int
     ports_allocated: int
     routes: int = Field(description="Proxied ports recorded (http and tcp-tls), with a slug each.")
+    pooled_by_challenge: dict[str, int] = Field(
+        description="Ready instances waiting in each challenge's warm pool (counted in `occupying`)."
+    )
 
     @classmethod
     def of(cls, stats: Stats, *, capacity: int) -> StatsOut:
-        occupying = sum(stats.by_state.get(s, 0) for s in ("starting", "running", "stopping"))
+        occupying = sum(stats.by_state.get(s.value, 0) for s in OCCUPYING_STATES)
         return cls(
             by_state=stats.by_state,
             live_by_challenge=stats.by_challenge,
@@ -208,6 +211,7 @@ class StatsOut(BaseModel):
             capacity=capacity,
             ports_allocated=stats.ports_allocated,
             routes=stats.routes,
+            pooled_by_challenge=stats.pooled_by_challenge,
         )
 
 

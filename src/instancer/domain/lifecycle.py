@@ -9,7 +9,10 @@ from datetime import datetime, timedelta
 
 from .errors import Cooldown, ExtensionLimitReached, ExtensionTooSoon, InstanceNotRunning
 from .model import Instance, State
-from .spec import Lifetime
+from .spec import Lifetime, Pool
+
+#: Pool starts of a challenge that keep failing are retried after 2, 4, 8 ... s, at most this.
+POOL_RETRY_MAX_SECONDS = 300.0
 
 
 def initial_deadline(now: datetime, lifetime: Lifetime) -> datetime:
@@ -73,3 +76,21 @@ def _remaining_wait(since: datetime | None, now: datetime, interval_s: float) ->
         return 0
     left = interval_s - (now - since).total_seconds()
     return 0 if left <= 0 else int(left) + (left % 1 > 0)
+
+
+def pool_starts(idle: int, pool: Pool) -> int:
+    """How many instances the pool filler starts for a challenge with `idle` unclaimed ones
+    (ready or starting): up to `pool.min` (see `spec.Pool`). A level, not an edge: every pass
+    recomputes it from the database, so passes cut short by the start slots simply go on."""
+    return max(0, pool.min - idle)
+
+
+def pool_surplus(idle: int, pool: Pool) -> int:
+    """How many idle instances the filler stops: those above `pool.max` (lowered, or disabled)."""
+    return max(0, idle - pool.max)
+
+
+def pool_retry_seconds(failures: int) -> float:
+    """The pause before the next pool start after `failures` failed ones in a row (backoff, so a
+    broken image does not loop hot)."""
+    return min(2.0 ** min(failures, 16), POOL_RETRY_MAX_SECONDS)

@@ -16,9 +16,13 @@ class State(StrEnum):
     starting -> running -> stopping -> stopped | expired
     starting -> failed            (not ready in time, or the engine refused)
     running  -> lost              (its containers vanished behind our back)
+    starting -> pooled -> running (a warm pool's instance, claimed by a start)
+    pooled   -> stopping | lost   (drained: stale spec, above pool.max, challenge deleted)
     """
 
     STARTING = "starting"
+    #: ready, owned by nobody (a sentinel owner), waiting in its challenge's warm pool
+    POOLED = "pooled"
     RUNNING = "running"
     STOPPING = "stopping"
     STOPPED = "stopped"
@@ -30,8 +34,22 @@ class State(StrEnum):
 #: States that hold the (challenge, owner) slot and count against the owner's limit.
 LIVE_STATES = frozenset({State.STARTING, State.RUNNING})
 #: States whose containers may still exist and so count against global capacity.
-OCCUPYING_STATES = frozenset({State.STARTING, State.RUNNING, State.STOPPING})
+OCCUPYING_STATES = frozenset({State.STARTING, State.POOLED, State.RUNNING, State.STOPPING})
 ENDED_STATES = frozenset({State.STOPPED, State.EXPIRED, State.FAILED, State.LOST})
+
+
+#: Owners of pool instances not claimed yet: `~pool:<instance id>`. No real owner can be one
+#: (the API's OWNER_PATTERN starts with a letter or digit), and one per instance keeps the
+#: one-live-instance-per-(challenge, owner) index out of the way of a pool's concurrent starts.
+POOL_OWNER_PREFIX = "~pool:"
+
+
+def pool_owner(instance_id: str) -> str:
+    return POOL_OWNER_PREFIX + instance_id
+
+
+def is_pool_owner(owner: str) -> bool:
+    return owner.startswith(POOL_OWNER_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,8 @@ class Instance:
     routes: tuple[Route, ...] = field(default=())
     #: the replica whose start or stop is under way (meaningful in starting/stopping)
     claimed_by: str | None = None
+    #: set while the instance belongs to a warm pool (unclaimed): the key of the spec it runs
+    pool_key: str | None = None
 
     @property
     def extensions_left(self) -> int:
@@ -89,6 +109,11 @@ class Instance:
     @property
     def live(self) -> bool:
         return self.state in LIVE_STATES
+
+    @property
+    def unclaimed(self) -> bool:
+        """Started for a warm pool and not handed to an owner (yet)."""
+        return is_pool_owner(self.owner)
 
 
 def endpoints(instance: Instance, public: PublicAddresses) -> list[Endpoint]:

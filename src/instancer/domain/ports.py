@@ -178,6 +178,8 @@ class Stats:
     by_challenge: dict[str, int] = field(default_factory=dict)
     ports_allocated: int = 0
     routes: int = 0
+    #: ready instances waiting in each challenge's warm pool
+    pooled_by_challenge: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,15 @@ class Tx(Protocol):
         """Instances whose containers may exist (all, or of one challenge)."""
         ...
 
+    def pooled_ids(self, challenge_id: str, pool_key: str, limit: int) -> list[str]:
+        """Ready pooled instances of the challenge started from a spec with this key, the longest
+        waiting first: the candidates for a claim."""
+        ...
+
+    def pool_members(self) -> list[Instance]:
+        """Every unclaimed pool instance that is starting or ready, of every challenge."""
+        ...
+
     def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page: ...
     def due(self, now: datetime, limit: int) -> list[Instance]:
         """Live instances whose deadline has passed, oldest deadline first."""
@@ -270,10 +281,12 @@ class Tx(Protocol):
         at_generation: int | None = None,
         expired_by: datetime | None = None,
         held_by: str | None = None,
+        owned_by: str | None = None,
         **changes: object,
     ) -> bool:
         """Move an instance to `to` only if it is in one of `expect` (and at `at_generation`,
-        and with a deadline at or before `expired_by`).
+        and with a deadline at or before `expired_by`, and claimed by `held_by`, and owned by
+        `owned_by`).
 
         This compare-and-set is how two threads or replicas agree on who acts.
         """
@@ -301,7 +314,9 @@ class Tx(Protocol):
     def set_route_targets(self, instance_id: str, targets: Sequence[RouteTarget]) -> None: ...
     def release_routes(self, instance_id: str) -> None: ...
     def routed(self) -> list[tuple[Instance, Route]]:
-        """Every route of a running instance whose target is known: what the proxy serves."""
+        """Every route of a running or pooled instance whose target is known: what the proxy
+        serves. Pooled ones are served before their claim, so that a claimed instance answers at
+        once; their slugs are told to nobody until then (docs/decisions/0009)."""
         ...
 
     def stats(self) -> Stats: ...
@@ -311,6 +326,9 @@ class Tx(Protocol):
         self, instance_id: str, challenge_id: str, owner: str, sealed: SealedFlag, now: datetime
     ) -> None: ...
     def get_flag(self, instance_id: str) -> SealedFlag | None: ...
+    def set_flag_owner(self, instance_id: str, owner: str) -> None:
+        """A claimed pool instance's flag now belongs to its owner (sharing detection uses it)."""
+
     def find_flags(self, challenge_id: str, digests: Sequence[bytes]) -> list[FlagMatch]: ...
     def retire_flag(self, instance_id: str, now: datetime) -> None: ...
     def delete_flags(self, challenge_id: str) -> int: ...

@@ -8,6 +8,7 @@ Pure values: no I/O here.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from enum import StrEnum
 from typing import Any, Self
@@ -144,6 +145,45 @@ class Limits(_Strict):
     extension_interval_seconds: float | None = Field(strict=True, default=None, ge=0, le=86400)
 
 
+class Pool(_Strict):
+    """A warm pool: instances started ahead of demand, owned by nobody until a start claims one
+    (docs/decisions/0009).
+
+    The pool filler keeps at least `min` idle (ready, or being started for the pool) and never
+    more than `max`. Between the two it does nothing, so lowering `min` after a rush keeps the
+    ready instances (up to `max`) for the starts to come, and `min: 0` winds a pool down without
+    stopping what is ready. `max` defaults to `min`; `max: 0` (the default) is no pool.
+
+    | idle         | the filler               |
+    |--------------|--------------------------|
+    | < min        | starts `min - idle`      |
+    | min .. max   | does nothing             |
+    | > max        | stops `idle - max`       |
+    """
+
+    min: int = Field(strict=True, default=0, ge=0, le=1000, description="Keep at least this many idle.")
+    max: int = Field(
+        strict=True, default=0, ge=0, le=1000, description="Never more idle than this; default: min."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _max_defaults_to_min(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max" not in data and "min" in data:
+            return {**data, "max": data["min"]}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.min > self.max:
+            raise ValueError("pool.min must not be above pool.max")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.max > 0
+
+
 class FlagSpec(_Strict):
     """How each instance's own flag is made and where it is put.
 
@@ -185,6 +225,7 @@ class ChallengeSpec(_Strict):
     lifetime: Lifetime = Lifetime()
     limits: Limits = Limits()
     flag: FlagSpec = FlagSpec()
+    pool: Pool = Pool()
 
     @model_validator(mode="before")
     @classmethod
@@ -208,7 +249,18 @@ class ChallengeSpec(_Strict):
         unknown = set(self.flag.containers or ()) - set(names)
         if unknown:
             raise ValueError(f"flag.containers names unknown containers: {sorted(unknown)}")
+        hidden = (Expose.HTTP, Expose.TCP_TLS)
+        if self.pool.enabled and any(p.expose not in hidden for _, p in self.exposed):
+            # A host port of an instance nobody owns yet could be found by a port scan, and the
+            # instance tampered with or its flag read; a random slug cannot be found.
+            raise ValueError("a pool needs `expose: http` or `expose: tcp-tls` on every exposed port")
         return self
+
+    def pool_key(self) -> str:
+        """What an instance runs, as a digest: a pooled instance started from a spec with another
+        key is stale. Name, lifetime, limits and the pool's own bounds leave it unchanged."""
+        body = self.model_dump_json(include={"containers", "flag"})
+        return hashlib.sha256(body.encode()).hexdigest()
 
     def gets_flag(self, container: str) -> bool:
         return self.flag.containers is None or container in self.flag.containers

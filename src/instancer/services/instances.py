@@ -1,4 +1,5 @@
-"""Instance use cases: start, show, extend, revert, stop, and the reaper's expiry pass.
+"""Instance use cases: start (a claim from a warm pool, or a cold start), show, extend, revert,
+stop, and the reaper's expiry pass and reconcile.
 
 Each decision (limits, cooldown, capacity, state changes) happens in one short database
 transaction; engine calls happen between transactions, after the intent is recorded,
@@ -38,6 +39,7 @@ from ..domain.model import (
     Route,
     State,
     new_slug,
+    pool_owner,
 )
 from ..domain.ports import (
     Backend,
@@ -64,6 +66,9 @@ log = logging.getLogger(__name__)
 
 _PORT_RETRIES = 3
 _RECREATE_PER_PASS = 8
+#: pooled candidates a claim tries before it starts cold (each try is a compare-and-set that a
+#: concurrent drain may win)
+_CLAIM_TRIES = 3
 REASON_EXPIRED = "lifetime over"
 REASON_INTERRUPTED = "start interrupted"
 
@@ -104,9 +109,10 @@ class InstanceService:
 
     # --- reads -------------------------------------------------------------------
 
-    def get(self, instance_id: str, *, owner: str | None = None) -> Instance:
+    def get(self, instance_id: str, *, owner: str | None = None, admin: bool = False) -> Instance:
+        """The instance; an unclaimed pool instance only for an admin (players never see one)."""
         with self._store.read() as tx:
-            return _owned(tx, instance_id, owner)
+            return _owned(tx, instance_id, owner, admin=admin)
 
     def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page:
         with self._store.read() as tx:
@@ -117,43 +123,66 @@ class InstanceService:
             return tx.stats()
 
     def routes(self) -> list[Route]:
-        """The proxied ports of running instances whose address is known: what the proxy serves."""
+        """The proxied ports of running and pooled instances whose address is known: what the
+        proxy serves."""
         with self._store.read() as tx:
             return [route for _, route in tx.routed()]
 
     # --- start -------------------------------------------------------------------
 
     def start(self, challenge_id: str, owner: str) -> Started:
-        """Start the owner's instance of a challenge, or return the live one it has.
+        """Start the owner's instance of a challenge, or return the live one it has. A ready
+        instance of the challenge's warm pool is claimed if there is one (it answers at once);
+        otherwise one is started cold. Only a cold start calls the engine: it is pinged before
+        anything is recorded.
 
         Raises:
             ChallengeNotFound, InstanceLimitReached, Cooldown, CapacityReached,
             PortsExhausted, BackendUnavailable, ImageMissing, InstanceStartFailed.
         """
-        self._backend.ping()  # fail fast, before anything is recorded
+        reserved = self._reserve_or_live(challenge_id, owner, cold=False)
+        if reserved is None:  # nothing to hand over: a cold start
+            self._backend.ping()  # fail fast, before anything is recorded
+            reserved = self._reserve_or_live(challenge_id, owner, cold=True)
+        if reserved is None:  # pragma: no cover - a cold reservation always decides
+            raise AssertionError("a cold reservation returned nothing")
+        if isinstance(reserved, Started):
+            return reserved
+        spec, instance, flag = reserved
+        return Started(self._launch(spec, instance, flag), created=True)
+
+    def _reserve_or_live(
+        self, challenge_id: str, owner: str, *, cold: bool
+    ) -> Started | tuple[ChallengeSpec, Instance, str] | None:
         try:
-            reserved = self._reserve(challenge_id, owner)
+            return self._reserve(challenge_id, owner, cold=cold)
         except LiveInstanceExists:  # another replica won the race for this slot
             with self._store.transaction() as tx:
                 live = tx.live_instance(challenge_id, owner)
             if live is None:
                 raise
             return Started(live, created=False)
-        if isinstance(reserved, Instance):
-            return Started(reserved, created=False)
-        spec, instance, flag = reserved
-        return Started(self._launch(spec, instance, flag), created=True)
 
-    def _reserve(self, challenge_id: str, owner: str) -> Instance | tuple[ChallengeSpec, Instance, str]:
-        """Check every limit and record the new instance as `starting`, in one transaction."""
+    def _reserve(
+        self, challenge_id: str, owner: str, *, cold: bool
+    ) -> Started | tuple[ChallengeSpec, Instance, str] | None:
+        """Check every limit, then claim a pooled instance or (with `cold`) record a new one as
+        `starting`, in one transaction. Without `cold`, None: a cold start is needed."""
         now = self._clock.now()
         with self._store.transaction() as tx:
             tx.lock_starts()
             spec = _challenge(tx, challenge_id)
             live = tx.live_instance(challenge_id, owner)
             if live is not None:
-                return live
-            self._check_start_limits(tx, spec, owner, now)
+                return Started(live, created=False)
+            self._check_owner_limits(tx, spec, owner, now)
+            claimed = self._claim_pooled(tx, spec, owner, now)
+            if claimed is not None:  # already counted against capacity while it waited
+                tx.touch_owner(owner, now)
+                return Started(claimed, created=True)
+            if not cold:
+                return None
+            self._check_capacity(tx, spec)
             instance = Instance(
                 id=secrets.token_hex(16),
                 challenge_id=challenge_id,
@@ -170,12 +199,42 @@ class InstanceService:
                 instance.id, challenge_id, owner, self._vault.seal(flag, instance_id=instance.id), now
             )
             allocations = self._allocate(tx, spec, instance.id)
-            routes = self._new_routes(spec)
+            routes = self.new_routes(spec)
             tx.add_routes(instance.id, routes)
             tx.touch_owner(owner, now)
         return spec, replace(instance, allocations=tuple(allocations), routes=tuple(routes)), flag
 
-    def _check_start_limits(self, tx: Tx, spec: ChallengeSpec, owner: str, now: datetime) -> None:
+    def _claim_pooled(self, tx: Tx, spec: ChallengeSpec, owner: str, now: datetime) -> Instance | None:
+        """Hand the owner a ready pooled instance of the current spec, if there is one: it becomes
+        the owner's `running` instance, with a deadline from now and its own flag, now the owner's.
+
+        Under the start lock, so two starts never take the same one; the compare-and-set (state
+        and sentinel owner) keeps a drain from stopping it at the same moment."""
+        if not spec.pool.enabled:
+            return None
+        for instance_id in tx.pooled_ids(spec.id, spec.pool_key(), _CLAIM_TRIES):
+            if tx.transition(
+                instance_id,
+                expect=frozenset({State.POOLED}),
+                to=State.RUNNING,
+                now=now,
+                owned_by=pool_owner(instance_id),
+                owner=owner,
+                pool_key=None,
+                created_at=now,
+                started_at=now,
+                expires_at=lifecycle.initial_deadline(now, spec.lifetime),
+                extensions_used=0,
+                max_extensions=spec.lifetime.max_extensions,
+                last_extended_at=None,
+                reason=None,
+                claimed_by=None,
+            ):
+                tx.set_flag_owner(instance_id, owner)
+                return _reload(tx, instance_id)
+        return None
+
+    def _check_owner_limits(self, tx: Tx, spec: ChallengeSpec, owner: str, now: datetime) -> None:
         mine = tx.live_of_owner(owner)
         limit = self._policy.per_owner_for(spec)
         if len(mine) >= limit:
@@ -185,6 +244,9 @@ class InstanceService:
                 instances=[{"id": i.id, "challenge": i.challenge_id, "state": i.state.value} for i in mine],
             )
         lifecycle.check_cooldown(tx.owner_last_start(owner), now, self._policy.cooldown_for(spec))
+
+    def _check_capacity(self, tx: Tx, spec: ChallengeSpec) -> None:
+        """Room for one more occupying instance, globally and for the challenge (pooled ones count)."""
         if tx.count_occupying() >= self._policy.capacity:
             raise CapacityReached(
                 "the event has reached its instance capacity; try again later",
@@ -209,16 +271,31 @@ class InstanceService:
         ]
         return tx.allocate_ports(instance_id, wanted, self._policy.port_low, self._policy.port_high, avoid)
 
-    def _new_routes(self, spec: ChallengeSpec) -> list[Route]:
+    def new_routes(self, spec: ChallengeSpec) -> list[Route]:
         """One route with a fresh random slug per proxied port."""
         modes = [(c, p, p.mode(self._policy.expose_proxy)) for c, p in spec.exposed]
         return [Route(new_slug(), c.name, p.port, mode) for c, p, mode in modes if mode is not Expose.PORT]
 
+    def launch_pooled(self, spec: ChallengeSpec, instance: Instance, flag: str) -> Instance:
+        """Run a pool start recorded by the pool filler; it ends `pooled` (or `failed`, as a start)."""
+        return self._launch(spec, instance, flag, ready=State.POOLED)
+
+    def ping(self) -> None:
+        """Raises BackendUnavailable when the engine does not answer."""
+        self._backend.ping()
+
     def _launch(
-        self, spec: ChallengeSpec, instance: Instance, flag: str, *, replace: bool = False
+        self,
+        spec: ChallengeSpec,
+        instance: Instance,
+        flag: str,
+        *,
+        replace: bool = False,
+        ready: State = State.RUNNING,
     ) -> Instance:
-        """Run the recorded instance on the engine and wait until it answers. With `replace`,
-        first remove the containers of its previous generation (a revert).
+        """Run the recorded instance on the engine, wait until it answers, and record it `ready`
+        (`running`, or `pooled` for a pool start). With `replace`, first remove the containers of
+        its previous generation (a revert).
 
         Whatever goes wrong, the record ends `failed` with a reason and the engine holds
         nothing of it: no failure leaves an instance stuck in `starting`."""
@@ -241,7 +318,7 @@ class InstanceService:
         except Exception:
             self._fail(instance, "INTERNAL_ERROR", "an unexpected error interrupted the start")
             raise
-        return self._mark_running(instance, launched)
+        return self._mark_running(instance, launched, ready)
 
     def _start_on_engine(self, spec: ChallengeSpec, instance: Instance, flag: str) -> Launched:
         """Start, moving to other host ports if something outside instancer holds ours."""
@@ -283,14 +360,15 @@ class InstanceService:
             pause = min(pause * 2, 0.2)
         return True
 
-    def _mark_running(self, instance: Instance, launched: Launched) -> Instance:
-        """Record `running` and where the proxy forwards to (its routes go live with it)."""
+    def _mark_running(self, instance: Instance, launched: Launched, ready: State) -> Instance:
+        """Record `ready` (`running` or `pooled`) and where the proxy forwards to (its routes go
+        live with it)."""
         now = self._clock.now()
         with self._store.transaction() as tx:
             ok = tx.transition(
                 instance.id,
                 expect=frozenset({State.STARTING}),
-                to=State.RUNNING,
+                to=ready,
                 now=now,
                 at_generation=instance.generation,
                 started_at=now,
@@ -366,7 +444,7 @@ class InstanceService:
         """An admin extension: any live instance, by `seconds` (default: the challenge's step)."""
         now = self._clock.now()
         with self._store.transaction() as tx:
-            instance = _owned(tx, instance_id, None)
+            instance = _owned(tx, instance_id, None, admin=True)
             if not instance.live:
                 raise InstanceNotRunning("only a live instance can be extended", state=instance.state.value)
             spec = tx.get_challenge(instance.challenge_id)
@@ -444,26 +522,32 @@ class InstanceService:
         owner: str | None = None,
         final: State = State.STOPPED,
         reason: str | None = None,
+        admin: bool = False,
     ) -> Instance:
-        """Stop an instance and free what it held. Stopping an ended instance is a no-op.
+        """Stop an instance and free what it held. Stopping an ended instance is a no-op. Only an
+        admin (`admin`) may stop an unclaimed pool instance; players do not see one.
 
         Raises:
             InstanceNotFound; BackendUnavailable (the record stays `stopping`; the reaper finishes).
         """
         now = self._clock.now()
         with self._store.transaction() as tx:
-            instance = _owned(tx, instance_id, owner)
+            instance = _owned(tx, instance_id, owner, admin=admin)
             if instance.state in ENDED_STATES or instance.state is State.STOPPING:
                 return instance  # already ended, or already being stopped by whoever claimed it
             tx.transition(
                 instance.id,
-                expect=LIVE_STATES,
+                expect=LIVE_STATES | {State.POOLED},
                 to=State.STOPPING,
                 now=now,
                 reason=reason,
                 claimed_by=self.replica_id,
             )
         return self._finish_stop(instance.id, final, reason)[0]
+
+    def finish_stop(self, instance_id: str, reason: str) -> Instance:
+        """Finish a stop already claimed (`stopping`, by this replica): remove, free, record."""
+        return self._finish_stop(instance_id, State.STOPPED, reason)[0]
 
     def _finish_stop(self, instance_id: str, final: State, reason: str | None) -> tuple[Instance, bool]:
         """Remove what the engine holds, then record the end. True when this call recorded it
@@ -497,7 +581,7 @@ class InstanceService:
             targets = tx.find(flt, page=1, per_page=100_000).items
         stopped = 0
         for instance in targets:
-            if self.stop(instance.id, reason="stopped by an admin").state is State.STOPPED:
+            if self.stop(instance.id, reason="stopped by an admin", admin=True).state is State.STOPPED:
                 stopped += 1
         return stopped
 
@@ -631,7 +715,10 @@ class InstanceService:
         # Records first, then the engine: a revert that lands in between moves the instance to a
         # new generation, which the compare-and-set in _mark_lost/_recreate then refuses.
         with self._store.read() as tx:
-            live = tx.find(InstanceFilter(states=frozenset({State.RUNNING})), per_page=100_000).items
+            # Pooled instances too: one that died is no use to the next start (lost; the filler
+            # replaces it).
+            ready = frozenset({State.RUNNING, State.POOLED})
+            live = tx.find(InstanceFilter(states=ready), per_page=100_000).items
             expected = {i.id: _container_count(tx.instance_spec(i.id)) for i in live}
         listed_at = self._clock.now()
         try:
@@ -653,15 +740,17 @@ class InstanceService:
             if i.id in self._suspects
             and (listed_at - self._suspects[i.id]).total_seconds() >= lost_after_seconds
         ]
-        if self._policy.lost_policy == "recreate":
-            # In parallel and at most a pool's worth per pass: each waits for readiness, and a
-            # wave of them must not hold up expiry for minutes (the rest go next pass).
-            confirmed = confirmed[:_RECREATE_PER_PASS]
-            done = self._pool.map(lambda job: self._recreate(job[0], listed_at, job[1]), confirmed)
+        # A pooled instance is never recreated: nobody owns it, and the pool filler replaces it.
+        recreate = self._policy.lost_policy == "recreate"
+        lost = [job for job in confirmed if not recreate or job[0].unclaimed]
+        # In parallel and at most a pool's worth per pass: each waits for readiness, and a wave
+        # of them must not hold up expiry for minutes (the rest go next pass).
+        again = [job for job in confirmed if recreate and not job[0].unclaimed][:_RECREATE_PER_PASS]
+        if recreate:
+            done = self._pool.map(lambda job: self._recreate(job[0], listed_at, job[1]), again)
             report["recreated"] = sum(done)
-        else:
-            report["lost"] = sum(self._mark_lost(i, listed_at, why) for i, why in confirmed)
-        for instance, _ in confirmed:
+        report["lost"] = sum(self._mark_lost(i, listed_at, why) for i, why in lost)
+        for instance, _ in lost + again:
             self._suspects.pop(instance.id, None)
         return report
 
@@ -703,13 +792,19 @@ class InstanceService:
         now = self._clock.now()
         reason = f"LOST: {why}"
         with self._store.transaction() as tx:
-            # Only if it is still the same running generation as when the engine was listed.
+            # Only if it is still the same running (or pooled) generation as when the engine was
+            # listed, and a pooled one still unclaimed.
             current = tx.get_instance(instance.id)
-            if current is None or (current.state, current.generation) != (State.RUNNING, instance.generation):
+            if current is None or (current.state, current.generation, current.owner) != (
+                instance.state,
+                instance.generation,
+                instance.owner,
+            ):
                 return False
             if not tx.transition(
                 instance.id,
-                expect=frozenset({State.RUNNING}),
+                expect=frozenset({instance.state}),
+                owned_by=instance.owner,
                 to=State.LOST,
                 now=now,
                 at_generation=instance.generation,
@@ -747,10 +842,13 @@ def _challenge(tx: Tx, challenge_id: str) -> ChallengeSpec:
     return spec
 
 
-def _owned(tx: Tx, instance_id: str, owner: str | None) -> Instance:
-    """The instance, if it exists and (when `owner` is given) belongs to that owner."""
+def _owned(tx: Tx, instance_id: str, owner: str | None, *, admin: bool = False) -> Instance:
+    """The instance, if it exists and (when `owner` is given) belongs to that owner. An unclaimed
+    pool instance is found only for an admin: to players it does not exist."""
     instance = tx.get_instance(instance_id)
     if instance is None or (owner is not None and instance.owner != owner):
+        raise InstanceNotFound("no such instance", instance=instance_id)
+    if instance.unclaimed and not admin:
         raise InstanceNotFound("no such instance", instance=instance_id)
     return instance
 

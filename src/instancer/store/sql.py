@@ -50,6 +50,8 @@ from .tables import (
 )
 
 STARTS_LOCK = "starts"
+#: states whose routes the proxy serves: pooled ones too, so a claim answers at once (decisions/0009)
+_SERVED = sorted(s.value for s in (State.RUNNING, State.POOLED))
 REASON_CHARS = 500
 READ_ONLY = "instancer_read_only"
 _INSTANCE_COLUMNS = {c.name for c in InstanceRow.__table__.columns}
@@ -208,6 +210,30 @@ class SqlTx:
             q = q.where(InstanceRow.challenge_id == challenge_id)
         return int(self._s.scalar(q) or 0)
 
+    def pooled_ids(self, challenge_id: str, pool_key: str, limit: int) -> list[str]:
+        q = (
+            select(InstanceRow.id)
+            .where(
+                InstanceRow.state == State.POOLED.value,
+                InstanceRow.challenge_id == challenge_id,
+                InstanceRow.pool_key == pool_key,
+            )
+            .order_by(InstanceRow.state_changed_at, InstanceRow.id)
+            .limit(limit)
+        )
+        return [str(i) for i in self._s.scalars(q)]
+
+    def pool_members(self) -> list[Instance]:
+        q = (
+            select(InstanceRow)
+            .where(
+                InstanceRow.state.in_(_names(frozenset({State.STARTING, State.POOLED}))),
+                InstanceRow.pool_key.is_not(None),
+            )
+            .order_by(InstanceRow.created_at, InstanceRow.id)
+        )
+        return self._hydrate(list(self._s.scalars(q)))
+
     def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page:
         total = int(self._s.scalar(_filtered(select(func.count()).select_from(InstanceRow), flt)) or 0)
         items = self._select(flt, offset=(page - 1) * per_page, limit=per_page)
@@ -216,7 +242,11 @@ class SqlTx:
     def due(self, now: datetime, limit: int) -> list[Instance]:
         q = (
             select(InstanceRow)
-            .where(InstanceRow.state.in_(["starting", "running"]), InstanceRow.expires_at <= now)
+            .where(
+                InstanceRow.state.in_(["starting", "running"]),
+                InstanceRow.expires_at <= now,
+                InstanceRow.pool_key.is_(None),  # an unclaimed pool start has no deadline yet
+            )
             .order_by(InstanceRow.expires_at)
             .limit(limit)
         )
@@ -264,6 +294,7 @@ class SqlTx:
         at_generation: int | None = None,
         expired_by: datetime | None = None,
         held_by: str | None = None,
+        owned_by: str | None = None,
         **changes: object,
     ) -> bool:
         unknown = set(changes) - _INSTANCE_COLUMNS
@@ -278,6 +309,8 @@ class SqlTx:
             q = q.where(InstanceRow.expires_at <= expired_by)
         if held_by is not None:  # take over another replica's claim only if it is still theirs
             q = q.where(InstanceRow.claimed_by == held_by)
+        if owned_by is not None:  # e.g. a pool instance only while no start has claimed it
+            q = q.where(InstanceRow.owner == owned_by)
         result = self._s.execute(q.values(state=to.value, state_changed_at=now, **changes))
         return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
@@ -351,7 +384,7 @@ class SqlTx:
         q = (
             select(InstanceRow, RouteRow)
             .join(RouteRow, RouteRow.instance_id == InstanceRow.id)
-            .where(InstanceRow.state == State.RUNNING.value, RouteRow.target.is_not(None))
+            .where(InstanceRow.state.in_(_SERVED), RouteRow.target.is_not(None))
             .order_by(RouteRow.slug)
         )
         return [(_from_row(i, ()), _route(r)) for i, r in self._s.execute(q).tuples()]
@@ -367,7 +400,18 @@ class SqlTx:
         by_challenge = {str(c): int(n) for c, n in self._s.execute(occupying)}
         ports = int(self._s.scalar(select(func.count()).select_from(AllocationRow)) or 0)
         routes = int(self._s.scalar(select(func.count()).select_from(RouteRow)) or 0)
-        return Stats(by_state=by_state, by_challenge=by_challenge, ports_allocated=ports, routes=routes)
+        pooled = (
+            select(InstanceRow.challenge_id, func.count())
+            .where(InstanceRow.state == State.POOLED.value)
+            .group_by(InstanceRow.challenge_id)
+        )
+        return Stats(
+            by_state=by_state,
+            by_challenge=by_challenge,
+            ports_allocated=ports,
+            routes=routes,
+            pooled_by_challenge={str(c): int(n) for c, n in self._s.execute(pooled)},
+        )
 
     # --- flags -------------------------------------------------------------------
 
@@ -391,6 +435,9 @@ class SqlTx:
     def get_flag(self, instance_id: str) -> SealedFlag | None:
         row = self._s.get(FlagRow, instance_id)
         return None if row is None else _sealed(row)
+
+    def set_flag_owner(self, instance_id: str, owner: str) -> None:
+        self._s.execute(update(FlagRow).where(FlagRow.instance_id == instance_id).values(owner=owner))
 
     def find_flags(self, challenge_id: str, digests: Sequence[bytes]) -> list[FlagMatch]:
         rows = self._s.execute(_FIND_FLAGS, {"challenge_id": challenge_id, "digests": list(digests)})
@@ -559,6 +606,7 @@ def _to_row(i: Instance) -> InstanceRow:
         max_extensions=i.max_extensions,
         last_extended_at=i.last_extended_at,
         reason=i.reason,
+        pool_key=i.pool_key,
     )
 
 
@@ -586,4 +634,5 @@ def _from_row(
         allocations=allocations,
         routes=routes,
         claimed_by=r.claimed_by,
+        pool_key=r.pool_key,
     )

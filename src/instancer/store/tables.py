@@ -82,6 +82,8 @@ class InstanceRow(Base):
     #: the replica that recorded the intent now under way (starting/stopping); if its
     #: heartbeat stops, another replica finishes the work
     claimed_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: set while the instance sits unclaimed in a warm pool: `ChallengeSpec.pool_key()` of its spec
+    pool_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         # The invariant "one live instance per (challenge, owner)", held by the database.

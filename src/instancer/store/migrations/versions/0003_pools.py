@@ -1,0 +1,23 @@
+"""Warm pools: the spec key of an unclaimed pool instance (its state `pooled` needs no schema).
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("instances", sa.Column("pool_key", sa.String(64), nullable=True))
+
+
+def downgrade() -> None:
+    # batch: older SQLite cannot drop a column in place.
+    with op.batch_alter_table("instances") as batch:
+        batch.drop_column("pool_key")
