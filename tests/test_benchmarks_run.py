@@ -25,7 +25,11 @@ def test_flags_verify_benchmark_runs_and_reports() -> None:
 
 def test_starts_benchmark_runs_and_reports(docker_ready: None) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "starts.py"), "--runs", "2", "--sweep", "1,2"],
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "starts.py"),
+            *("--runs", "2", "--sweep", "1,2", "--warm-runs", "3"),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -33,3 +37,4 @@ def test_starts_benchmark_runs_and_reports(docker_ready: None) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "through the service" in result.stdout and "throughput ratio" in result.stdout
+    assert "service warm" in result.stdout and "p99" in result.stdout
