@@ -6,7 +6,7 @@ requests one after another. The verify stream mixes the owner's own flags and wr
 guesses in equal parts with 1 % other owners' flags (each of which records a sharing
 event); sharing attempts alone are measured and reported too. Prints p50/p99 of each and
 whether verify's p99 stays within 3 ms of the baseline's p99 (issue 3, acceptance 6);
-writes JSON under benchmarks/results/. `benchmarks/run.py` (make bench) runs it too.
+writes JSON under benchmarks/results/ (or --results-dir). `benchmarks/run.py` (make bench) runs it too.
 
 Then throughput: `--clients` keep-alive clients each sending its next request as soon as the
 last one is answered (closed loop), verifies and /healthz alike; requests/s and p99 of each.
@@ -196,6 +196,7 @@ def errors_of(result: dict[str, Any]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
+    report.add_results_argument(parser)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     result = {
@@ -203,7 +204,7 @@ def main() -> int:
         "commit": commit(),
         **run(args.flags, args.requests, args.clients, args.database_url),
     }
-    report.write("flags_verify", result)
+    report.write(args.results_dir, "flags_verify", result)
     print_result(result)
     return 1 if report.print_errors(errors_of(result)) else 0
 

@@ -18,6 +18,8 @@ of `--block` seconds so that all of them see the same machine conditions:
 Reports achieved rate, p50/p99, and issue 8's check "status lookup p99 <= 10 ms at 200 req/s
 with 1,000 records".
 
+Writes benchmarks/results/lookups.json (or in --results-dir).
+
     .venv/bin/python benchmarks/lookups.py [--records 1000] [--rate 200] [--seconds 10]
 """
 
@@ -186,9 +188,10 @@ def errors_of(result: dict[str, Any]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
+    report.add_results_argument(parser)
     args = parser.parse_args()
     result = {"benchmark": "lookups", "commit": commit(), **run(args.records, args.rate, args.seconds)}
-    report.write("lookups", result)
+    report.write(args.results_dir, "lookups", result)
     report.print_lookups(result)
     return 1 if report.print_errors(errors_of(result)) else 0
 

@@ -8,7 +8,10 @@ warm pool is measuring it under "service_warm".
 
 from __future__ import annotations
 
+import argparse
 import json
+import textwrap
+from pathlib import Path
 from typing import Any
 
 from common import RESULTS
@@ -23,10 +26,16 @@ SERIES = (
 START_RATIO, STOP_RATIO, THROUGHPUT_RATIO = 1.25, 1.25, 0.8
 
 
-def write(name: str, result: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
-    print(f"results: {RESULTS / f'{name}.json'}")
+def add_results_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--results-dir", type=Path, default=RESULTS, help=f"where JSON and chart go (default {RESULTS})"
+    )
+
+
+def write(directory: Path, name: str, result: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.json").write_text(json.dumps(result, indent=2))
+    print(f"results: {directory / f'{name}.json'}")
 
 
 def _measured(result: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -159,8 +168,8 @@ def print_errors(errors: list[str]) -> bool:
 # --- chart ------------------------------------------------------------------------------
 
 
-def chart(name: str, result: dict[str, Any]) -> None:
-    """benchmarks/results/<name>.png: start and stop distributions per method, the sweep,
+def chart(directory: Path, name: str, result: dict[str, Any]) -> None:
+    """<directory>/<name>.png: start and stop distributions per method, the sweep,
     and (when measured) the lookup latencies."""
     try:
         import matplotlib
@@ -181,7 +190,7 @@ def chart(name: str, result: dict[str, Any]) -> None:
         axes[1][1].set_axis_off()
     fig.suptitle(f"instancer benchmarks, commit {result['commit'][:8]} (shared machine, under load)")
     fig.tight_layout()
-    path = RESULTS / f"{name}.png"
+    path = directory / f"{name}.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"chart: {path}")
@@ -199,7 +208,7 @@ def _boxes(ax: Any, result: dict[str, Any], samples: str, title: str) -> None:
             ax.text(
                 i,
                 0.5,
-                reason.replace(": ", ":\n"),
+                textwrap.fill(reason, 30),
                 transform=ax.get_xaxis_transform(),
                 ha="center",
                 va="center",

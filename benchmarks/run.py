@@ -9,13 +9,14 @@
 3. Flag verification latency under 10,000 stored flags, and throughput (flags_verify.py).
 
 Prints each part's figures, then issue 8's acceptance ratios (PASS/MISS); writes
-benchmarks/results/bench.json (with the commit) and bench.png. A missed ratio is not a
-failure: the exit status is non-zero only when a start, stop or request failed or the run
-could not be carried out. The figures depend on what else the machine is doing: compare
-the ratios, which are taken against a baseline measured in the same run.
+benchmarks/results/bench.json (with the commit) and bench.png (or in --results-dir). A
+missed ratio is not a failure: the exit status is non-zero only when a start, stop or
+request failed or the run could not be carried out. The figures depend on what else the
+machine is doing: compare the ratios, taken against baselines measured in the same run.
 
     .venv/bin/python benchmarks/run.py [--runs 20] [--sweep 1,10,50] [--swarm-init]
         [--records 1000] [--rate 200] [--seconds 10] [--flags 10000] [--requests 3000]
+        [--clients 8] [--results-dir DIR]
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> int:
     starts.add_arguments(parser)
     lookups.add_arguments(parser)
     flags_verify.add_arguments(parser)
+    report.add_results_argument(parser)
     args = parser.parse_args()
     # A TERM (make interrupted, a CI timeout) unwinds like ^C: whatever the run made on the
     # shared engine (containers, networks, its swarm) is removed on the way out.
@@ -48,8 +50,8 @@ def main() -> int:
     report.print_lookups(result["lookups"])
     result["flags_verify"] = flags_verify.run(args.flags, args.requests, args.clients)
     flags_verify.print_result(result["flags_verify"])
-    report.write("bench", result)
-    report.chart("bench", result)
+    report.write(args.results_dir, "bench", result)
+    report.chart(args.results_dir, "bench", result)
     report.print_acceptance(result)
     errors = (
         starts.errors_of(result)

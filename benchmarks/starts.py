@@ -20,7 +20,8 @@ failed start or stop is counted, not fatal: the run goes on, and the exit status
 
     .venv/bin/python benchmarks/starts.py [--runs 20] [--sweep 1,10,50] [--swarm-init]
 
-Writes benchmarks/results/starts.json (with the commit) and, with matplotlib, starts.png.
+Writes benchmarks/results/starts.json (with the commit) and, with matplotlib, starts.png
+(--results-dir elsewhere).
 `benchmarks/run.py` (make bench) runs this together with the lookup and flag benchmarks.
 Needs a Docker engine and the demo image (scripts/docker-up, scripts/build-images).
 """
@@ -301,6 +302,7 @@ def errors_of(result: dict[str, Any]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
+    report.add_results_argument(parser)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: leave the engine as found
 
@@ -309,9 +311,9 @@ def main() -> int:
         "commit": commit(),
         **run(args.runs, widths_of(args), swarm_init=args.swarm_init),
     }
-    report.write("starts", result)
+    report.write(args.results_dir, "starts", result)
     report.print_starts(result)
-    report.chart("starts", result)
+    report.chart(args.results_dir, "starts", result)
     report.print_acceptance(result)
     return 1 if report.print_errors(errors_of(result)) else 0
 

@@ -12,17 +12,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 SWARM_INIT = ["--swarm-init"] if os.environ.get("INSTANCER_TEST_SWARM") == "init" else []
 
 
-def _run(script: str, *args: str, timeout: int = 280) -> subprocess.CompletedProcess[str]:
+def _run(script: str, results: Path, *args: str, timeout: int = 280) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark with its JSON and chart in `results` (not over a real run's figures)."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--results-dir", str(results), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -39,14 +38,14 @@ def _swarm_reported(out: str) -> None:
     assert "ms" in line or "skipped: engine not in swarm mode" in line, line
 
 
-def test_flags_verify_benchmark_runs_and_reports() -> None:
-    out = _run("flags_verify.py", "--flags", "50", "--requests", "300", "--clients", "2").stdout
+def test_flags_verify_benchmark_runs_and_reports(tmp_path: Path) -> None:
+    out = _run("flags_verify.py", tmp_path, "--flags", "50", "--requests", "300", "--clients", "2").stdout
     assert "POST /flags/verify" in out and "GET /healthz (baseline)" in out
     assert "verify throughput / baseline throughput" in out
 
 
-def test_lookups_benchmark_runs_and_reports() -> None:
-    out = _run("lookups.py", "--records", "20", "--rate", "50", "--seconds", "1").stdout
+def test_lookups_benchmark_runs_and_reports(tmp_path: Path) -> None:
+    out = _run("lookups.py", tmp_path, "--records", "20", "--rate", "50", "--seconds", "1").stdout
     for stream in (
         "GET /healthz (baseline)",
         "GET /instances/{id}",
@@ -54,21 +53,21 @@ def test_lookups_benchmark_runs_and_reports() -> None:
         "POST /flags/verify",
     ):
         assert stream in out
-    stored = json.loads((RESULTS / "lookups.json").read_text())
+    stored = json.loads((tmp_path / "lookups.json").read_text())
     assert stored["records"] == 20 and stored["streams"]["instance"]["error_count"] == 0
 
 
-def test_starts_benchmark_runs_and_reports(docker_ready: None) -> None:
-    out = _run("starts.py", "--runs", "2", "--sweep", "1,2", *SWARM_INIT).stdout
+def test_starts_benchmark_runs_and_reports(docker_ready: None, tmp_path: Path) -> None:
+    out = _run("starts.py", tmp_path, "--runs", "2", "--sweep", "1,2", *SWARM_INIT).stdout
     assert "service, cold" in out and "Docker SDK alone" in out
     assert "warm pool: not measured yet" in out
     _swarm_reported(out)
 
 
-def test_make_bench_command_runs_every_part_and_charts(docker_ready: None) -> None:
-    started = time.time()
+def test_make_bench_command_runs_every_part_and_charts(docker_ready: None, tmp_path: Path) -> None:
     out = _run(
         "run.py",
+        tmp_path,
         *("--runs", "1", "--sweep", "2", "--records", "20", "--rate", "50", "--seconds", "1"),
         *("--flags", "30", "--requests", "100", "--clients", "2", *SWARM_INIT),
     ).stdout
@@ -77,7 +76,6 @@ def test_make_bench_command_runs_every_part_and_charts(docker_ready: None) -> No
         line = next(line for line in out.splitlines() if check in line)
         assert line.split()[0] in ("PASS", "MISS"), line
     _swarm_reported(out)
-    stored = json.loads((RESULTS / "bench.json").read_text())
+    stored = json.loads((tmp_path / "bench.json").read_text())
     assert stored["commit"] and set(stored["series"]) >= {"baseline_sdk", "service_cold", "swarm_service"}
-    chart = RESULTS / "bench.png"
-    assert "no chart" in out or (chart.exists() and chart.stat().st_mtime >= started)
+    assert "no chart" in out or (tmp_path / "bench.png").stat().st_size > 0
