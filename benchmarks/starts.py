@@ -1,73 +1,83 @@
-"""Cold starts through the service against the Docker SDK alone, in one run, on one engine.
+"""Starts and stops of one image on one engine, timed the same way for every method, in one run.
 
-Baseline: docker-py creates a network and a container (same image, same limits), starts it,
-waits until its port accepts on the container's address; then removes both. Service: POST
-/instances until it answers `running` (its own probe is the same wait) and the published
-port accepts; DELETE until it answers. Both sequential (p50/p95) and in parallel sweeps
-(throughput, p50/p99). Prints the ratios issue 8 asks for; writes JSON (with the commit)
-and, when matplotlib is installed, a PNG chart under benchmarks/results/.
+Methods ("subjects": `start(n) -> (seconds, handle)`, `stop(handle) -> seconds`):
 
-    .venv/bin/python benchmarks/starts.py [--runs 20] [--sweep 1,10,50]
+- baseline_sdk: docker-py alone creates a network and a container (same image, same limits),
+  starts it, waits until its port accepts on the container's address; stop removes both.
+- service_cold: POST /instances until it answers `running` (its own probe is the same wait)
+  and the published port accepts; DELETE until it answers (the service removes before it
+  answers).
+- service_warm: the warm pool; not measured yet. Its slot stays in the results and the chart:
+  when the pool exists, add a subject under that name in `subjects()`.
+- swarm_service (swarm.py): a Swarm service, as ctfd-whale starts one; only on a swarm
+  manager, or with --swarm-init.
 
+Each subject does `--runs` sequential start/stop pairs (distributions, p50/p95), the
+subjects taking turns so that the machine's changing load weighs on all alike; then a sweep
+of starts at once (throughput until every port accepts, p50/p99, failures). The Swarm
+service takes its turns among its own runs, while the engine is a swarm, and only then. A
+failed start or stop is counted, not fatal: the run goes on, and the exit status says so.
+
+    .venv/bin/python benchmarks/starts.py [--runs 20] [--sweep 1,10,50] [--swarm-init]
+
+Writes benchmarks/results/starts.json (with the commit) and, with matplotlib, starts.png
+(--results-dir elsewhere).
+`benchmarks/run.py` (make bench) runs this together with the lookup and flag benchmarks.
 Needs a Docker engine and the demo image (scripts/docker-up, scripts/build-images).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
-import socket
-import statistics
-import subprocess
+import shutil
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import httpx2 as httpx
+import report
+from common import ADMIN, RUN_LABEL, Server, commit, summary, wait_accepts
+from swarm import SwarmService, swarm_session
 
-from instancer.vault.aesgcm import new_key_spec
+from instancer.backends import labels
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 IMAGE = "instancer/demo-web:latest"
 PORT = 8080
-PLATFORM, ADMIN = "bench-platform-token-0123456789", "bench-admin-token-0123456789abc"
+WARM_PENDING = "warm pool: not measured yet"
 
 
-def wait_accepts(host: str, port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    pause = 0.005
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.25):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+class Subject(Protocol):
+    def start(self, n: int) -> tuple[float, Any]: ...
+    def stop(self, handle: Any) -> float: ...
+
+
+def engine_client() -> docker.APIClient:
+    return docker.APIClient(
+        base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+        version="auto",
+        max_pool_size=64,
+    )
 
 
 class Baseline:
     """What a hand-written script using only the Docker SDK would do."""
 
-    def __init__(self) -> None:
-        self.api = docker.APIClient(
-            base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
-            version="auto",
-            max_pool_size=64,
-        )
+    def __init__(self, api: docker.APIClient, run_id: str) -> None:
+        self.api, self.run_id = api, run_id
 
     def start(self, n: int) -> tuple[float, Any]:
         t0 = time.perf_counter()
         name = f"bench-{secrets.token_hex(6)}-{n}"
-        self.api.create_network(name, driver="bridge", labels={"bench": "1"})
+        self.api.create_network(name, driver="bridge", labels={RUN_LABEL: self.run_id})
         host_config = self.api.create_host_config(
             port_bindings={f"{PORT}/tcp": ("127.0.0.1", None)},
             mem_limit="256m",
@@ -82,7 +92,7 @@ class Baseline:
             environment={"FLAG": "flag{bench}"},
             host_config=host_config,
             ports=[(PORT, "tcp")],
-            labels={"bench": "1"},
+            labels={RUN_LABEL: self.run_id},
         )
         self.api.start(c["Id"])
         ip = self.api.inspect_container(c["Id"])["NetworkSettings"]["Networks"][name]["IPAddress"]
@@ -101,190 +111,226 @@ class Service:
     """The service under test, as its own process (real Docker backend, SQLite)."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
-        env = {
-            **os.environ,
-            "INSTANCER_PLATFORM_TOKEN": PLATFORM,
-            "INSTANCER_ADMIN_TOKEN": ADMIN,
-            "INSTANCER_FLAG_KEYS": new_key_spec("bench"),
-            "INSTANCER_DATABASE_URL": f"sqlite:///{workdir}/b.db",
-            "INSTANCER_DEPLOYMENT": "bench" + secrets.token_hex(3),
-            "INSTANCER_PUBLIC_HOST": "127.0.0.1",
-            "INSTANCER_PUBLISH_ADDRESS": "127.0.0.1",
-            "INSTANCER_COOLDOWN_SECONDS": "0",
-            "INSTANCER_CAPACITY": "1000",
-            "INSTANCER_LOG_LEVEL": "WARNING",
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "instancer.cli", "serve", "--port", str(self.port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.server = Server(
+            {
+                "INSTANCER_DATABASE_URL": f"sqlite:///{workdir}/b.db",
+                "INSTANCER_PUBLIC_HOST": "127.0.0.1",
+                "INSTANCER_PUBLISH_ADDRESS": "127.0.0.1",
+                "INSTANCER_COOLDOWN_SECONDS": "0",
+                "INSTANCER_CAPACITY": "1000",
+            }
         )
-        self.client = httpx.Client(
-            base_url=f"http://127.0.0.1:{self.port}", timeout=120, limits=httpx.Limits(max_connections=100)
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if self.client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and self.process.poll() is None, "service did not start"
-            time.sleep(0.1)
+        self.client = self.server.new_client(limits=httpx.Limits(max_connections=100))
         spec = {"image": IMAGE, "ports": [{"port": PORT, "protocol": "http"}]}
-        self.client.put("/api/v1/challenges/bench", json=spec, headers={"Authorization": f"Bearer {ADMIN}"})
+        r = self.client.put(
+            "/api/v1/challenges/bench", json=spec, headers={"Authorization": f"Bearer {ADMIN}"}
+        )
+        r.raise_for_status()
 
     def start(self, n: int) -> tuple[float, Any]:
         t0 = time.perf_counter()
         r = self.client.post(
-            "/api/v1/instances",
-            json={"challenge": "bench", "owner": f"o{n}-{secrets.token_hex(3)}"},
-            headers={"Authorization": f"Bearer {PLATFORM}"},
+            "/api/v1/instances", json={"challenge": "bench", "owner": f"o{n}-{secrets.token_hex(3)}"}
         )
-        assert r.status_code == 201, r.text
+        if r.status_code != 201:
+            raise RuntimeError(f"start answered {r.status_code}: {r.text[:300]}")
         body = r.json()
         wait_accepts("127.0.0.1", body["connection"][0]["port"])
         return time.perf_counter() - t0, body["id"]
 
     def stop(self, handle: Any) -> float:
         t0 = time.perf_counter()
-        r = self.client.delete(f"/api/v1/instances/{handle}", headers={"Authorization": f"Bearer {PLATFORM}"})
-        assert r.status_code == 200 and r.json()["state"] == "stopped", r.text
+        r = self.client.delete(f"/api/v1/instances/{handle}")
+        if r.status_code != 200 or r.json()["state"] != "stopped":
+            raise RuntimeError(f"stop answered {r.status_code}: {r.text[:300]}")
         return time.perf_counter() - t0
 
     def close(self) -> None:
         self.client.close()
-        self.process.terminate()
-        self.process.wait(30)
+        self.server.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# --- measuring --------------------------------------------------------------------------
 
 
-def ms(samples: list[float], q: int) -> float:
-    if len(samples) == 1:
-        return samples[0] * 1000
-    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1] * 1000
+def _attempt(call: Callable[[Any], Any], arg: Any, errors: list[str]) -> Any:
+    """call(arg), or None with the error recorded: one failure must not end the run."""
+    try:
+        return call(arg)
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+        return None
 
 
-def sequential(subject: Any, runs: int) -> dict[str, float]:
-    starts, stops = [], []
-    subject.stop(subject.start(-1)[1])  # warm-up
+class _Sequential:
+    """One subject's samples of the sequential part."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+        self.stops: list[float] = []
+        self.errors: list[str] = []
+
+    def pair(self, subject: Subject, n: int, *, keep: bool = True) -> None:
+        started = _attempt(subject.start, n, self.errors)
+        if started is None:
+            return
+        stopped = _attempt(subject.stop, started[1], self.errors)
+        if keep:
+            self.starts.append(started[0])
+            self.stops += [stopped] if stopped is not None else []
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "start": summary(self.starts),
+            "stop": summary(self.stops),
+            "start_samples_ms": [s * 1000 for s in self.starts],
+            "stop_samples_ms": [s * 1000 for s in self.stops],
+            "errors": self.errors,
+        }
+
+
+def sequential(subjects: dict[str, Subject], runs: int) -> dict[str, dict[str, Any]]:
+    """`runs` start/stop pairs per subject, one after another, after one warm-up pair each.
+    Subjects take turns (in alternating order), so a change in the machine's load during
+    the run weighs on all of them alike."""
+    tallies = {key: _Sequential() for key in subjects}
+    for key, subject in subjects.items():
+        tallies[key].pair(subject, -1, keep=False)
     for n in range(runs):
-        took, handle = subject.start(n)
-        starts.append(took)
-        stops.append(subject.stop(handle))
-    return {
-        "start_p50_ms": ms(starts, 50),
-        "start_p95_ms": ms(starts, 95),
-        "stop_p50_ms": ms(stops, 50),
-        "stop_p95_ms": ms(stops, 95),
-    }
+        order = list(subjects) if n % 2 == 0 else list(reversed(subjects))
+        for key in order:
+            tallies[key].pair(subjects[key], n)
+    return {key: tally.result() for key, tally in tallies.items()}
 
 
-def parallel(subject: Any, width: int) -> dict[str, float]:
+def parallel(subject: Subject, width: int) -> dict[str, Any]:
+    """`width` starts at once; throughput counts the starts that succeeded, over the wall time
+    until the last one's port accepted. Then all are stopped at once."""
+    errors: list[str] = []
     t0 = time.perf_counter()
     with ThreadPoolExecutor(width) as pool:
-        results = list(pool.map(subject.start, range(width)))
+        results = list(pool.map(lambda n: _attempt(subject.start, n, errors), range(width)))
     wall = time.perf_counter() - t0
+    started = [r for r in results if r is not None]
     with ThreadPoolExecutor(width) as pool:
-        list(pool.map(subject.stop, [handle for _, handle in results]))
-    took = [t for t, _ in results]
+        stops = list(pool.map(lambda h: _attempt(subject.stop, h, errors), [h for _, h in started]))
+    took = [t for t, _ in started]
     return {
         "parallel": width,
-        "starts_per_second": width / wall,
-        "start_p50_ms": ms(took, 50),
-        "start_p99_ms": ms(took, 99),
-        "failures": 0,
+        "starts_per_second": len(started) / wall,
+        "wall_s": wall,
+        **{f"start_{k}": v for k, v in summary(took).items() if k != "n"},
+        "stop_p50_ms": summary([s for s in stops if s is not None]).get("p50_ms"),
+        "failures": width - len(started),
+        "errors": errors,
     }
+
+
+def measure(subjects: dict[str, Subject], runs: int, widths: list[int]) -> dict[str, dict[str, Any]]:
+    """The sequential part, then the sweep (each width: every subject in turn)."""
+    print(f"  measuring {', '.join(subjects)} ...", file=sys.stderr, flush=True)
+    results = {key: {"sequential": seq} for key, seq in sequential(subjects, runs).items()}
+    for key in subjects:
+        results[key]["sweep"] = []
+    for width in widths:
+        for key, subject in subjects.items():
+            results[key]["sweep"].append(parallel(subject, width))
+    return results
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+@contextmanager
+def subjects(api: docker.APIClient, run_id: str) -> Iterator[dict[str, Subject | None]]:
+    """The start methods by key (report.SERIES); None keeps the slot of one not measured yet.
+    The Swarm service is measured by `run()`, inside its own session."""
+    workdir = Path(tempfile.mkdtemp(prefix="instancer-bench-"))
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        service = Service(workdir)
+        stack.callback(remove_labelled, api, labels.DEPLOYMENT, service.server.deployment)
+        stack.callback(service.close)
+        yield {"baseline_sdk": Baseline(api, run_id), "service_cold": service, "service_warm": None}
+
+
+def run(runs: int, widths: list[int], *, swarm_init: bool) -> dict[str, Any]:
+    """Every start method, one after another on this engine; the results by method."""
+    api, run_id = engine_client(), secrets.token_hex(4)
+    series: dict[str, Any] = {}
+    try:
+        with subjects(api, run_id) as chosen:
+            measured = {key: subject for key, subject in chosen.items() if subject is not None}
+            series |= {key: {"skipped": WARM_PENDING} for key in chosen if key not in measured}
+            series |= measure(measured, runs, widths)
+        with swarm_session(api, run_id, init=swarm_init) as session:
+            if session.skipped:
+                series["swarm_service"] = {"skipped": session.skipped}
+            else:
+                swarm = SwarmService(api, run_id, image=IMAGE, port=PORT)
+                series |= measure({"swarm_service": swarm}, runs, widths)
+                series["swarm_service"]["swarm"] = session.describe()
+        series["swarm_service"]["errors"] = session.errors  # leaving the swarm may add some
+    finally:
+        remove_labelled(api, RUN_LABEL, run_id)
+    return {"image": IMAGE, "runs": runs, "widths": widths, "series": series}
+
+
+def remove_labelled(api: docker.APIClient, key: str, value: str) -> int:
+    """Remove whatever containers and networks still carry key=value: a run that was
+    interrupted leaves nothing behind on a shared engine."""
+    selector = {"label": [f"{key}={value}"]}
+    removed = 0
+    for c in api.containers(all=True, filters=selector):
+        api.remove_container(c["Id"], force=True, v=True)
+        removed += 1
+    for n in api.networks(filters=selector):
+        api.remove_network(n["Id"])
+        removed += 1
+    return removed
+
+
+def errors_of(result: dict[str, Any]) -> list[str]:
+    """Every failed start or stop of the run, prefixed with its method."""
+    found = []
+    for key, s in result["series"].items():
+        for part in [s, s.get("sequential", {}), *s.get("sweep", [])]:
+            found += [f"{key}: {e}" for e in part.get("errors", [])]
+    return found
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--sweep", default="1,10,50")
+    add_arguments(parser)
+    report.add_results_argument(parser)
     args = parser.parse_args()
-    widths = [int(w) for w in args.sweep.split(",")]
-    baseline, service = Baseline(), Service(Path(tempfile.mkdtemp(prefix="instancer-bench-")))
-    try:
-        result: dict[str, Any] = {
-            "benchmark": "starts",
-            "commit": _commit(),
-            "image": IMAGE,
-            "runs": args.runs,
-        }
-        for name, subject in (("baseline_sdk", baseline), ("service_api", service)):
-            result[name] = {
-                "sequential": sequential(subject, args.runs),
-                "sweep": [parallel(subject, w) for w in widths],
-            }
-    finally:
-        service.close()
-    report(result, widths)
-    return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: leave the engine as found
 
-
-def report(result: dict[str, Any], widths: list[int]) -> None:
-    b, s = result["baseline_sdk"], result["service_api"]
-    ratios = {
-        "start_p50": s["sequential"]["start_p50_ms"] / b["sequential"]["start_p50_ms"],
-        "stop_p50": s["sequential"]["stop_p50_ms"] / b["sequential"]["stop_p50_ms"],
-        **{
-            f"throughput_{w}": sw["starts_per_second"] / bw["starts_per_second"]
-            for w, sw, bw in zip(widths, s["sweep"], b["sweep"], strict=True)
-        },
+    result = {
+        "benchmark": "starts",
+        "commit": commit(),
+        **run(args.runs, widths_of(args), swarm_init=args.swarm_init),
     }
-    result["ratios_service_over_baseline"] = ratios
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "starts.json").write_text(json.dumps(result, indent=2))
-    print(f"cold start, {result['runs']} sequential runs ({result['image']}):")
-    for name, r in (("Docker SDK alone", b), ("through the service", s)):
-        q = r["sequential"]
-        print(
-            f"  {name:20s} start p50 {q['start_p50_ms']:6.0f} ms  p95 {q['start_p95_ms']:6.0f} ms   "
-            f"stop p50 {q['stop_p50_ms']:6.0f} ms"
-        )
-    print(
-        f"  ratio start p50 {ratios['start_p50']:.2f}x (target <= 1.25), stop p50 {ratios['stop_p50']:.2f}x"
+    report.write(args.results_dir, "starts", result)
+    report.print_starts(result)
+    report.chart(args.results_dir, "starts", result)
+    report.print_acceptance(result)
+    return 1 if report.print_errors(errors_of(result)) else 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=int, default=20, help="sequential start/stop pairs per method")
+    parser.add_argument("--sweep", default="1,10,50", help="starts at once, comma-separated")
+    parser.add_argument(
+        "--swarm-init",
+        action="store_true",
+        help="if the engine is not in swarm mode, make it a single-node swarm for this run only "
+        "(address pool 10.203.0.0/16), and leave the swarm afterwards",
     )
-    for w, sw, bw in zip(widths, s["sweep"], b["sweep"], strict=True):
-        print(
-            f"  {w:3d} in parallel: SDK {bw['starts_per_second']:5.1f}/s p99 {bw['start_p99_ms']:6.0f} ms | "
-            f"service {sw['starts_per_second']:5.1f}/s p99 {sw['start_p99_ms']:6.0f} ms | "
-            f"throughput ratio {ratios[f'throughput_{w}']:.2f}"
-        )
-    _chart(result, widths)
 
 
-def _chart(result: dict[str, Any], widths: list[int]) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("  (no chart: matplotlib is not installed)")
-        return
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, label in (("baseline_sdk", "Docker SDK alone"), ("service_api", "through the service")):
-        ax.plot(widths, [r["starts_per_second"] for r in result[name]["sweep"]], marker="o", label=label)
-    ax.set_xlabel("starts in parallel")
-    ax.set_ylabel("starts per second (until the port accepts)")
-    ax.set_title(f"Cold starts, commit {result['commit'][:8]}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / "starts.png", dpi=100)
-    print(f"  chart: {RESULTS / 'starts.png'}")
-
-
-def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
+def widths_of(args: argparse.Namespace) -> list[int]:
+    return [int(w) for w in args.sweep.split(",")]
 
 
 if __name__ == "__main__":
