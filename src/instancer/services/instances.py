@@ -632,7 +632,8 @@ class InstanceService:
         # new generation, which the compare-and-set in _mark_lost/_recreate then refuses.
         with self._store.read() as tx:
             live = tx.find(InstanceFilter(states=frozenset({State.RUNNING})), per_page=100_000).items
-            expected = {i.id: _container_count(tx.instance_spec(i.id)) for i in live}
+            counts = tx.container_counts(frozenset({State.RUNNING}))
+        expected = {i.id: counts.get(i.id, 1) for i in live}
         listed_at = self._clock.now()
         try:
             observed = self._backend.list_managed()
@@ -727,10 +728,6 @@ class InstanceService:
     def remove_orphans(self, *, grace_seconds: float = 60.0) -> int:
         """Remove engine objects with our labels whose instance holds no live record."""
         return self._remove_orphans(self._backend.list_managed(), self._clock.now(), grace_seconds)
-
-
-def _container_count(spec: ChallengeSpec | None) -> int:
-    return len(spec.containers) if spec is not None else 1
 
 
 def _final_state_of(stopping: Instance) -> State:

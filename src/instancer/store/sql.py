@@ -7,6 +7,7 @@ one writer at a time, across threads and replicas alike.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -189,6 +190,13 @@ class SqlTx:
     def instance_spec(self, instance_id: str) -> ChallengeSpec | None:
         body = self._s.scalar(select(InstanceRow.spec).where(InstanceRow.id == instance_id))
         return None if body is None else ChallengeSpec.model_validate_json(body)
+
+    def container_counts(self, states: frozenset[State]) -> dict[str, int]:
+        q = select(InstanceRow.id, InstanceRow.spec).where(InstanceRow.state.in_(_names(states)))
+        # Plain JSON, not a validated spec: the reconcile needs a count, every few seconds.
+        return {
+            i: len(json.loads(spec).get("containers", ())) or 1 for i, spec in self._s.execute(q).tuples()
+        }
 
     def get_instance(self, instance_id: str) -> Instance | None:
         row = self._s.get(InstanceRow, instance_id)
