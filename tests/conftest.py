@@ -33,6 +33,7 @@ ADMIN_TOKEN = "admin-token-0123456789abc"
 FLAG_KEYS = "k1:" + "A" * 43 + "="  # a fixed 32-byte test key (all zero bits)
 DEMO_WEB_IMAGE = "instancer/demo-web:latest"
 DEMO_TCP_IMAGE = "instancer/demo-tcp:latest"
+DEMO_DUO_IMAGE = "instancer/demo-duo:latest"
 _REQUIRED = set(filter(None, os.environ.get("INSTANCER_TEST_REQUIRE", "").split(",")))
 
 
@@ -133,7 +134,7 @@ def docker_ready() -> None:
     probe = DockerBackend(base_url=docker_host(), deployment="probe")
     try:
         probe.ping()
-        for image in (DEMO_WEB_IMAGE, DEMO_TCP_IMAGE):
+        for image in (DEMO_WEB_IMAGE, DEMO_TCP_IMAGE, DEMO_DUO_IMAGE):
             probe.api.inspect_image(image)
     except Exception as exc:
         _missing(

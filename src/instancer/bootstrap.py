@@ -51,6 +51,8 @@ def policy_of(settings: Settings) -> Policy:
     return Policy(
         per_owner=settings.per_owner_limit,
         capacity=settings.capacity,
+        capacity_memory_mib=settings.capacity_memory_mib,
+        capacity_cpus=settings.capacity_cpus,
         cooldown_seconds=settings.cooldown_seconds,
         extension_interval_seconds=settings.extension_interval_seconds,
         ready_timeout_seconds=settings.ready_timeout_seconds,

@@ -128,6 +128,22 @@ class Settings(BaseSettings):
         description="Live instances per owner, across challenges (per challenge: limits.per_owner).",
     )
     capacity: int = Field(default=500, ge=1, description="Live instances in all, across owners.")
+    capacity_memory_mib: int | None = Field(
+        default=None,
+        ge=16,
+        description=(
+            "Cap on the memory limits (resources.memory_mib) of all containers of occupying instances, "
+            "summed, MiB. Unset: no cap."
+        ),
+    )
+    capacity_cpus: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Cap on the CPU limits (resources.cpus) of all containers of occupying instances, summed, "
+            "cores. Unset: no cap."
+        ),
+    )
     cooldown_seconds: float = Field(
         default=5.0,
         ge=0,

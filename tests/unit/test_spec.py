@@ -80,3 +80,41 @@ def test_errors_never_echo_the_input() -> None:
     with pytest.raises(ValidationFailed) as caught:
         parse_spec({"id": "a", "image": "x", "env": {"K": 12345678}})
     assert "12345678" not in str(caught.value.details)
+
+
+def test_healthcheck_has_quick_defaults_and_is_allowed_in_the_short_form() -> None:
+    spec = parse_spec({"id": "a", "image": "i", "healthcheck": {"command": ["nc", "-z", "127.0.0.1", "80"]}})
+    check = spec.containers[0].healthcheck
+    assert check is not None and check.command == ("nc", "-z", "127.0.0.1", "80")
+    assert (check.interval_seconds, check.timeout_seconds, check.start_period_seconds, check.retries) == (
+        1.0,
+        5.0,
+        0.0,
+        3,
+    )
+    assert parse_spec({"id": "a", "image": "i"}).containers[0].healthcheck is None
+
+
+@pytest.mark.parametrize(
+    ("check", "where"),
+    [
+        ({}, "command"),
+        ({"command": []}, "command"),
+        ({"command": ["true"], "interval_seconds": 0.01}, "interval_seconds"),
+        ({"command": ["true"], "timeout_seconds": 0}, "timeout_seconds"),
+        ({"command": ["true"], "start_period_seconds": -1}, "start_period_seconds"),
+        ({"command": ["true"], "retries": 0}, "retries"),
+        ({"command": ["true"], "retries": "3"}, "retries"),
+        ({"command": ["true"], "shell": "x"}, "shell"),
+        ({"command": ["a\0b"]}, "NUL"),
+    ],
+)
+def test_bad_healthchecks_are_refused(check: dict, where: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse_spec({"id": "a", "containers": [{"image": "i", "healthcheck": check}]})
+    assert any(where in f"{e['loc']} {e['message']}" for e in caught.value.details["errors"])
+
+
+def test_the_short_form_has_no_depends_on() -> None:
+    with pytest.raises(ValidationFailed):
+        parse_spec({"id": "a", "image": "i", "depends_on": []})

@@ -107,3 +107,9 @@ class BackendRejected(BackendError):
     """The engine refused the request for a reason retrying will not fix."""
 
     code = "ENGINE_REJECTED"
+
+
+class ContainerUnhealthy(BackendError):
+    """A container others depend on turned unhealthy, or was not healthy in time, during a start."""
+
+    code = "CONTAINER_UNHEALTHY"

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from .capacity import Footprint
 from .model import Allocation, FlagShare, Instance, Route, State
-from .spec import ChallengeSpec
+from .spec import ChallengeSpec, Healthcheck
 
 
 class Clock(Protocol):
@@ -53,11 +54,17 @@ class ContainerPlan:
     files: tuple[FileInject, ...] = ()
     #: every exposed container port (published or proxied): probed for readiness, routed to
     exposed: tuple[int, ...] = ()
+    #: containers of the plan started before this one; those with a healthcheck must be healthy
+    depends_on: tuple[str, ...] = ()
+    healthcheck: Healthcheck | None = None
 
 
 @dataclass(frozen=True)
 class LaunchPlan:
-    """Everything an engine needs to run one generation of one instance."""
+    """Everything an engine needs to run one generation of one instance.
+
+    `containers` are in start order: each after the containers it depends on.
+    """
 
     instance_id: str
     generation: int
@@ -65,6 +72,8 @@ class LaunchPlan:
     owner: str
     expires_at: datetime
     containers: tuple[ContainerPlan, ...]
+    #: how long one start may wait, in all, for dependencies to become healthy
+    healthy_timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -103,10 +112,12 @@ class Backend(Protocol):
         """Raises BackendUnavailable when the engine cannot be reached."""
 
     def start(self, plan: LaunchPlan) -> Launched:
-        """Create the private network and the containers, and start them.
+        """Create the private network and the containers, and start them in the plan's order;
+        a container whose dependency has a healthcheck starts once that dependency is healthy.
 
         Raises:
-            BackendUnavailable, ImageMissing, PortUnavailable, BackendRejected.
+            BackendUnavailable, ImageMissing, PortUnavailable, BackendRejected,
+            ContainerUnhealthy (a dependency turned unhealthy or was not healthy in time).
         """
         ...
 
@@ -239,6 +250,11 @@ class Tx(Protocol):
     def live_of_owner(self, owner: str) -> list[Instance]: ...
     def count_occupying(self, challenge_id: str | None = None) -> int:
         """Instances whose containers may exist (all, or of one challenge)."""
+        ...
+
+    def occupying_footprint(self) -> Footprint:
+        """The resource limits of every occupying instance's containers, summed (from the
+        spec each instance started from)."""
         ...
 
     def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page: ...

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from ..domain.capacity import Footprint, footprint_of
 from ..domain.errors import PortsExhausted, StoreUnavailable
 from ..domain.model import OCCUPYING_STATES, Allocation, FlagShare, Instance, Route, State
 from ..domain.ports import (
@@ -215,6 +216,15 @@ class SqlTx:
         if challenge_id is not None:
             q = q.where(InstanceRow.challenge_id == challenge_id)
         return int(self._s.scalar(q) or 0)
+
+    def occupying_footprint(self) -> Footprint:
+        # Summed here, from each instance's own spec: the spec it started from is what holds
+        # the engine's memory, whatever the challenge's current one says.
+        q = select(InstanceRow.spec).where(InstanceRow.state.in_(_names(OCCUPYING_STATES)))
+        total = Footprint()
+        for body in self._s.scalars(q):
+            total += footprint_of(ChallengeSpec.model_validate_json(body))
+        return total
 
     def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page:
         offset = (page - 1) * per_page
