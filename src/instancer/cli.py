@@ -1,7 +1,8 @@
-"""The `instancer` command: serve, manage challenges and instances, migrate, check the config.
+"""The `instancer` command: serve, manage challenges and instances, migrate, check the config,
+and keep the host firewall that isolates instances.
 
 Commands other than `serve` act on the database and engine directly, so they work
-whether or not a server is running.
+whether or not a server is running. `new-flag-key` and `firewall` need no settings.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from .vault.aesgcm import new_key_spec
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.run is None:  # new-flag-key needs no settings: it makes the first one
-        print(new_key_spec(args.key_id))
-        return 0
+    if args.run is None:  # needs no settings: new-flag-key makes the first one; firewall is host setup
+        try:
+            return int(args.bare(args))
+        except InstancerError as exc:
+            print(f"error {exc.code}: {exc.message}", file=sys.stderr)
+            return 1
     try:
         settings = Settings()  # read from the environment
     except ValidationError as exc:
@@ -56,7 +60,17 @@ def _parser() -> argparse.ArgumentParser:
 
     new_key = sub.add_parser("new-flag-key", help="print a fresh INSTANCER_FLAG_KEYS entry (id:base64key)")
     new_key.add_argument("key_id")
-    new_key.set_defaults(run=None)
+    new_key.set_defaults(run=None, bare=_new_flag_key)
+
+    firewall = sub.add_parser(
+        "firewall", help="the host firewall rules that isolate instances (root)"
+    ).add_subparsers(required=True)
+    for name, run, text in (
+        ("apply", _firewall_apply, "put the rules in force (idempotent)"),
+        ("check", _firewall_check, "say whether the rules are in force; exit 1 if not"),
+        ("remove", _firewall_remove, "remove the rules (instances are no longer isolated)"),
+    ):
+        firewall.add_parser(name, help=text).set_defaults(run=None, bare=run)
 
     serve = sub.add_parser("serve", help="run the HTTP API and the reaper")
     serve.add_argument("--host", default="127.0.0.1")
@@ -98,6 +112,37 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _new_flag_key(args: argparse.Namespace) -> int:
+    print(new_key_spec(args.key_id))
+    return 0
+
+
+def _firewall_apply(_: argparse.Namespace) -> int:
+    changes = bootstrap.host_firewall().apply()
+    print("\n".join(changes) if changes else "the isolation rules were already in force")
+    return 0
+
+
+def _firewall_check(_: argparse.Namespace) -> int:
+    firewall = bootstrap.host_firewall()
+    problems = firewall.problems()
+    for problem in problems:
+        print(f"not in force: {problem}")
+    if problems:
+        print("run `instancer firewall apply` (as root) to fix", file=sys.stderr)
+        return 1
+    for rule, packets in firewall.dropped().items():
+        print(f"{packets:>10} packets dropped by {rule}")
+    print("the isolation rules are in force")
+    return 0
+
+
+def _firewall_remove(_: argparse.Namespace) -> int:
+    changes = bootstrap.host_firewall().remove()
+    print("\n".join(changes) if changes else "no isolation rules were in force")
+    return 0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     service = bootstrap.build(settings)
     bootstrap.upgrade_database(service)
@@ -106,6 +151,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     except InstancerError:
         print(_no_engine(settings), file=sys.stderr)
         return 1
+    service.isolation.at_start()  # raises in enforce mode when it cannot: refuse to serve
     app = bootstrap.app_of(service)
     uvicorn.run(
         app,
@@ -196,7 +242,23 @@ def _check_config(settings: Settings, _: argparse.Namespace) -> int:
         except InstancerError as exc:
             ok = False
             print(f"{name}: {exc.code}: {exc.message}")
-    return 0 if ok else 1
+    return 0 if _check_isolation(service) and ok else 1
+
+
+def _check_isolation(service: bootstrap.Service) -> bool:
+    """Rules not yet in force are fine in enforce mode (serve applies them); unreadable ones are not."""
+    mode = service.isolation.mode
+    try:
+        problems = service.isolation.problems()
+    except InstancerError as exc:
+        print(f"isolation: {exc.code}: {exc.message}")
+        return mode != "enforce"
+    if mode == "off" or not problems:
+        print(f"isolation: {'off' if mode == 'off' else 'ok'}")
+        return True
+    then = "`serve` applies them at start" if mode == "enforce" else "run `instancer firewall apply` as root"
+    print(f"isolation: not in force ({'; '.join(problems)}); {then}")
+    return True
 
 
 def _ready(settings: Settings) -> bootstrap.Service:

@@ -54,7 +54,11 @@ class ContainerPlan:
 
 @dataclass(frozen=True)
 class LaunchPlan:
-    """Everything an engine needs to run one generation of one instance."""
+    """Everything an engine needs to run one generation of one instance.
+
+    `egress`: whether its containers may open connections beyond the machine (the
+    challenge spec's `egress`); never to the host or other instances either way.
+    """
 
     instance_id: str
     generation: int
@@ -62,6 +66,7 @@ class LaunchPlan:
     owner: str
     expires_at: datetime
     containers: tuple[ContainerPlan, ...]
+    egress: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,31 @@ class Backend(Protocol):
 
     def list_managed(self) -> list[Observed]:
         """Every container and network of this deployment, by label (no per-object inspect)."""
+        ...
+
+
+# --- Host isolation ----------------------------------------------------------------
+
+
+class HostFirewall(Protocol):
+    """The host's packet filter rules that keep instances from the host, from each other and,
+    unless their challenge allows egress, from the internet. Both methods are idempotent.
+    """
+
+    def apply(self) -> list[str]:
+        """Put the rules in force; return what had to change (empty when nothing did).
+
+        Raises:
+            IsolationUnavailable: the rules cannot be read or written here.
+        """
+        ...
+
+    def problems(self) -> list[str]:
+        """What is missing or out of place; empty when the rules are in force.
+
+        Raises:
+            IsolationUnavailable: the rules cannot be read here.
+        """
         ...
 
 

@@ -763,4 +763,5 @@ def _plan(spec: ChallengeSpec, instance: Instance, flag: str) -> LaunchPlan:
         owner=instance.owner,
         expires_at=instance.expires_at,
         containers=containers,
+        egress=spec.egress,
     )
