@@ -114,6 +114,9 @@ class Service:
             "INSTANCER_COOLDOWN_SECONDS": "0",
             "INSTANCER_CAPACITY": "1000",
             "INSTANCER_LOG_LEVEL": "WARNING",
+            # The host firewall is not under test here; `enforce` would change the shared
+            # host's iptables and outlive the process (tests/integration/test_isolation.py).
+            "INSTANCER_ISOLATION": "off",
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "instancer.cli", "serve", "--port", str(self.port)],

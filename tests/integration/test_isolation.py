@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,18 @@ def _tx_packets(interface: str) -> int:
     return int(Path(f"/sys/class/net/{interface}/statistics/tx_packets").read_text())
 
 
+def _settled_tx_packets(interface: str) -> int:
+    """The counter once the controls' last packets (their connections' closing FINs, forwarded
+    just after `nc` exits) are out, so that any later packet would be the probe's."""
+    last = _tx_packets(interface)
+    for _ in range(20):
+        time.sleep(0.3)
+        if (now := _tx_packets(interface)) == last:
+            return now
+        last = now
+    raise AssertionError(f"{interface} never went quiet")
+
+
 # Rules (without `-A CHAIN`) whose counters the tests read.
 CLOSED_FORWARD = "-i ib-+ -j DROP"
 OPEN_TO_INSTANCES = "-i ie-+ -o ib-+ -j DROP"
@@ -210,7 +223,7 @@ def test_outbound_connections_are_dropped_unless_the_spec_turns_egress_on(
     opened = _start(service, "iso-open", "team-e").main
     assert reaches(api, control.id, lab.outside_ip, lab.port, lab.token)  # control
 
-    sent_before = _tx_packets(lab.host_if)
+    sent_before = _settled_tx_packets(lab.host_if)
     with _drops(isolation_rules) as dropped:
         assert not reaches(api, closed.id, lab.outside_ip, lab.port, lab.token)
     assert dropped[f"{isolation_rules.forward_chain} {CLOSED_FORWARD}"] > 0
@@ -226,7 +239,7 @@ def test_egress_on_instances_reach_no_private_or_link_local_address(
     targets = [lab.link_local_ip, lab.private_ip]  # as cloud metadata and a neighbour would be
     assert reach_all(api, [(control.id, t, lab.port, lab.token) for t in targets]) == [True, True]
 
-    sent_before = _tx_packets(lab.host_if)
+    sent_before = _settled_tx_packets(lab.host_if)
     with _drops(isolation_rules) as dropped:
         assert reach_all(api, [(opened.id, t, lab.port, lab.token) for t in targets]) == [False, False]
     assert dropped[f"{isolation_rules.forward_chain} -d 169.254.0.0/16 -i ie-+ -j DROP"] > 0
