@@ -97,6 +97,9 @@ class Server:
             "INSTANCER_FLAG_KEYS": self.flag_keys,
             "INSTANCER_DEPLOYMENT": "bench" + secrets.token_hex(3),
             "INSTANCER_LOG_LEVEL": "WARNING",
+            # The host firewall is not under test here; `enforce` would change the shared
+            # host's iptables and outlive the process (tests/integration/test_isolation.py).
+            "INSTANCER_ISOLATION": "off",
             **env,
         }
         self.deployment = full["INSTANCER_DEPLOYMENT"]

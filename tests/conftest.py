@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -25,6 +26,7 @@ from sqlalchemy import create_engine, text
 from instancer import bootstrap
 from instancer.backends.docker import DockerBackend
 from instancer.backends.fake import FakeBackend
+from instancer.backends.firewall import IptablesFirewall
 from instancer.domain.ports import Backend
 from instancer.settings import Settings
 
@@ -88,6 +90,9 @@ def make_settings(db_url: str) -> Callable[..., Settings]:
             "cooldown_seconds": 0,
             "extension_interval_seconds": 0,
             "deployment": "t" + secrets.token_hex(4),
+            # The host firewall is shared by every test on this machine: the isolation tests
+            # put it in force themselves (the `isolation_rules` fixture), no service does.
+            "isolation": "off",
         }
         values.update(overrides)
         return Settings(**values)
@@ -164,6 +169,27 @@ def docker_service(
         leftovers = backend.list_managed()
         for instance_id in {o.instance_id for o in leftovers}:
             backend.stop(instance_id)
+
+
+@pytest.fixture(scope="session")
+def firewall_restored(docker_ready: None) -> Iterator[IptablesFirewall]:
+    """The host's real isolation rules, as they were before the session once it ends: removed
+    if they were not in force then (a service under test may apply them)."""
+    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("iptables", "ip", "nsenter")):
+        _missing("docker", "the isolation tests need root, iptables, ip and nsenter")
+    firewall = IptablesFirewall()
+    in_force_before = firewall.problems() == []
+    yield firewall
+    if not in_force_before:
+        firewall.remove()
+
+
+@pytest.fixture(scope="session")
+def isolation_rules(firewall_restored: IptablesFirewall) -> IptablesFirewall:
+    """The real isolation rules, in force for the rest of the session."""
+    firewall_restored.apply()
+    assert firewall_restored.problems() == []
+    return firewall_restored
 
 
 # --- Live HTTP server -------------------------------------------------------------------

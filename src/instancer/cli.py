@@ -1,7 +1,8 @@
-"""The `instancer` command: serve, manage challenges and instances, migrate, check the config.
+"""The `instancer` command: serve, manage challenges and instances, migrate, check the config,
+and keep the host firewall that isolates instances.
 
 Commands other than `serve` act on the database and engine directly, so they work
-whether or not a server is running.
+whether or not a server is running. `new-flag-key` and `firewall` need no settings.
 """
 
 from __future__ import annotations
@@ -65,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     new_key = sub.add_parser("new-flag-key", help="print a fresh INSTANCER_FLAG_KEYS entry (id:base64key)")
     new_key.add_argument("key_id")
     new_key.set_defaults(run=None, standalone=_new_flag_key)
+
+    firewall = sub.add_parser(
+        "firewall", help="the host firewall rules that isolate instances (root)"
+    ).add_subparsers(required=True)
+    for name, run, text in (
+        ("apply", _firewall_apply, "put the rules in force (idempotent)"),
+        ("check", _firewall_check, "say whether the rules are in force; exit 1 if not"),
+        ("remove", _firewall_remove, "remove the rules (instances are no longer isolated)"),
+    ):
+        firewall.add_parser(name, help=text).set_defaults(run=None, standalone=run)
 
     serve = sub.add_parser("serve", help="run the HTTP API and the reaper")
     serve.add_argument("--host", default="127.0.0.1")
@@ -189,6 +200,32 @@ _ComposeLoader.add_implicit_resolver(
 )
 
 
+def _firewall_apply(_: argparse.Namespace) -> int:
+    changes = bootstrap.host_firewall().apply()
+    print("\n".join(changes) if changes else "the isolation rules were already in force")
+    return 0
+
+
+def _firewall_check(_: argparse.Namespace) -> int:
+    firewall = bootstrap.host_firewall()
+    problems = firewall.problems()
+    for problem in problems:
+        print(f"not in force: {problem}")
+    if problems:
+        print("run `instancer firewall apply` (as root) to fix", file=sys.stderr)
+        return 1
+    for rule, packets in firewall.dropped().items():
+        print(f"{packets:>10} packets dropped by {rule}")
+    print("the isolation rules are in force")
+    return 0
+
+
+def _firewall_remove(_: argparse.Namespace) -> int:
+    changes = bootstrap.host_firewall().remove()
+    print("\n".join(changes) if changes else "no isolation rules were in force")
+    return 0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     service = bootstrap.build(settings)
     bootstrap.upgrade_database(service)
@@ -197,6 +234,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     except InstancerError:
         print(_no_engine(settings), file=sys.stderr)
         return 1
+    service.isolation.at_start()  # raises in enforce mode when it cannot: refuse to serve
     app = bootstrap.app_of(service)
     logging.getLogger("uvicorn.access").addFilter(_QuietRoutePolls())
     uvicorn.run(
@@ -316,7 +354,23 @@ def _check_config(settings: Settings, _: argparse.Namespace) -> int:
         except InstancerError as exc:
             ok = False
             print(f"{name}: {exc.code}: {exc.message}")
-    return 0 if ok else 1
+    return 0 if _check_isolation(service) and ok else 1
+
+
+def _check_isolation(service: bootstrap.Service) -> bool:
+    """Rules not yet in force are fine in enforce mode (serve applies them); unreadable ones are not."""
+    mode = service.isolation.mode
+    try:
+        problems = service.isolation.problems()
+    except InstancerError as exc:
+        print(f"isolation: {exc.code}: {exc.message}")
+        return mode != "enforce"
+    if mode == "off" or not problems:
+        print(f"isolation: {'off' if mode == 'off' else 'ok'}")
+        return True
+    then = "`serve` applies them at start" if mode == "enforce" else "run `instancer firewall apply` as root"
+    print(f"isolation: not in force ({'; '.join(problems)}); {then}")
+    return True
 
 
 def _ready(settings: Settings) -> bootstrap.Service:

@@ -66,6 +66,16 @@ class Settings(BaseSettings):
         ),
     )
 
+    isolation: Literal["enforce", "check", "off"] = Field(
+        default="enforce",
+        description=(
+            "The host firewall that keeps instances from the host, each other and (unless their "
+            "spec says `egress: true`) the internet: `enforce` applies it at start (refusing to start "
+            "when it cannot: needs root or CAP_NET_ADMIN) and repairs it on every reconcile; `check` "
+            "only warns when it is not in force; `off` does nothing. Ignored with the fake backend."
+        ),
+    )
+
     # --- exposure ---------------------------------------------------------------
     public_host: str = Field(
         default="localhost", description="Host name players connect to, shown in connection info."

@@ -22,6 +22,7 @@ def test_short_form_becomes_one_container_with_documented_defaults() -> None:
     )
     assert spec.flag.env == "FLAG"
     assert c.cap_add == ()
+    assert spec.egress is False  # no way out unless the organiser says so
 
 
 def test_long_form_holds_several_containers() -> None:
@@ -61,6 +62,7 @@ def test_url_id_fills_a_missing_id() -> None:
         ({"id": "a", "containers": [{"name": "x", "image": "a"}, {"name": "x", "image": "b"}]}, "unique"),
         ({"id": "a", "containers": []}, "containers"),
         ({"id": "a", "image": "a; rm -rf /"}, "image"),
+        ({"id": "a", "image": "a", "egress": "yes"}, "egress"),  # a boolean, not something truthy
         ("not a mapping", "(root)"),
     ],
 )

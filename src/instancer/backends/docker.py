@@ -1,5 +1,8 @@
 """The single-host backend: one Docker engine, one private bridge network per instance.
 
+Each network's Linux bridge is named by `bridges.bridge_name`, whose prefix is what the
+host firewall (`firewall.py`, applied apart from this module) matches to isolate it.
+
 Uses docker-py's low-level `APIClient` (no implicit inspects after create, no implicit
 pulls). Every docker/requests exception is translated here, once, into the domain's
 backend errors; none crosses this module's edge.
@@ -33,7 +36,7 @@ from ..domain.errors import (
 )
 from ..domain.ports import ContainerPlan, FileInject, Launched, LaunchPlan, Observed, RouteTarget
 from ..domain.spec import Healthcheck
-from . import labels
+from . import bridges, labels
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +112,18 @@ class DockerBackend:
 
     def start(self, plan: LaunchPlan) -> Launched:
         network = f"inst-{plan.instance_id}-{plan.generation}"
+        bridge = bridges.bridge_name(
+            deployment=self._deployment,
+            instance_id=plan.instance_id,
+            generation=plan.generation,
+            egress=plan.egress,
+        )
         with translate_errors("create the network"):
             self.api.create_network(
                 network,
                 driver="bridge",
+                # The bridge's name prefix is what the host firewall's static rules match.
+                options={bridges.BRIDGE_NAME_OPTION: bridge},
                 labels=labels.for_network(plan, self._deployment),
                 check_duplicate=True,
             )

@@ -78,6 +78,13 @@ class FlagKeyUnavailable(InstancerError):
     code = "FLAG_KEY_UNAVAILABLE"
 
 
+class IsolationUnavailable(InstancerError):
+    """The host firewall rules that isolate instances cannot be read or put in force here
+    (no `iptables`, no privilege, or no Docker engine chains to hook into)."""
+
+    code = "ISOLATION_UNAVAILABLE"
+
+
 # --- Backend errors: raised by engine adapters, never carrying an SDK type. ---
 
 

@@ -64,6 +64,9 @@ class LaunchPlan:
     """Everything an engine needs to run one generation of one instance.
 
     `containers` are in start order: each after the containers it depends on.
+
+    `egress`: whether its containers may open connections beyond the machine (the
+    challenge spec's `egress`); never to the host or other instances either way.
     """
 
     instance_id: str
@@ -74,6 +77,7 @@ class LaunchPlan:
     containers: tuple[ContainerPlan, ...]
     #: how long one start may wait, in all, for dependencies to become healthy
     healthy_timeout_seconds: float = 30.0
+    egress: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,31 @@ class Backend(Protocol):
 
     def list_managed(self) -> list[Observed]:
         """Every container and network of this deployment, by label (no per-object inspect)."""
+        ...
+
+
+# --- Host isolation ----------------------------------------------------------------
+
+
+class HostFirewall(Protocol):
+    """The host's packet filter rules that keep instances from the host, from each other and,
+    unless their challenge allows egress, from the internet. Both methods are idempotent.
+    """
+
+    def apply(self) -> list[str]:
+        """Put the rules in force; return what had to change (empty when nothing did).
+
+        Raises:
+            IsolationUnavailable: the rules cannot be read or written here.
+        """
+        ...
+
+    def problems(self) -> list[str]:
+        """What is missing or out of place; empty when the rules are in force.
+
+        Raises:
+            IsolationUnavailable: the rules cannot be read here.
+        """
         ...
 
 

@@ -217,6 +217,14 @@ class ChallengeSpec(_Strict):
     lifetime: Lifetime = Lifetime()
     limits: Limits = Limits()
     flag: FlagSpec = FlagSpec()
+    egress: bool = Field(
+        strict=True,
+        default=False,
+        description=(
+            "Whether instances may open connections to the internet. Never to the host, other "
+            "instances, or private, loopback and link-local addresses."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -819,4 +819,5 @@ def _plan(spec: ChallengeSpec, instance: Instance, flag: str, *, healthy_timeout
         expires_at=instance.expires_at,
         containers=containers,
         healthy_timeout_seconds=healthy_timeout,
+        egress=spec.egress,
     )
