@@ -200,7 +200,7 @@ class SqlTx:
         }
 
     def get_instance(self, instance_id: str) -> Instance | None:
-        row = self._s.get(InstanceRow, instance_id)
+        row = self._s.execute(_GET_INSTANCE, {"id": instance_id}).first()
         return None if row is None else self._hydrate([row])[0]
 
     def live_instance(self, challenge_id: str, owner: str) -> Instance | None:
@@ -492,30 +492,37 @@ class SqlTx:
         rows = list(self._s.scalars(q.offset(offset).limit(limit)))
         return self._hydrate(rows)
 
-    def _hydrate(self, rows: list[InstanceRow]) -> list[Instance]:
-        """Rows to domain instances, loading every row's port allocations and routes in one
-        query each."""
+    def _hydrate(self, rows: Sequence[Any]) -> list[Instance]:
+        """Rows (ORM or plain) to domain instances, loading every row's port allocations and
+        routes in one query each, with statements built once (status lookups run this)."""
         ids = [r.id for r in rows]
         allocs: dict[str, list[Allocation]] = {}
         routes: dict[str, list[Route]] = {}
         if ids:
-            q = (
-                select(AllocationRow)
-                .where(AllocationRow.instance_id.in_(ids))
-                .order_by(AllocationRow.host_port)
-            )
-            for a in self._s.scalars(q):
+            for a in self._s.execute(_ALLOCATIONS_OF, {"ids": ids}):
                 allocs.setdefault(a.instance_id, []).append(
                     Allocation(a.container, a.container_port, Protocol(a.protocol), a.host_port)
                 )
-            by_slug = select(RouteRow).where(RouteRow.instance_id.in_(ids)).order_by(RouteRow.slug)
-            for route in self._s.scalars(by_slug):
+            for route in self._s.execute(_ROUTES_OF, {"ids": ids}):
                 routes.setdefault(route.instance_id, []).append(_route(route))
         return [_from_row(r, tuple(allocs.get(r.id, ())), tuple(routes.get(r.id, ()))) for r in rows]
 
 
-# The flag-verify path runs on every submission: its statements are built once (so their
-# cache keys are too) and return plain rows rather than ORM objects.
+# The flag-verify and status paths run on every submission and poll: their statements are
+# built once (so their cache keys are too) and return plain rows rather than ORM objects.
+_GET_INSTANCE = select(*(c for c in InstanceRow.__table__.c if c.name != "spec")).where(
+    InstanceRow.id == bindparam("id")
+)
+_ALLOCATIONS_OF = (
+    select(AllocationRow.__table__)
+    .where(AllocationRow.instance_id.in_(bindparam("ids", expanding=True)))
+    .order_by(AllocationRow.host_port)
+)
+_ROUTES_OF = (
+    select(RouteRow.__table__)
+    .where(RouteRow.instance_id.in_(bindparam("ids", expanding=True)))
+    .order_by(RouteRow.slug)
+)
 _CHALLENGE_EXISTS = select(ChallengeRow.id).where(ChallengeRow.id == bindparam("challenge_id"))
 _FIND_FLAGS = (
     select(
@@ -585,13 +592,11 @@ def _to_row(i: Instance) -> InstanceRow:
     )
 
 
-def _route(r: RouteRow) -> Route:
+def _route(r: Any) -> Route:
     return Route(r.slug, r.container, r.container_port, Expose(r.mode), r.target)
 
 
-def _from_row(
-    r: InstanceRow, allocations: tuple[Allocation, ...], routes: tuple[Route, ...] = ()
-) -> Instance:
+def _from_row(r: Any, allocations: tuple[Allocation, ...], routes: tuple[Route, ...] = ()) -> Instance:
     return Instance(
         id=r.id,
         challenge_id=r.challenge_id,
