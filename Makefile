@@ -35,11 +35,12 @@ test-plugin:
 chaos: venv
 	INSTANCER_CHAOS=full $(BIN)/pytest -q tests/chaos
 
-## Benchmarks; each prints its figures and writes JSON under benchmarks/results/.
+## Issue 8's benchmarks in one process and one run: figures, PASS/MISS ratios against the
+## baselines of the same run, JSON and a chart under benchmarks/results/. --swarm-init: if the
+## engine is in no swarm, make a single-node one for the Swarm part only, and leave it.
 bench: venv
-	$(BIN)/pip install -q 'matplotlib>=3.8'  # for the charts only
-	$(BIN)/python benchmarks/flags_verify.py
-	$(BIN)/python benchmarks/starts.py
+	$(BIN)/pip install -q 'matplotlib>=3.8'  # for the chart only
+	$(BIN)/python benchmarks/run.py --swarm-init
 
 ## Lint, types and the layering rules.
 check: venv

@@ -11,6 +11,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# iptables, for the isolation rules `instancer serve` keeps in the host's firewall (the
+# compose file gives this container the host's network and NET_ADMIN). Its flavour must be
+# the host engine's: nft or legacy (build argument IPTABLES).
+ARG IPTABLES=nft
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends iptables \
+    && update-alternatives --set iptables "/usr/sbin/iptables-${IPTABLES}" \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /opt/instancer
 COPY pyproject.toml README.md ./
 COPY src ./src

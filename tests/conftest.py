@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -25,6 +26,7 @@ from sqlalchemy import create_engine, text
 from instancer import bootstrap
 from instancer.backends.docker import DockerBackend
 from instancer.backends.fake import FakeBackend
+from instancer.backends.firewall import IptablesFirewall
 from instancer.domain.ports import Backend
 from instancer.settings import Settings
 
@@ -33,6 +35,7 @@ ADMIN_TOKEN = "admin-token-0123456789abc"
 FLAG_KEYS = "k1:" + "A" * 43 + "="  # a fixed 32-byte test key (all zero bits)
 DEMO_WEB_IMAGE = "instancer/demo-web:latest"
 DEMO_TCP_IMAGE = "instancer/demo-tcp:latest"
+DEMO_DUO_IMAGE = "instancer/demo-duo:latest"
 _REQUIRED = set(filter(None, os.environ.get("INSTANCER_TEST_REQUIRE", "").split(",")))
 
 
@@ -87,6 +90,9 @@ def make_settings(db_url: str) -> Callable[..., Settings]:
             "cooldown_seconds": 0,
             "extension_interval_seconds": 0,
             "deployment": "t" + secrets.token_hex(4),
+            # The host firewall is shared by every test on this machine: the isolation tests
+            # put it in force themselves (the `isolation_rules` fixture), no service does.
+            "isolation": "off",
         }
         values.update(overrides)
         return Settings(**values)
@@ -134,7 +140,7 @@ def docker_ready() -> None:
     probe = DockerBackend(base_url=docker_host(), deployment="probe")
     try:
         probe.ping()
-        for image in (DEMO_WEB_IMAGE, DEMO_TCP_IMAGE):
+        for image in (DEMO_WEB_IMAGE, DEMO_TCP_IMAGE, DEMO_DUO_IMAGE):
             probe.api.inspect_image(image)
     except Exception as exc:
         _missing(
@@ -165,6 +171,27 @@ def docker_service(
         leftovers = backend.list_managed()
         for instance_id in {o.instance_id for o in leftovers}:
             backend.stop(instance_id)
+
+
+@pytest.fixture(scope="session")
+def firewall_restored(docker_ready: None) -> Iterator[IptablesFirewall]:
+    """The host's real isolation rules, as they were before the session once it ends: removed
+    if they were not in force then (a service under test may apply them)."""
+    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("iptables", "ip", "nsenter")):
+        _missing("docker", "the isolation tests need root, iptables, ip and nsenter")
+    firewall = IptablesFirewall()
+    in_force_before = firewall.problems() == []
+    yield firewall
+    if not in_force_before:
+        firewall.remove()
+
+
+@pytest.fixture(scope="session")
+def isolation_rules(firewall_restored: IptablesFirewall) -> IptablesFirewall:
+    """The real isolation rules, in force for the rest of the session."""
+    firewall_restored.apply()
+    assert firewall_restored.problems() == []
+    return firewall_restored
 
 
 # --- Live HTTP server -------------------------------------------------------------------

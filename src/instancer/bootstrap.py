@@ -15,12 +15,14 @@ from .api.app import create_app
 from .api.context import ApiContext
 from .backends.docker import DockerBackend
 from .backends.fake import FakeBackend
+from .backends.firewall import IptablesFirewall
 from .domain.model import PublicAddresses
-from .domain.ports import Backend, Clock
+from .domain.ports import Backend, Clock, HostFirewall
 from .exposure.traefik import TraefikOptions
 from .services.challenges import ChallengeService
 from .services.flags import FlagService
 from .services.instances import InstanceService
+from .services.isolation import IsolationGuard
 from .services.policy import Policy
 from .services.pools import PoolService
 from .settings import Settings
@@ -47,6 +49,7 @@ class Service:
     challenges: ChallengeService
     flags: FlagService
     reaper: Reaper
+    isolation: IsolationGuard
     pools: PoolService
     pool_filler: PoolFiller
 
@@ -55,6 +58,8 @@ def policy_of(settings: Settings) -> Policy:
     return Policy(
         per_owner=settings.per_owner_limit,
         capacity=settings.capacity,
+        capacity_memory_mib=settings.capacity_memory_mib,
+        capacity_cpus=settings.capacity_cpus,
         cooldown_seconds=settings.cooldown_seconds,
         extension_interval_seconds=settings.extension_interval_seconds,
         ready_timeout_seconds=settings.ready_timeout_seconds,
@@ -77,8 +82,26 @@ def backend_of(settings: Settings) -> Backend:
     )
 
 
-def build(settings: Settings, *, backend: Backend | None = None, clock: Clock | None = None) -> Service:
-    """Wire the service. `backend` and `clock` may be replaced (tests)."""
+def host_firewall() -> IptablesFirewall:
+    """The firewall that isolates instances on this host (the `instancer firewall` commands)."""
+    return IptablesFirewall()
+
+
+def isolation_of(settings: Settings, firewall: HostFirewall | None = None) -> IsolationGuard:
+    """The fake backend starts no container, so there is nothing to isolate."""
+    if settings.backend == "fake" or settings.isolation == "off":
+        return IsolationGuard(None, "off")
+    return IsolationGuard(firewall or host_firewall(), settings.isolation)
+
+
+def build(
+    settings: Settings,
+    *,
+    backend: Backend | None = None,
+    clock: Clock | None = None,
+    firewall: HostFirewall | None = None,
+) -> Service:
+    """Wire the service. `backend`, `clock` and `firewall` may be replaced (tests)."""
     engine = make_engine(settings.database_url)
     store = SqlStore(engine)
     backend = backend or backend_of(settings)
@@ -90,6 +113,7 @@ def build(settings: Settings, *, backend: Backend | None = None, clock: Clock | 
     )
     challenges = ChallengeService(store=store, clock=clock, instances=instances)
     flags = FlagService(store=store, vault=vault, clock=clock, accept_retired=settings.flag_accept_retired)
+    isolation = isolation_of(settings, firewall)
     reaper = Reaper(
         instances,
         ReaperConfig(
@@ -101,6 +125,7 @@ def build(settings: Settings, *, backend: Backend | None = None, clock: Clock | 
             heartbeat_seconds=settings.replica_timeout_seconds / 3,
             lost_after_seconds=settings.lost_after_seconds,
         ),
+        guard=isolation.tick,
     )
     pools = PoolService(store=store, clock=clock, instances=instances, vault=vault, policy=policy)
     filler = PoolFiller(
@@ -110,7 +135,18 @@ def build(settings: Settings, *, backend: Backend | None = None, clock: Clock | 
         ),
     )
     return Service(
-        settings, engine, store, backend, clock, instances, challenges, flags, reaper, pools, filler
+        settings,
+        engine,
+        store,
+        backend,
+        clock,
+        instances,
+        challenges,
+        flags,
+        reaper,
+        isolation,
+        pools,
+        filler,
     )
 
 

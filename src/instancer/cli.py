@@ -1,7 +1,8 @@
-"""The `instancer` command: serve, manage challenges and instances, migrate, check the config.
+"""The `instancer` command: serve, manage challenges and instances, migrate, check the config,
+and keep the host firewall that isolates instances.
 
 Commands other than `serve` act on the database and engine directly, so they work
-whether or not a server is running.
+whether or not a server is running. `new-flag-key` and `firewall` need no settings.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +21,22 @@ import yaml
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
-from . import bootstrap
+from . import bootstrap, compose
 from .domain.errors import InstancerError, ValidationFailed
 from .domain.model import State
 from .domain.ports import InstanceFilter
+from .domain.spec import parse_spec
 from .exposure.traefik_files import TraefikLayout, self_signed_wildcard, write_config
 from .settings import Settings
 from .vault.aesgcm import new_key_spec
 
+_MAX_COMPOSE_BYTES = 1 << 20  # a compose file is small; this bounds what safe_load is given
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.run is None:  # new-flag-key needs no settings: it makes the first one
-        print(new_key_spec(args.key_id))
-        return 0
+    if args.run is None:  # needs no settings (new-flag-key makes the first key)
+        return _reporting(lambda: args.standalone(args))
     try:
         settings = Settings()  # read from the environment
     except ValidationError as exc:
@@ -41,9 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"configuration error: {key}: {err['msg']}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return _reporting(lambda: args.run(settings, args))
+
+
+def _reporting(command: Callable[[], int]) -> int:
+    """Run a command; our own errors print their code, message and problems, and exit 1."""
     try:
-        result: int = args.run(settings, args)
-        return result
+        return command()
     except InstancerError as exc:
         print(f"error {exc.code}: {exc.message}", file=sys.stderr)
         for problem in exc.details.get("errors", []):
@@ -57,7 +65,17 @@ def _parser() -> argparse.ArgumentParser:
 
     new_key = sub.add_parser("new-flag-key", help="print a fresh INSTANCER_FLAG_KEYS entry (id:base64key)")
     new_key.add_argument("key_id")
-    new_key.set_defaults(run=None)
+    new_key.set_defaults(run=None, standalone=_new_flag_key)
+
+    firewall = sub.add_parser(
+        "firewall", help="the host firewall rules that isolate instances (root)"
+    ).add_subparsers(required=True)
+    for name, run, text in (
+        ("apply", _firewall_apply, "put the rules in force (idempotent)"),
+        ("check", _firewall_check, "say whether the rules are in force; exit 1 if not"),
+        ("remove", _firewall_remove, "remove the rules (instances are no longer isolated)"),
+    ):
+        firewall.add_parser(name, help=text).set_defaults(run=None, standalone=run)
 
     serve = sub.add_parser("serve", help="run the HTTP API and the reaper")
     serve.add_argument("--host", default="127.0.0.1")
@@ -74,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     delete = challenge.add_parser("delete", help="stop a challenge's instances and delete it")
     delete.add_argument("challenge_id")
     delete.set_defaults(run=_challenge_delete)
+    compose = challenge.add_parser(
+        "import-compose", help="convert a docker-compose file into a challenge spec (YAML)"
+    )
+    compose.add_argument("compose_file", type=Path)
+    compose.add_argument("--id", help="the challenge id (default: the compose name, else the directory's)")
+    compose.add_argument("--out", type=Path, help="write the spec here instead of to stdout")
+    compose.set_defaults(run=None, standalone=_challenge_import_compose)
 
     instance = sub.add_parser("instance", help="list and stop instances").add_subparsers(required=True)
     ls = instance.add_parser("list", help="list instances (live ones unless --all)")
@@ -119,6 +144,88 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _new_flag_key(args: argparse.Namespace) -> int:
+    print(new_key_spec(args.key_id))
+    return 0
+
+
+def _challenge_import_compose(args: argparse.Namespace) -> int:
+    """Convert, validate with the spec's own rules, then write; what was left out goes to stderr."""
+    path: Path = args.compose_file
+    try:
+        if path.stat().st_size > _MAX_COMPOSE_BYTES:
+            raise ValidationFailed(f"{path} is larger than {_MAX_COMPOSE_BYTES} bytes")
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_ComposeLoader)  # noqa: S506 - a SafeLoader
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValidationFailed(f"cannot read {path}: {exc}") from exc
+    result = compose.convert(document, challenge_id=args.id, fallback_id=path.resolve().parent.name)
+    parse_spec(result.spec)  # refuses, with every problem and where it is, what the service would
+    for where, why in result.ignored:
+        print(f"ignored: {where}: {why}", file=sys.stderr)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    text = f"# Converted from {path.name} by `instancer challenge import-compose`.\n" + yaml.safe_dump(
+        result.spec, sort_keys=False, allow_unicode=True
+    )
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote challenge {result.spec['id']} to {args.out}", file=sys.stderr)
+    return 0
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading plain scalars as Compose (YAML 1.2) does: `22:22` is text,
+    not the base-60 number 1342, and `yes`/`no`/`on`/`off` are text, not booleans."""
+
+
+_YAML = "tag:yaml.org,2002:"
+_ComposeLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_YAML + "int", _YAML + "float", _YAML + "bool")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ComposeLoader.add_implicit_resolver(
+    _YAML + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_ComposeLoader.add_implicit_resolver(
+    _YAML + "int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+)$"), list("-+0123456789")
+)
+_ComposeLoader.add_implicit_resolver(
+    _YAML + "float",
+    re.compile(
+        r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _firewall_apply(_: argparse.Namespace) -> int:
+    changes = bootstrap.host_firewall().apply()
+    print("\n".join(changes) if changes else "the isolation rules were already in force")
+    return 0
+
+
+def _firewall_check(_: argparse.Namespace) -> int:
+    firewall = bootstrap.host_firewall()
+    problems = firewall.problems()
+    for problem in problems:
+        print(f"not in force: {problem}")
+    if problems:
+        print("run `instancer firewall apply` (as root) to fix", file=sys.stderr)
+        return 1
+    for rule, packets in firewall.dropped().items():
+        print(f"{packets:>10} packets dropped by {rule}")
+    print("the isolation rules are in force")
+    return 0
+
+
+def _firewall_remove(_: argparse.Namespace) -> int:
+    changes = bootstrap.host_firewall().remove()
+    print("\n".join(changes) if changes else "no isolation rules were in force")
+    return 0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     service = bootstrap.build(settings)
     bootstrap.upgrade_database(service)
@@ -127,6 +234,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     except InstancerError:
         print(_no_engine(settings), file=sys.stderr)
         return 1
+    service.isolation.at_start()  # raises in enforce mode when it cannot: refuse to serve
     app = bootstrap.app_of(service)
     logging.getLogger("uvicorn.access").addFilter(_QuietRoutePolls())
     uvicorn.run(
@@ -248,7 +356,23 @@ def _check_config(settings: Settings, _: argparse.Namespace) -> int:
         except InstancerError as exc:
             ok = False
             print(f"{name}: {exc.code}: {exc.message}")
-    return 0 if ok else 1
+    return 0 if _check_isolation(service) and ok else 1
+
+
+def _check_isolation(service: bootstrap.Service) -> bool:
+    """Rules not yet in force are fine in enforce mode (serve applies them); unreadable ones are not."""
+    mode = service.isolation.mode
+    try:
+        problems = service.isolation.problems()
+    except InstancerError as exc:
+        print(f"isolation: {exc.code}: {exc.message}")
+        return mode != "enforce"
+    if mode == "off" or not problems:
+        print(f"isolation: {'off' if mode == 'off' else 'ok'}")
+        return True
+    then = "`serve` applies them at start" if mode == "enforce" else "run `instancer firewall apply` as root"
+    print(f"isolation: not in force ({'; '.join(problems)}); {then}")
+    return True
 
 
 def _ready(settings: Settings) -> bootstrap.Service:

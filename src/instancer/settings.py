@@ -66,6 +66,16 @@ class Settings(BaseSettings):
         ),
     )
 
+    isolation: Literal["enforce", "check", "off"] = Field(
+        default="enforce",
+        description=(
+            "The host firewall that keeps instances from the host, each other and (unless their "
+            "spec says `egress: true`) the internet: `enforce` applies it at start (refusing to start "
+            "when it cannot: needs root or CAP_NET_ADMIN) and repairs it on every reconcile; `check` "
+            "only warns when it is not in force; `off` does nothing. Ignored with the fake backend."
+        ),
+    )
+
     # --- exposure ---------------------------------------------------------------
     public_host: str = Field(
         default="localhost", description="Host name players connect to, shown in connection info."
@@ -128,6 +138,22 @@ class Settings(BaseSettings):
         description="Live instances per owner, across challenges (per challenge: limits.per_owner).",
     )
     capacity: int = Field(default=500, ge=1, description="Live instances in all, across owners.")
+    capacity_memory_mib: int | None = Field(
+        default=None,
+        ge=16,
+        description=(
+            "Cap on the memory limits (resources.memory_mib) of all containers of occupying instances, "
+            "summed, MiB. Unset: no cap."
+        ),
+    )
+    capacity_cpus: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Cap on the CPU limits (resources.cpus) of all containers of occupying instances, summed, "
+            "cores. Unset: no cap."
+        ),
+    )
     cooldown_seconds: float = Field(
         default=5.0,
         ge=0,

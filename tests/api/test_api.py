@@ -378,6 +378,35 @@ def test_openapi_declares_the_challenge_spec_in_both_forms(client: TestClient) -
     assert "Container" in document["components"]["schemas"]
 
 
+def test_a_dependency_cycle_is_refused_with_the_validation_envelope(client: TestClient) -> None:
+    before = _count(client)
+    spec = {
+        "containers": [
+            {"name": "web", "image": "x", "depends_on": ["db"]},
+            {"name": "db", "image": "y", "depends_on": ["web"]},
+        ]
+    }
+    r = client.put("/api/v1/challenges/loop", json=spec, headers=ADMIN)
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "VALIDATION_FAILED")
+    assert "cycle" in r.json()["error"]["details"]["errors"][0]["message"]
+    assert _count(client) == before
+
+
+def test_summed_resources_past_the_cap_answer_503_naming_the_resource(
+    make_service: Callable[..., bootstrap.Service], fake_backend: FakeBackend
+) -> None:
+    service = make_service(backend=fake_backend, capacity_memory_mib=600)
+    big = demo_spec("big", resources={"memory_mib": 512})
+    with TestClient(bootstrap.app_of(service, run_reaper=False)) as c:
+        assert c.put("/api/v1/challenges/big", json=big, headers=ADMIN).status_code == 201
+        assert _start(c, "a", "big")["state"] == "running"
+        r = c.post("/api/v1/instances", json={"challenge": "big", "owner": "b"}, headers=PLATFORM)
+        assert r.status_code == 503
+        error = r.json()["error"]
+        assert error["code"] == "CAPACITY_REACHED"
+        assert error["details"] == {"scope": "memory", "capacity": 600, "in_use": 512, "requested": 512}
+
+
 def test_pooled_instances_are_for_admins_only_until_a_start_claims_one(
     make_service: Callable[..., bootstrap.Service], fake_backend: FakeBackend, clock: FakeClock
 ) -> None:

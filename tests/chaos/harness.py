@@ -40,6 +40,9 @@ class ServiceProcess:
             "INSTANCER_PUBLISH_ADDRESS": "127.0.0.1",
             "INSTANCER_COOLDOWN_SECONDS": "0",
             "INSTANCER_LOG_LEVEL": "WARNING",
+            # The host firewall is not under test here; `enforce` would change the shared
+            # host's iptables and outlive the process (tests/integration/test_isolation.py).
+            "INSTANCER_ISOLATION": "off",
             **{f"INSTANCER_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -1,7 +1,7 @@
 """The README's run command (`make run`, i.e. scripts/run) on this machine: it brings the
-service and Traefik up with the demo challenges; an instance of the web demo serves its flag
-at the https URL it is given (through Traefik, by its slug); stopping it leaves nothing
-behind; SIGTERM shuts both down cleanly."""
+service and Traefik up with the demo challenges and the isolation rules in force; an
+instance of the web demo serves its flag at the https URL it is given (through Traefik, by
+its slug); stopping it leaves nothing behind; SIGTERM shuts both down cleanly."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from instancer.backends.firewall import IptablesFirewall
 from tests.conftest import ADMIN_TOKEN, FLAG_KEYS, PLATFORM_TOKEN, free_port
 from tests.integration.helpers import wait_until
 from tests.integration.traefik import ROUTES_TOKEN, Traefik, https_get
@@ -49,7 +50,9 @@ def _labelled(deployment: str) -> str:
     )
 
 
-def test_run_command_serves_the_demo_challenge(docker_ready: None, tmp_path: Path) -> None:
+def test_run_command_serves_the_demo_challenge(
+    docker_ready: None, firewall_restored: IptablesFirewall, tmp_path: Path
+) -> None:
     port, https_port, tcp_port, api_port = free_port(), free_port(), free_port(), free_port()
     deployment = "e2e" + secrets.token_hex(3)
     env = {
@@ -80,6 +83,7 @@ def test_run_command_serves_the_demo_challenge(docker_ready: None, tmp_path: Pat
                 return False
 
         wait_until(ready, timeout=300, interval=0.2)
+        assert firewall_restored.problems() == []  # INSTANCER_ISOLATION=enforce, the default
         status, body = _call(
             "POST", base + "/api/v1/instances", PLATFORM_TOKEN, {"challenge": "demo-web", "owner": "team-1"}
         )

@@ -3,10 +3,12 @@ that its failures arrive as our own errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -80,6 +82,18 @@ def test_containers_are_hardened_and_labelled(backend: DockerBackend) -> None:
     assert labels["instancer.expires"] == "2030-01-01T00:00:00+00:00"
     (net,) = backend.api.networks(filters={"label": f"instancer.instance={plan.instance_id}"})
     assert net["Labels"]["instancer.deployment"] == labels["instancer.deployment"]
+
+
+@pytest.mark.parametrize(("egress", "prefix"), [(False, "ib-"), (True, "ie-")])
+def test_each_instance_bridge_is_named_for_the_firewalls_rules(
+    backend: DockerBackend, egress: bool, prefix: str
+) -> None:
+    plan = dataclasses.replace(_plan(free_port()), egress=egress)
+    backend.start(plan)
+    (net,) = backend.api.networks(filters={"label": f"instancer.instance={plan.instance_id}"})
+    bridge = backend.api.inspect_network(net["Id"])["Options"]["com.docker.network.bridge.name"]
+    assert bridge.startswith(prefix) and len(bridge) == 15
+    assert Path(f"/sys/class/net/{bridge}/bridge").is_dir()  # the Linux bridge carries that name
 
 
 def test_missing_image_is_image_missing(backend: DockerBackend) -> None:

@@ -134,6 +134,8 @@ def test_the_routes_need_the_routes_token(proxied: Proxied) -> None:
 
 
 def test_a_hundred_starts_and_stops_leave_no_route_network_port_or_container(proxied: Proxied) -> None:
+    if "postgresql" in proxied.service.settings.database_url:
+        pytest.skip("the 100-instance cycle runs once, on SQLite; the tests above cover PostgreSQL's routes")
     proxied.put(demo_spec())
     proxied.put(tcp_spec())
     route_seconds: list[float] = []

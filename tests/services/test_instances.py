@@ -53,6 +53,19 @@ def test_start_records_a_running_instance_with_a_port_and_flag(
     assert fake_backend.running[inst.id].containers[0].env["FLAG"] == flag
 
 
+def test_the_plan_carries_the_specs_egress_and_a_revert_keeps_it(
+    svc: Service, fake_backend: FakeBackend
+) -> None:
+    svc.challenges.put(demo_spec("open", egress=True))
+    closed = svc.instances.start("web", "team-1").instance
+    opened = svc.instances.start("open", "team-2").instance
+    assert fake_backend.running[closed.id].egress is False
+    assert fake_backend.running[opened.id].egress is True
+    svc.challenges.put(demo_spec("open"))  # the instance keeps the spec it started from
+    svc.instances.revert(opened.id, owner="team-2")
+    assert fake_backend.running[opened.id].egress is True
+
+
 def test_second_start_returns_the_live_instance(svc: Service, fake_backend: FakeBackend) -> None:
     first = svc.instances.start("web", "team-1").instance
     again = svc.instances.start("web", "team-1")

@@ -119,6 +119,17 @@ def test_a_pool_obeys_its_challenges_own_capacity(
         service.instances.start("warm", "c")
 
 
+def test_pool_starts_obey_the_summed_memory_cap(make_service: MakeService, fake_backend: FakeBackend) -> None:
+    service = make_service(backend=fake_backend, capacity_memory_mib=1000)
+    service.challenges.put(pool_spec(pool={"min": 5}, resources={"memory_mib": 300}))
+    service.challenges.put(demo_spec("cold", resources={"memory_mib": 300}))
+    assert service.pools.fill()["started"] == 3  # 900 MiB; a fourth would be 1200
+    with pytest.raises(CapacityReached) as caught:
+        service.instances.start("cold", "a")
+    assert caught.value.details["scope"] == "memory"
+    assert service.instances.start("warm", "a").created  # a claim takes no new memory
+
+
 def test_concurrent_starts_claim_distinct_pooled_instances(
     make_service: MakeService, fake_backend: FakeBackend
 ) -> None:

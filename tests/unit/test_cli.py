@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from instancer import cli
+from instancer.domain.spec import parse_spec
 from tests.conftest import ADMIN_TOKEN, FLAG_KEYS, PLATFORM_TOKEN
 
 
@@ -119,3 +121,56 @@ def test_check_config_hides_the_database_password(
     cli.main(["check-config"])
     out = capsys.readouterr().out
     assert "S3cretPassw0rd" not in out and "postgresql+psycopg://u:***@127.0.0.1:1/x" in out
+
+
+SHOP_COMPOSE = Path(__file__).parent / "data" / "compose-shop.yml"
+
+
+def test_import_compose_writes_a_valid_spec_and_names_what_it_ignored(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("INSTANCER_PLATFORM_TOKEN", "INSTANCER_ADMIN_TOKEN", "INSTANCER_FLAG_KEYS"):
+        monkeypatch.delenv(name, raising=False)  # a conversion needs no settings
+    assert cli.main(["challenge", "import-compose", str(SHOP_COMPOSE), "--id", "shop2"]) == 0
+    out, err = capsys.readouterr()
+    spec = parse_spec(yaml.safe_load(out))
+    assert spec.id == "shop2" and [c.name for c in spec.containers] == ["web", "db"]
+    assert "ignored: services.web.volumes:" in err and "ignored: services.web.build:" in err
+    assert "ignored: services.web.ports[0].host: host part '8080' dropped" in err
+
+    target = tmp_path / "shop.yaml"
+    assert cli.main(["challenge", "import-compose", str(SHOP_COMPOSE), "--out", str(target)]) == 0
+    assert capsys.readouterr().out == ""
+    assert parse_spec(yaml.safe_load(target.read_text())).id == "shop"
+
+
+def test_import_compose_reads_values_as_compose_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text("services:\n  ssh:\n    image: i\n    ports: [22:22]\n    environment: {X: yes}\n")
+    assert cli.main(["challenge", "import-compose", str(compose)]) == 0
+    spec = parse_spec(yaml.safe_load(capsys.readouterr().out))
+    (container,) = spec.containers
+    assert [p.port for p in container.ports] == [22] and container.env == {"X": "yes"}
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("services: [\n", "cannot read"),
+        ("services:\n  web: {build: .}\n", "no `image`"),
+        ("services:\n  a: {image: i, depends_on: [b]}\n  b: {image: i, depends_on: [a]}\n", "cycle"),
+        ("!!python/object/apply:os.system ['true']\n", "cannot read"),
+    ],
+)
+def test_import_compose_refuses_an_unusable_file_with_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, words: str
+) -> None:
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text(text)
+    target = tmp_path / "out.yaml"
+    assert cli.main(["challenge", "import-compose", str(compose), "--id", "x", "--out", str(target)]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith("error VALIDATION_FAILED") and words in err
+    assert out == "" and not target.exists()

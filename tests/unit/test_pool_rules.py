@@ -72,6 +72,7 @@ def test_the_pool_key_changes_with_what_runs_and_nothing_else() -> None:
         _spec(pool={"min": 1}, image="img:2"),
         _spec(pool={"min": 1}, env={"A": "1"}),
         _spec(pool={"min": 1}, flag={"template": "CTF{{{hex:32}}}"}),
+        _spec(pool={"min": 1}, egress=True),
         _spec(
             pool={"min": 1},
             ports=[{"port": 80, "protocol": "http", "expose": "http"}, {"port": 81, "expose": "tcp-tls"}],

@@ -22,6 +22,7 @@ def test_short_form_becomes_one_container_with_documented_defaults() -> None:
     )
     assert spec.flag.env == "FLAG"
     assert c.cap_add == ()
+    assert spec.egress is False  # no way out unless the organiser says so
 
 
 def test_long_form_holds_several_containers() -> None:
@@ -61,6 +62,7 @@ def test_url_id_fills_a_missing_id() -> None:
         ({"id": "a", "containers": [{"name": "x", "image": "a"}, {"name": "x", "image": "b"}]}, "unique"),
         ({"id": "a", "containers": []}, "containers"),
         ({"id": "a", "image": "a; rm -rf /"}, "image"),
+        ({"id": "a", "image": "a", "egress": "yes"}, "egress"),  # a boolean, not something truthy
         ("not a mapping", "(root)"),
     ],
 )
@@ -80,3 +82,41 @@ def test_errors_never_echo_the_input() -> None:
     with pytest.raises(ValidationFailed) as caught:
         parse_spec({"id": "a", "image": "x", "env": {"K": 12345678}})
     assert "12345678" not in str(caught.value.details)
+
+
+def test_healthcheck_has_quick_defaults_and_is_allowed_in_the_short_form() -> None:
+    spec = parse_spec({"id": "a", "image": "i", "healthcheck": {"command": ["nc", "-z", "127.0.0.1", "80"]}})
+    check = spec.containers[0].healthcheck
+    assert check is not None and check.command == ("nc", "-z", "127.0.0.1", "80")
+    assert (check.interval_seconds, check.timeout_seconds, check.start_period_seconds, check.retries) == (
+        1.0,
+        5.0,
+        0.0,
+        3,
+    )
+    assert parse_spec({"id": "a", "image": "i"}).containers[0].healthcheck is None
+
+
+@pytest.mark.parametrize(
+    ("check", "where"),
+    [
+        ({}, "command"),
+        ({"command": []}, "command"),
+        ({"command": ["true"], "interval_seconds": 0.01}, "interval_seconds"),
+        ({"command": ["true"], "timeout_seconds": 0}, "timeout_seconds"),
+        ({"command": ["true"], "start_period_seconds": -1}, "start_period_seconds"),
+        ({"command": ["true"], "retries": 0}, "retries"),
+        ({"command": ["true"], "retries": "3"}, "retries"),
+        ({"command": ["true"], "shell": "x"}, "shell"),
+        ({"command": ["a\0b"]}, "NUL"),
+    ],
+)
+def test_bad_healthchecks_are_refused(check: dict, where: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse_spec({"id": "a", "containers": [{"image": "i", "healthcheck": check}]})
+    assert any(where in f"{e['loc']} {e['message']}" for e in caught.value.details["errors"])
+
+
+def test_the_short_form_has_no_depends_on() -> None:
+    with pytest.raises(ValidationFailed):
+        parse_spec({"id": "a", "image": "i", "depends_on": []})

@@ -14,6 +14,8 @@ from ..domain.spec import ChallengeSpec
 
 _REF = "#/components/schemas/{model}"
 _SHORT_FORM_SKIP = ("containers",)
+# The short form's one container is named `main` and has no other container to depend on.
+_CONTAINER_ONLY = ("name", "depends_on")
 
 
 def spec_schemas() -> dict[str, Any]:
@@ -28,7 +30,7 @@ def spec_schemas() -> dict[str, Any]:
         "required": ["image"],
         "properties": {
             **{k: v for k, v in stored["properties"].items() if k not in _SHORT_FORM_SKIP},
-            **{k: v for k, v in container.items() if k != "name"},
+            **{k: v for k, v in container.items() if k not in _CONTAINER_ONLY},
         },
     }
     return {**defs, "ChallengeSpec": stored, "ChallengeSpecDocument": {"anyOf": [long_form, short_form]}}

@@ -1,5 +1,8 @@
 """The single-host backend: one Docker engine, one private bridge network per instance.
 
+Each network's Linux bridge is named by `bridges.bridge_name`, whose prefix is what the
+host firewall (`firewall.py`, applied apart from this module) matches to isolate it.
+
 Uses docker-py's low-level `APIClient` (no implicit inspects after create, no implicit
 pulls). Every docker/requests exception is translated here, once, into the domain's
 backend errors; none crosses this module's edge.
@@ -24,9 +27,16 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
-from ..domain.errors import BackendRejected, BackendUnavailable, ImageMissing, PortUnavailable
+from ..domain.errors import (
+    BackendRejected,
+    BackendUnavailable,
+    ContainerUnhealthy,
+    ImageMissing,
+    PortUnavailable,
+)
 from ..domain.ports import ContainerPlan, FileInject, Launched, LaunchPlan, Observed, RouteTarget
-from . import labels
+from ..domain.spec import Healthcheck
+from . import bridges, labels
 
 log = logging.getLogger(__name__)
 
@@ -102,24 +112,45 @@ class DockerBackend:
 
     def start(self, plan: LaunchPlan) -> Launched:
         network = f"inst-{plan.instance_id}-{plan.generation}"
+        bridge = bridges.bridge_name(
+            deployment=self._deployment,
+            instance_id=plan.instance_id,
+            generation=plan.generation,
+            egress=plan.egress,
+        )
         with translate_errors("create the network"):
             self.api.create_network(
                 network,
                 driver="bridge",
+                # The bridge's name prefix is what the host firewall's static rules match.
+                options={bridges.BRIDGE_NAME_OPTION: bridge},
                 labels=labels.for_network(plan, self._deployment),
                 check_duplicate=True,
             )
+        return self._run_in_order(plan, network)
+
+    def _run_in_order(self, plan: LaunchPlan, network: str) -> Launched:
+        """Start the containers in the plan's order; before each, wait until the dependencies
+        it has that carry a healthcheck are healthy (one deadline for the whole start)."""
+        deadline = time.monotonic() + plan.healthy_timeout_seconds
+        checked = {c.name for c in plan.containers if c.healthcheck is not None}
+        started: dict[str, str] = {}  # name -> container id
+        healthy: set[str] = set()
         probes: list[tuple[str, int]] = []
         targets: list[RouteTarget] = []
         for container in plan.containers:
-            ip = self._run_container(plan, container, network)
+            for dependency in sorted((set(container.depends_on) & checked) - healthy):
+                self._wait_healthy(dependency, started[dependency], deadline, plan.healthy_timeout_seconds)
+                healthy.add(dependency)
+            started[container.name], ip = self._run_container(plan, container, network)
             probes += [(ip, port) for port in container.exposed]
             # The proxy runs on this host (or in its network namespace) and reaches the bridge.
             targets += [RouteTarget(container.name, port, f"{ip}:{port}") for port in container.exposed]
         return Launched(probe_targets=tuple(probes), targets=tuple(targets))
 
-    def _run_container(self, plan: LaunchPlan, c: ContainerPlan, network: str) -> str:
-        """Create and start one hardened container; return its address on the instance network."""
+    def _run_container(self, plan: LaunchPlan, c: ContainerPlan, network: str) -> tuple[str, str]:
+        """Create and start one hardened container; return its id and its address on the
+        instance network."""
         api = self.api
         host_config = api.create_host_config(
             port_bindings={f"{b.container_port}/tcp": (self._publish_address, b.host_port) for b in c.ports},
@@ -150,6 +181,7 @@ class DockerBackend:
                     # The stub says one EndpointConfig; the SDK takes {network name: EndpointConfig}.
                     {network: api.create_endpoint_config(aliases=[c.name])}  # type: ignore[arg-type]
                 ),
+                healthcheck=_healthcheck(c.healthcheck),
             )
         for f in c.files:
             with translate_errors(f"write {f.path} into the container"):
@@ -157,7 +189,31 @@ class DockerBackend:
         with translate_errors("start the container"):
             api.start(created["Id"])
             info = api.inspect_container(created["Id"])
-        return str(info["NetworkSettings"]["Networks"][network]["IPAddress"])
+        return created["Id"], str(info["NetworkSettings"]["Networks"][network]["IPAddress"])
+
+    def _wait_healthy(self, name: str, container_id: str, deadline: float, timeout: float) -> None:
+        """Poll a dependency's health (one inspect each time, 50 ms apart at first, backing off
+        to 500 ms) until it is healthy. An unhealthy one, or the deadline, fails the start."""
+        pause = 0.05
+        while (status := self._health(container_id)) != "healthy":
+            if status == "unhealthy":
+                raise ContainerUnhealthy(
+                    f"container {name!r} turned unhealthy (its healthcheck failed) before the "
+                    "containers that depend on it could start",
+                    container=name,
+                )
+            if time.monotonic() >= deadline:
+                raise ContainerUnhealthy(
+                    f"container {name!r} was not healthy within {timeout:g} s", container=name
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def _health(self, container_id: str) -> str:
+        """The engine's health status: `starting`, `healthy` or `unhealthy`."""
+        with translate_errors("inspect a container's health"):
+            state = self.api.inspect_container(container_id)["State"]
+        return str((state.get("Health") or {}).get("Status", "starting"))
 
     def probe(self, launched: Launched) -> bool:
         return all(_accepts(host, port) for host, port in launched.probe_targets)
@@ -209,6 +265,23 @@ class DockerBackend:
             for n in networks
         ]
         return observed
+
+
+def _healthcheck(check: Healthcheck | None) -> dict[str, Any] | None:
+    """The engine's healthcheck of a container (durations in nanoseconds); None keeps the image's."""
+    if check is None:
+        return None
+    return {
+        "Test": ["CMD", *check.command],  # exec form: no shell is assumed in the image
+        "Interval": _nanoseconds(check.interval_seconds),
+        "Timeout": _nanoseconds(check.timeout_seconds),
+        "StartPeriod": _nanoseconds(check.start_period_seconds),
+        "Retries": check.retries,
+    }
+
+
+def _nanoseconds(seconds: float) -> int:
+    return round(seconds * 1_000_000_000)
 
 
 def _tar_of(f: FileInject) -> bytes:

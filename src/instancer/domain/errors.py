@@ -78,6 +78,13 @@ class FlagKeyUnavailable(InstancerError):
     code = "FLAG_KEY_UNAVAILABLE"
 
 
+class IsolationUnavailable(InstancerError):
+    """The host firewall rules that isolate instances cannot be read or put in force here
+    (no `iptables`, no privilege, or no Docker engine chains to hook into)."""
+
+    code = "ISOLATION_UNAVAILABLE"
+
+
 # --- Backend errors: raised by engine adapters, never carrying an SDK type. ---
 
 
@@ -107,3 +114,9 @@ class BackendRejected(BackendError):
     """The engine refused the request for a reason retrying will not fix."""
 
     code = "ENGINE_REJECTED"
+
+
+class ContainerUnhealthy(BackendError):
+    """A container others depend on turned unhealthy, or was not healthy in time, during a start."""
+
+    code = "CONTAINER_UNHEALTHY"

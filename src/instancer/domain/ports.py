@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from .capacity import Footprint
 from .model import Allocation, FlagShare, Instance, Route, State
-from .spec import ChallengeSpec
+from .spec import ChallengeSpec, Healthcheck
 
 
 class Clock(Protocol):
@@ -53,11 +54,20 @@ class ContainerPlan:
     files: tuple[FileInject, ...] = ()
     #: every exposed container port (published or proxied): probed for readiness, routed to
     exposed: tuple[int, ...] = ()
+    #: containers of the plan started before this one; those with a healthcheck must be healthy
+    depends_on: tuple[str, ...] = ()
+    healthcheck: Healthcheck | None = None
 
 
 @dataclass(frozen=True)
 class LaunchPlan:
-    """Everything an engine needs to run one generation of one instance."""
+    """Everything an engine needs to run one generation of one instance.
+
+    `containers` are in start order: each after the containers it depends on.
+
+    `egress`: whether its containers may open connections beyond the machine (the
+    challenge spec's `egress`); never to the host or other instances either way.
+    """
 
     instance_id: str
     generation: int
@@ -65,6 +75,9 @@ class LaunchPlan:
     owner: str
     expires_at: datetime
     containers: tuple[ContainerPlan, ...]
+    #: how long one start may wait, in all, for dependencies to become healthy
+    healthy_timeout_seconds: float = 30.0
+    egress: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,10 +116,12 @@ class Backend(Protocol):
         """Raises BackendUnavailable when the engine cannot be reached."""
 
     def start(self, plan: LaunchPlan) -> Launched:
-        """Create the private network and the containers, and start them.
+        """Create the private network and the containers, and start them in the plan's order;
+        a container whose dependency has a healthcheck starts once that dependency is healthy.
 
         Raises:
-            BackendUnavailable, ImageMissing, PortUnavailable, BackendRejected.
+            BackendUnavailable, ImageMissing, PortUnavailable, BackendRejected,
+            ContainerUnhealthy (a dependency turned unhealthy or was not healthy in time).
         """
         ...
 
@@ -119,6 +134,31 @@ class Backend(Protocol):
 
     def list_managed(self) -> list[Observed]:
         """Every container and network of this deployment, by label (no per-object inspect)."""
+        ...
+
+
+# --- Host isolation ----------------------------------------------------------------
+
+
+class HostFirewall(Protocol):
+    """The host's packet filter rules that keep instances from the host, from each other and,
+    unless their challenge allows egress, from the internet. Both methods are idempotent.
+    """
+
+    def apply(self) -> list[str]:
+        """Put the rules in force; return what had to change (empty when nothing did).
+
+        Raises:
+            IsolationUnavailable: the rules cannot be read or written here.
+        """
+        ...
+
+    def problems(self) -> list[str]:
+        """What is missing or out of place; empty when the rules are in force.
+
+        Raises:
+            IsolationUnavailable: the rules cannot be read here.
+        """
         ...
 
 
@@ -231,6 +271,9 @@ class Tx(Protocol):
         Raises LiveInstanceExists when (challenge, owner) already holds a live one."""
 
     def instance_spec(self, instance_id: str) -> ChallengeSpec | None: ...
+    def container_counts(self, states: frozenset[State]) -> dict[str, int]:
+        """Containers in the spec of each instance in `states`, in one query (the reconcile's view)."""
+        ...
 
     def get_instance(self, instance_id: str) -> Instance | None: ...
     def live_instance(self, challenge_id: str, owner: str) -> Instance | None: ...
@@ -246,6 +289,11 @@ class Tx(Protocol):
 
     def pool_members(self) -> list[Instance]:
         """Every unclaimed pool instance that is starting or ready, of every challenge."""
+        ...
+
+    def occupying_footprint(self) -> Footprint:
+        """The resource limits of every occupying instance's containers, summed (from the
+        spec each instance started from)."""
         ...
 
     def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page: ...

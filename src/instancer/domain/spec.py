@@ -16,6 +16,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import flags
+from .dependencies import DependencyError, start_order
 from .errors import ValidationFailed
 
 CHALLENGE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -32,7 +33,7 @@ ALLOWED_CAPABILITIES = frozenset(
     {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL", "SYS_CHROOT"}
 )
 _SYSTEM_DIRS = frozenset({"proc", "sys", "dev"})
-_SHORT_FORM_KEYS = ("image", "ports", "env", "command", "resources", "cap_add")
+_SHORT_FORM_KEYS = ("image", "ports", "env", "command", "resources", "cap_add", "healthcheck")
 
 
 class _Strict(BaseModel):
@@ -100,6 +101,31 @@ class Resources(_Strict):
     pids: int = Field(strict=True, default=256, ge=16, le=65536, description="Process/thread limit.")
 
 
+class Healthcheck(_Strict):
+    """A command the engine runs inside the container to tell whether it is healthy (Docker's
+    HEALTHCHECK). Containers that depend on this one start only once it is healthy.
+
+    The engine runs it every `interval_seconds` for the container's whole life (the first run
+    one interval after the start), so a short interval makes starts quick and costs CPU.
+    """
+
+    command: tuple[str, ...] = Field(
+        min_length=1, max_length=64, description="Program and arguments, run without a shell; 0 = healthy."
+    )
+    interval_seconds: float = Field(strict=True, default=1.0, ge=0.1, le=3600)
+    timeout_seconds: float = Field(strict=True, default=5.0, ge=0.1, le=3600)
+    start_period_seconds: float = Field(
+        strict=True, default=0.0, ge=0, le=3600, description="Failures in this time after start do not count."
+    )
+    retries: int = Field(strict=True, default=3, ge=1, le=100, description="Failures in a row = unhealthy.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if any("\0" in arg for arg in self.command):
+            raise ValueError("healthcheck command arguments may not contain NUL characters")
+        return self
+
+
 class Container(_Strict):
     name: str = Field(default="main", pattern=CONTAINER_NAME_PATTERN)
     image: str = Field(min_length=1, max_length=255, pattern=IMAGE_PATTERN)
@@ -108,9 +134,15 @@ class Container(_Strict):
     command: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=64)
     resources: Resources = Resources()
     cap_add: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = Field(
+        default=(), max_length=9, description="Containers of this spec that start (and are healthy) first."
+    )
+    healthcheck: Healthcheck | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if len(set(self.depends_on)) != len(self.depends_on):
+            raise ValueError("depends_on names a container twice")
         for key in self.env:
             if not re.fullmatch(ENV_NAME_PATTERN.strip("^$"), key):
                 raise ValueError(f"env name {key!r} is not a valid variable name")
@@ -225,6 +257,14 @@ class ChallengeSpec(_Strict):
     lifetime: Lifetime = Lifetime()
     limits: Limits = Limits()
     flag: FlagSpec = FlagSpec()
+    egress: bool = Field(
+        strict=True,
+        default=False,
+        description=(
+            "Whether instances may open connections to the internet. Never to the host, other "
+            "instances, or private, loopback and link-local addresses."
+        ),
+    )
     pool: Pool = Pool()
 
     @model_validator(mode="before")
@@ -249,6 +289,10 @@ class ChallengeSpec(_Strict):
         unknown = set(self.flag.containers or ()) - set(names)
         if unknown:
             raise ValueError(f"flag.containers names unknown containers: {sorted(unknown)}")
+        try:
+            start_order({c.name: c.depends_on for c in self.containers})
+        except DependencyError as exc:
+            raise ValueError(str(exc)) from exc
         hidden = (Expose.HTTP, Expose.TCP_TLS)
         if self.pool.enabled and any(p.expose not in hidden for _, p in self.exposed):
             # A host port of an instance nobody owns yet could be found by a port scan, and the
@@ -258,8 +302,9 @@ class ChallengeSpec(_Strict):
 
     def pool_key(self) -> str:
         """What an instance runs, as a digest: a pooled instance started from a spec with another
-        key is stale. Name, lifetime, limits and the pool's own bounds leave it unchanged."""
-        body = self.model_dump_json(include={"containers", "flag"})
+        key is stale. Name, lifetime, limits and the pool's own bounds leave it unchanged; the
+        containers, the flag recipe and `egress` (its network's rules) do not."""
+        body = self.model_dump_json(include={"containers", "flag", "egress"})
         return hashlib.sha256(body.encode()).hexdigest()
 
     def gets_flag(self, container: str) -> bool:

@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from ..domain import flags, lifecycle
+from ..domain import capacity, flags, lifecycle
+from ..domain.dependencies import start_order
 from ..domain.errors import (
     BackendError,
     BackendUnavailable,
@@ -260,6 +261,16 @@ class InstanceService:
                 capacity=own,
                 scope="challenge",
             )
+        self._check_resources(tx, spec)
+
+    def _check_resources(self, tx: Tx, spec: ChallengeSpec) -> None:
+        """The summed resource caps, read under the start lock like the counts above."""
+        memory, cpus = self._policy.capacity_memory_mib, self._policy.capacity_cpus
+        if memory is None and cpus is None:
+            return  # no cap: skip reading every occupying instance's spec
+        capacity.check_resources(
+            tx.occupying_footprint(), capacity.footprint_of(spec), memory_mib=memory, cpus=cpus
+        )
 
     def _allocate(
         self, tx: Tx, spec: ChallengeSpec, instance_id: str, avoid: frozenset[int] = frozenset()
@@ -325,7 +336,9 @@ class InstanceService:
         avoid: frozenset[int] = frozenset()
         for attempt in range(_PORT_RETRIES + 1):
             try:
-                return self._backend.start(_plan(spec, instance, flag))
+                return self._backend.start(
+                    _plan(spec, instance, flag, healthy_timeout=self._policy.ready_timeout_seconds)
+                )
             except PortUnavailable:
                 if attempt == _PORT_RETRIES:
                     raise
@@ -719,7 +732,8 @@ class InstanceService:
             # replaces it).
             ready = frozenset({State.RUNNING, State.POOLED})
             live = tx.find(InstanceFilter(states=ready), per_page=100_000).items
-            expected = {i.id: _container_count(tx.instance_spec(i.id)) for i in live}
+            counts = tx.container_counts(ready)
+        expected = {i.id: counts.get(i.id, 1) for i in live}
         listed_at = self._clock.now()
         try:
             observed = self._backend.list_managed()
@@ -824,10 +838,6 @@ class InstanceService:
         return self._remove_orphans(self._backend.list_managed(), self._clock.now(), grace_seconds)
 
 
-def _container_count(spec: ChallengeSpec | None) -> int:
-    return len(spec.containers) if spec is not None else 1
-
-
 def _final_state_of(stopping: Instance) -> State:
     """The state a `stopping` record ends in, from why it is being stopped."""
     return {REASON_EXPIRED: State.EXPIRED, REASON_INTERRUPTED: State.FAILED}.get(
@@ -873,10 +883,14 @@ def _must(sealed: SealedFlag | None, instance_id: str) -> SealedFlag:
     return sealed
 
 
-def _plan(spec: ChallengeSpec, instance: Instance, flag: str) -> LaunchPlan:
+def _plan(spec: ChallengeSpec, instance: Instance, flag: str, *, healthy_timeout: float) -> LaunchPlan:
+    """What the engine runs for this generation: containers in start order (dependencies
+    first), the flag only in the containers that get it."""
     by_container: dict[str, list[PortBinding]] = {}
     for a in instance.allocations:
         by_container.setdefault(a.container, []).append(PortBinding(a.container_port, a.host_port))
+    by_name = {c.name: c for c in spec.containers}
+    order = start_order({c.name: c.depends_on for c in spec.containers})
     containers = tuple(
         ContainerPlan(
             name=c.name,
@@ -890,8 +904,10 @@ def _plan(spec: ChallengeSpec, instance: Instance, flag: str) -> LaunchPlan:
             ports=tuple(by_container.get(c.name, ())),
             files=_flag_file(spec, c.name, flag),
             exposed=tuple(p.port for p in c.ports),
+            depends_on=c.depends_on,
+            healthcheck=c.healthcheck,
         )
-        for c in spec.containers
+        for c in (by_name[name] for name in order)
     )
     return LaunchPlan(
         instance_id=instance.id,
@@ -900,4 +916,6 @@ def _plan(spec: ChallengeSpec, instance: Instance, flag: str) -> LaunchPlan:
         owner=instance.owner,
         expires_at=instance.expires_at,
         containers=containers,
+        healthy_timeout_seconds=healthy_timeout,
+        egress=spec.egress,
     )

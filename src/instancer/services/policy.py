@@ -11,6 +11,9 @@ from ..domain.spec import ChallengeSpec
 class Policy:
     per_owner: int = 1
     capacity: int = 500
+    #: caps on the summed resource limits of occupying instances; None: no cap
+    capacity_memory_mib: int | None = None
+    capacity_cpus: float | None = None
     cooldown_seconds: float = 5.0
     extension_interval_seconds: float = 300.0
     ready_timeout_seconds: float = 30.0

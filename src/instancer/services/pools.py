@@ -16,8 +16,8 @@ import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from ..domain import flags, lifecycle
-from ..domain.errors import InstancerError
+from ..domain import capacity, flags, lifecycle
+from ..domain.errors import CapacityReached, InstancerError
 from ..domain.model import Instance, State, pool_owner
 from ..domain.ports import Clock, FlagVault, Store, Tx
 from ..domain.spec import ChallengeSpec
@@ -150,7 +150,7 @@ class PoolService:
             if s.pool.enabled and not self._backing_off(s.id, now)
         }
         granted = self._within_capacity(tx, {c: n for c, n in wants.items() if n > 0}, specs, budget)
-        work.start = [specs[c] for c, n in granted.items() for _ in range(n)]
+        work.start = self._within_resources(tx, [specs[c] for c, n in granted.items() for _ in range(n)])
         return work
 
     def _within_capacity(
@@ -165,6 +165,22 @@ class PoolService:
             capped[challenge_id] = n if own is None else min(n, own - tx.count_occupying(challenge_id))
         room = min(budget, self._policy.capacity - tx.count_occupying())
         return share({c: n for c, n in capped.items() if n > 0}, room)
+
+    def _within_resources(self, tx: Tx, starts: list[ChallengeSpec]) -> list[ChallengeSpec]:
+        """The starts that fit the caps on summed memory and CPU limits, when set, in order."""
+        memory, cpus = self._policy.capacity_memory_mib, self._policy.capacity_cpus
+        if not starts or (memory is None and cpus is None):
+            return starts
+        in_use, kept = tx.occupying_footprint(), []
+        for spec in starts:
+            wanted = capacity.footprint_of(spec)
+            try:
+                capacity.check_resources(in_use, wanted, memory_mib=memory, cpus=cpus)
+            except CapacityReached:
+                continue  # a smaller challenge's start may still fit
+            in_use += wanted
+            kept.append(spec)
+        return kept
 
     def _drain(self, tx: Tx, instance: Instance, why: str, now: datetime) -> bool:
         # Compare-and-set on the sentinel owner too: a claimed instance is never drained.

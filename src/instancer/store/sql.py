@@ -7,6 +7,7 @@ one writer at a time, across threads and replicas alike.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from ..domain.capacity import Footprint, footprint_of
 from ..domain.errors import PortsExhausted, StoreUnavailable
 from ..domain.model import OCCUPYING_STATES, Allocation, FlagShare, Instance, Route, State
 from ..domain.ports import (
@@ -192,8 +194,15 @@ class SqlTx:
         body = self._s.scalar(select(InstanceRow.spec).where(InstanceRow.id == instance_id))
         return None if body is None else ChallengeSpec.model_validate_json(body)
 
+    def container_counts(self, states: frozenset[State]) -> dict[str, int]:
+        q = select(InstanceRow.id, InstanceRow.spec).where(InstanceRow.state.in_(_names(states)))
+        # Plain JSON, not a validated spec: the reconcile needs a count, every few seconds.
+        return {
+            i: len(json.loads(spec).get("containers", ())) or 1 for i, spec in self._s.execute(q).tuples()
+        }
+
     def get_instance(self, instance_id: str) -> Instance | None:
-        row = self._s.get(InstanceRow, instance_id)
+        row = self._s.execute(_GET_INSTANCE, {"id": instance_id}).first()
         return None if row is None else self._hydrate([row])[0]
 
     def live_instance(self, challenge_id: str, owner: str) -> Instance | None:
@@ -234,9 +243,23 @@ class SqlTx:
         )
         return self._hydrate(list(self._s.scalars(q)))
 
+    def occupying_footprint(self) -> Footprint:
+        # Summed here, from each instance's own spec: the spec it started from is what holds
+        # the engine's memory, whatever the challenge's current one says.
+        q = select(InstanceRow.spec).where(InstanceRow.state.in_(_names(OCCUPYING_STATES)))
+        total = Footprint()
+        for body in self._s.scalars(q):
+            total += footprint_of(ChallengeSpec.model_validate_json(body))
+        return total
+
     def find(self, flt: InstanceFilter, *, page: int = 1, per_page: int = 50) -> Page:
+        offset = (page - 1) * per_page
+        items = self._select(flt, offset=offset, limit=per_page)
+        if len(items) < per_page and (items or offset == 0):
+            # The last page tells the total: no count, which would scan the rows a second time
+            # (the CTFd plugin's status poll asks for an owner's live instances, always one page).
+            return Page(items=items, total=offset + len(items), page=page, per_page=per_page)
         total = int(self._s.scalar(_filtered(select(func.count()).select_from(InstanceRow), flt)) or 0)
-        items = self._select(flt, offset=(page - 1) * per_page, limit=per_page)
         return Page(items=items, total=total, page=page, per_page=per_page)
 
     def due(self, now: datetime, limit: int) -> list[Instance]:
@@ -516,30 +539,37 @@ class SqlTx:
         rows = list(self._s.scalars(q.offset(offset).limit(limit)))
         return self._hydrate(rows)
 
-    def _hydrate(self, rows: list[InstanceRow]) -> list[Instance]:
-        """Rows to domain instances, loading every row's port allocations and routes in one
-        query each."""
+    def _hydrate(self, rows: Sequence[Any]) -> list[Instance]:
+        """Rows (ORM or plain) to domain instances, loading every row's port allocations and
+        routes in one query each, with statements built once (status lookups run this)."""
         ids = [r.id for r in rows]
         allocs: dict[str, list[Allocation]] = {}
         routes: dict[str, list[Route]] = {}
         if ids:
-            q = (
-                select(AllocationRow)
-                .where(AllocationRow.instance_id.in_(ids))
-                .order_by(AllocationRow.host_port)
-            )
-            for a in self._s.scalars(q):
+            for a in self._s.execute(_ALLOCATIONS_OF, {"ids": ids}):
                 allocs.setdefault(a.instance_id, []).append(
                     Allocation(a.container, a.container_port, Protocol(a.protocol), a.host_port)
                 )
-            by_slug = select(RouteRow).where(RouteRow.instance_id.in_(ids)).order_by(RouteRow.slug)
-            for route in self._s.scalars(by_slug):
+            for route in self._s.execute(_ROUTES_OF, {"ids": ids}):
                 routes.setdefault(route.instance_id, []).append(_route(route))
         return [_from_row(r, tuple(allocs.get(r.id, ())), tuple(routes.get(r.id, ()))) for r in rows]
 
 
-# The flag-verify path runs on every submission: its statements are built once (so their
-# cache keys are too) and return plain rows rather than ORM objects.
+# The flag-verify and status paths run on every submission and poll: their statements are
+# built once (so their cache keys are too) and return plain rows rather than ORM objects.
+_GET_INSTANCE = select(*(c for c in InstanceRow.__table__.c if c.name != "spec")).where(
+    InstanceRow.id == bindparam("id")
+)
+_ALLOCATIONS_OF = (
+    select(AllocationRow.__table__)
+    .where(AllocationRow.instance_id.in_(bindparam("ids", expanding=True)))
+    .order_by(AllocationRow.host_port)
+)
+_ROUTES_OF = (
+    select(RouteRow.__table__)
+    .where(RouteRow.instance_id.in_(bindparam("ids", expanding=True)))
+    .order_by(RouteRow.slug)
+)
 _CHALLENGE_EXISTS = select(ChallengeRow.id).where(ChallengeRow.id == bindparam("challenge_id"))
 _FIND_FLAGS = (
     select(
@@ -610,13 +640,11 @@ def _to_row(i: Instance) -> InstanceRow:
     )
 
 
-def _route(r: RouteRow) -> Route:
+def _route(r: Any) -> Route:
     return Route(r.slug, r.container, r.container_port, Expose(r.mode), r.target)
 
 
-def _from_row(
-    r: InstanceRow, allocations: tuple[Allocation, ...], routes: tuple[Route, ...] = ()
-) -> Instance:
+def _from_row(r: Any, allocations: tuple[Allocation, ...], routes: tuple[Route, ...] = ()) -> Instance:
     return Instance(
         id=r.id,
         challenge_id=r.challenge_id,

@@ -96,6 +96,8 @@ class InstanceRow(Base):
             postgresql_where=text(LIVE_SQL),
         ),
         Index("ix_instances_owner_state", "owner", "state"),
+        # The plugin's status poll: an owner's instances of one challenge (migration 0003).
+        Index("ix_instances_owner_challenge_id_state", "owner", "challenge_id", "state"),
         Index("ix_instances_state_expires_at", "state", "expires_at"),
         Index("ix_instances_challenge_id", "challenge_id"),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,9 +32,17 @@ class ReaperConfig:
 
 
 class Reaper:
-    def __init__(self, instances: InstanceService, config: ReaperConfig) -> None:
+    def __init__(
+        self,
+        instances: InstanceService,
+        config: ReaperConfig,
+        *,
+        guard: Callable[[], None] | None = None,
+    ) -> None:
         self._instances = instances
         self._config = config
+        #: called on every reconcile tick: keeps the host's isolation rules in force
+        self._guard = guard
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.passes = 0
@@ -54,6 +63,15 @@ class Reaper:
         for thread in (self._thread, getattr(self, "_beat", None)):
             if thread is not None:
                 thread.join(timeout)
+
+    def _keep_guard(self) -> None:
+        """Apart from the pass: a firewall problem must not stop expiry, nor the reverse."""
+        if self._guard is None:
+            return
+        try:
+            self._guard()
+        except Exception:
+            log.exception("isolation check crashed; retrying at the next reconcile")
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self._config.heartbeat_seconds):
@@ -87,6 +105,8 @@ class Reaper:
             log.warning("reaper pass failed (%s): %s; retrying next tick", exc.code, exc.message)
         except Exception:
             log.exception("reaper pass crashed; retrying next tick")
+        if reconcile:
+            self._keep_guard()
         self.passes += 1
         for kind, count in report.items():
             self.totals[kind] = self.totals.get(kind, 0) + count
