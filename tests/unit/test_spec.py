@@ -62,6 +62,13 @@ def test_url_id_fills_a_missing_id() -> None:
         ({"id": "a", "containers": []}, "containers"),
         ({"id": "a", "image": "a; rm -rf /"}, "image"),
         ("not a mapping", "(root)"),
+        ({"id": "a", "image": "a", "placement": {"constraints": ["node.id==abc"]}}, "placement"),
+        ({"id": "a", "image": "a", "placement": {"constraints": ["engine.labels.x==y"]}}, "placement"),
+        ({"id": "a", "image": "a", "placement": {"constraints": ["node.labels.a==b c"]}}, "placement"),
+        ({"id": "a", "image": "a", "placement": {"constraints": ["node.labels.a=b"]}}, "placement"),
+        ({"id": "a", "image": "a", "placement": {"constraints": ["node.role==boss"]}}, "node.role"),
+        ({"id": "a", "image": "a", "placement": {"constraints": ["node.labels.a==b"] * 11}}, "placement"),
+        ({"id": "a", "image": "a", "placement": {"spread": "x"}}, "placement"),
     ],
 )
 def test_invalid_specs_are_refused_with_the_place_named(document: object, where: str) -> None:
@@ -80,3 +87,15 @@ def test_errors_never_echo_the_input() -> None:
     with pytest.raises(ValidationFailed) as caught:
         parse_spec({"id": "a", "image": "x", "env": {"K": 12345678}})
     assert "12345678" not in str(caught.value.details)
+
+
+def test_placement_takes_node_labels_host_names_roles_and_platforms() -> None:
+    wanted = (
+        "node.labels.instancer.pool==pwn",
+        "node.hostname != worker-3",
+        "node.role==worker",
+        "node.platform.arch==x86_64",
+    )
+    spec = parse_spec({"id": "a", "image": "a", "placement": {"constraints": list(wanted)}})
+    assert spec.placement.constraints == wanted
+    assert parse_spec({"id": "a", "image": "a"}).placement.constraints == ()

@@ -559,6 +559,7 @@ def _to_row(i: Instance) -> InstanceRow:
         max_extensions=i.max_extensions,
         last_extended_at=i.last_extended_at,
         reason=i.reason,
+        public_host=i.public_host,
     )
 
 
@@ -586,4 +587,5 @@ def _from_row(
         allocations=allocations,
         routes=routes,
         claimed_by=r.claimed_by,
+        public_host=r.public_host,
     )

@@ -82,6 +82,9 @@ class InstanceRow(Base):
     #: the replica that recorded the intent now under way (starting/stopping); if its
     #: heartbeat stops, another replica finishes the work
     claimed_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: where players reach its host ports, when the engine chose it (the swarm node running
+    #: it); NULL: the deployment's INSTANCER_PUBLIC_HOST
+    public_host: Mapped[str | None] = mapped_column(String(253), nullable=True)
 
     __table_args__ = (
         # The invariant "one live instance per (challenge, owner)", held by the database.
