@@ -15,6 +15,8 @@ from .api.app import create_app
 from .api.context import ApiContext
 from .backends.docker import DockerBackend
 from .backends.fake import FakeBackend
+from .backends.imagesync import ImageSync
+from .backends.swarm import SwarmBackend
 from .domain.model import PublicAddresses
 from .domain.ports import Backend, Clock
 from .exposure.traefik import TraefikOptions
@@ -65,11 +67,29 @@ def policy_of(settings: Settings) -> Policy:
 def backend_of(settings: Settings) -> Backend:
     if settings.backend == "fake":
         return FakeBackend()
+    if settings.backend == "swarm":
+        return SwarmBackend(
+            base_url=settings.docker_host,
+            deployment=settings.deployment,
+            timeout_seconds=settings.docker_timeout_seconds,
+            start_timeout_seconds=settings.swarm_start_timeout_seconds,
+            reserve_fraction=settings.swarm_reserve_fraction,
+            encrypt_overlay=settings.swarm_encrypt_overlay,
+        )
     return DockerBackend(
         base_url=settings.docker_host,
         deployment=settings.deployment,
         publish_address=settings.publish_address,
         timeout_seconds=settings.docker_timeout_seconds,
+    )
+
+
+def image_sync_of(settings: Settings) -> ImageSync:
+    """What `instancer images sync` copies with: the manager and the nodes' engines."""
+    return ImageSync(
+        manager_url=settings.docker_host,
+        engines=settings.swarm_engines,
+        registry=settings.registry,
     )
 
 
