@@ -245,15 +245,18 @@ class Swarm:
             list(node.api(timeout=120).load_image(data))
 
     def node_update(
-        self, node: Node, *, availability: str | None = None, labels: dict[str, str] | None = None
+        self, node: Node, *, availability: str | None = None, labels: dict[str, str | None] | None = None
     ) -> None:
+        """`docker node update --availability ... --label-add k=v` (a None value: `--label-rm k`)."""
         api = self.manager.api()
         info = api.inspect_node(self.node_ids[node.name])
         spec = info["Spec"]
         if availability is not None:
             spec["Availability"] = availability
-        if labels is not None:
-            spec["Labels"] = {**spec.get("Labels", {}), **labels}
+        for key, value in (labels or {}).items():
+            spec.setdefault("Labels", {}).pop(key, None)
+            if value is not None:
+                spec["Labels"][key] = value
         api.update_node(info["ID"], info["Version"]["Index"], spec)
 
     def kill(self, node: Node) -> None:
@@ -285,8 +288,7 @@ class Swarm:
 
     def down(self) -> None:
         """Remove everything `up` made (or a killed earlier run left), whatever state it is in."""
-        for node in self.nodes:
-            self._stop_engine(node)
+        self._stop_engines()
         for node in self.nodes:
             self.kill(node)  # containers or shims the engine left behind
         for mount in sorted(self._mounts(), key=len, reverse=True):
@@ -299,17 +301,22 @@ class Swarm:
         for path in (self._base, self._run):
             shutil.rmtree(path, ignore_errors=True)
 
-    def _stop_engine(self, node: Node) -> None:
-        pid = _pid_of(node.pidfile)
-        if pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5  # then SIGKILL: everything it holds is removed anyway
-        while _alive(pid) and time.monotonic() < deadline:
+    def _stop_engines(self) -> None:
+        """SIGTERM to every engine at once, SIGKILL to those still there after 5 s (everything
+        they hold is removed anyway)."""
+        pids = [pid for node in self.nodes if (pid := _pid_of(node.pidfile)) is not None]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            for node in self.nodes:
+                if node.process is not None:
+                    node.process.poll()  # reap our own children, or they stay zombies
             time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def _mounts(self) -> list[str]:
         roots = (str(self._base), str(self._run))
@@ -342,11 +349,12 @@ def _pid_of(pidfile: Path) -> int | None:
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped, is not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
         return False
-    return True
+    return state != "Z"
 
 
 def main(argv: list[str]) -> int:
