@@ -74,7 +74,6 @@ def backend_of(settings: Settings) -> Backend:
             timeout_seconds=settings.docker_timeout_seconds,
             start_timeout_seconds=settings.swarm_start_timeout_seconds,
             reserve_fraction=settings.swarm_reserve_fraction,
-            encrypt_overlay=settings.swarm_encrypt_overlay,
         )
     return DockerBackend(
         base_url=settings.docker_host,

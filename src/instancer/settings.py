@@ -80,10 +80,6 @@ class Settings(BaseSettings):
             "Swarm places a task only where its reservations fit. 0: no reservations."
         ),
     )
-    swarm_encrypt_overlay: bool = Field(
-        default=False,
-        description="With `swarm`: encrypt instance overlay networks between nodes (IPsec).",
-    )
     swarm_node_engines: str = Field(
         default="",
         description=(

@@ -56,9 +56,6 @@ PUBLIC_HOST_LABEL = "instancer.public-host"
 _MIB = 1024 * 1024
 _FINISHED = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
 _IMAGE_TROUBLE = ("no such image", "pull access denied", "repository does not exist", "manifest unknown")
-# Races inside Swarm that its own restart of the task gets past (a network created just now
-# whose per-node address is not allocated yet): wait for the restart rather than fail.
-_TRANSIENT = ("failed to find a load balancer ip",)
 _LOG_DRIVER = docker.types.DriverConfig("json-file", {"max-size": "1m", "max-file": "1"})
 _REMEMBERED_NODES = 1024
 
@@ -108,7 +105,6 @@ class SwarmBackend:
         start_timeout_seconds: float = 60.0,
         stop_wait_seconds: float = 20.0,
         reserve_fraction: float = 0.25,
-        encrypt_overlay: bool = False,
         pool_size: int = 64,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -118,7 +114,6 @@ class SwarmBackend:
         self._start_timeout = start_timeout_seconds
         self._stop_wait = stop_wait_seconds
         self._reserve = reserve_fraction
-        self._encrypt = encrypt_overlay
         self._pool_size = pool_size
         self._sleep = sleep
         # Any: types-docker leaves the SDK's swarm calls (services, tasks, ...) untyped.
@@ -165,7 +160,6 @@ class SwarmBackend:
                 network,
                 driver="overlay",
                 labels=labels.for_network(plan, self._deployment),
-                options={"encrypted": "true"} if self._encrypt else None,
                 attachable=False,
                 internal=False,
                 check_duplicate=True,
@@ -359,7 +353,7 @@ class SwarmBackend:
         state, err = t["Status"]["State"], str(t["Status"].get("Err") or "")
         if state == "pending" and "no suitable node" in err:
             raise _Unplaceable(err)
-        if state not in ("rejected", "failed") or any(race in err.lower() for race in _TRANSIENT):
+        if state not in ("rejected", "failed"):
             return
         node = (nodes or {}).get(t.get("NodeID") or "")
         where = f"node {node.hostname}" if node else "its node"
