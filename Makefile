@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv run test test-fast test-plugin chaos check bench clean
+.PHONY: venv run test test-fast test-plugin test-swarm chaos check bench clean
 
 venv: $(VENV)/.installed
 
@@ -29,6 +29,12 @@ test-fast: venv
 ## The CTFd plugin's tests inside a real CTFd (needs CTFD_PATH=<CTFd 3.8.7 checkout outside this repo>).
 test-plugin:
 	scripts/test-plugin
+
+## The multi-node swarm tests at full size (30 instances over 3 nodes, drain, node loss, image
+## sync; `make test` runs them short). Needs root: it starts engines of its own in network
+## namespaces (never touching the host's engine or its swarm state).
+test-swarm: venv
+	INSTANCER_SWARM=full $(BIN)/pytest -q -p no:cacheprovider tests/swarm
 
 ## The chaos suite at full size (the default suite runs it short): SIGKILL mid-burst,
 ## dockerd stopped for 20 s, two replicas on PostgreSQL. Needs root (it stops dockerd).

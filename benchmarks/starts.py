@@ -47,10 +47,10 @@ import docker
 import httpx2 as httpx
 import report
 from common import ADMIN, RUN_LABEL, Server, commit, summary, wait_accepts
-from swarm import SwarmService, swarm_session
 from warm import WarmService
 
 from instancer.backends import labels
+from swarm import SwarmService, swarm_session
 
 IMAGE = "instancer/demo-web:latest"
 PORT = 8080

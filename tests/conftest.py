@@ -4,7 +4,9 @@ clock, the service wired with the fake or the real Docker backend, and a live HT
 Environment:
 - INSTANCER_TEST_POSTGRES_URL: also run every database test on this PostgreSQL database
   (its tables are dropped and re-created per test).
-- INSTANCER_TEST_REQUIRE=postgres,docker: fail instead of skip when one is missing (CI sets it).
+- INSTANCER_TEST_REQUIRE=postgres,docker,swarm: fail instead of skip when one is missing (CI
+  sets it). `swarm` needs root and `dockerd`: the tests build swarms of their own engines in
+  network namespaces (tests/swarm/harness.py), never touching the host's engine.
 """
 
 from __future__ import annotations
@@ -192,6 +194,33 @@ def isolation_rules(firewall_restored: IptablesFirewall) -> IptablesFirewall:
     firewall_restored.apply()
     assert firewall_restored.problems() == []
     return firewall_restored
+
+
+# --- Swarm ------------------------------------------------------------------------------
+
+
+def swarm_of(request: pytest.FixtureRequest, size: int, subnet: int) -> Any:
+    """A swarm of `size` engines of its own (tests/swarm/harness.py) with the demo images on
+    every node, removed when the requesting fixture's scope ends. Skips (fails in CI) where
+    swarms cannot be built here."""
+    from tests.swarm.harness import Swarm  # noqa: PLC0415 - only where a swarm is wanted
+
+    request.getfixturevalue("docker_ready")  # the demo images come from the host's engine
+    missing = [tool for tool in ("dockerd", "nsenter", "unshare", "ip") if shutil.which(tool) is None]
+    if os.geteuid() != 0 or missing:
+        _missing("swarm", f"test swarms need root and {', '.join(missing) or 'dockerd'}")
+    swarm = Swarm(size=size, subnet=subnet)
+    request.addfinalizer(swarm.down)
+    swarm.up()
+    swarm.load_image(DEMO_WEB_IMAGE, source=docker_host())
+    swarm.load_image(DEMO_TCP_IMAGE, source=docker_host())
+    return swarm
+
+
+@pytest.fixture(scope="session")
+def swarm1(request: pytest.FixtureRequest) -> Any:
+    """A one-node swarm (the contract suite's), on 10.231.1.0/24."""
+    return swarm_of(request, 1, 1)
 
 
 # --- Live HTTP server -------------------------------------------------------------------

@@ -16,6 +16,8 @@ from .api.context import ApiContext
 from .backends.docker import DockerBackend
 from .backends.fake import FakeBackend
 from .backends.firewall import IptablesFirewall
+from .backends.imagesync import ImageSync
+from .backends.swarm import SwarmBackend
 from .domain.model import PublicAddresses
 from .domain.ports import Backend, Clock, HostFirewall
 from .exposure.traefik import TraefikOptions
@@ -74,6 +76,14 @@ def policy_of(settings: Settings) -> Policy:
 def backend_of(settings: Settings) -> Backend:
     if settings.backend == "fake":
         return FakeBackend()
+    if settings.backend == "swarm":
+        return SwarmBackend(
+            base_url=settings.docker_host,
+            deployment=settings.deployment,
+            timeout_seconds=settings.docker_timeout_seconds,
+            start_timeout_seconds=settings.swarm_start_timeout_seconds,
+            reserve_fraction=settings.swarm_reserve_fraction,
+        )
     return DockerBackend(
         base_url=settings.docker_host,
         deployment=settings.deployment,
@@ -92,6 +102,15 @@ def isolation_of(settings: Settings, firewall: HostFirewall | None = None) -> Is
     if settings.backend == "fake" or settings.isolation == "off":
         return IsolationGuard(None, "off")
     return IsolationGuard(firewall or host_firewall(), settings.isolation)
+
+
+def image_sync_of(settings: Settings) -> ImageSync:
+    """What `instancer images sync` copies with: the manager and the nodes' engines."""
+    return ImageSync(
+        manager_url=settings.docker_host,
+        engines=settings.swarm_engines,
+        registry=settings.registry,
+    )
 
 
 def build(

@@ -12,9 +12,10 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import uvicorn
 import yaml
@@ -118,6 +119,16 @@ def _parser() -> argparse.ArgumentParser:
         "rotate-key", help="re-encrypt every stored flag under the first key of INSTANCER_FLAG_KEYS"
     ).set_defaults(run=_flags_rotate)
 
+    _add_proxy(sub)
+    _add_images(sub)
+
+    sub.add_parser("check-config", help="validate settings and reach the database and engine").set_defaults(
+        run=_check_config
+    )
+    return p
+
+
+def _add_proxy(sub: Any) -> None:
     proxy = sub.add_parser("proxy", help="the Traefik in front of instances").add_subparsers(required=True)
     init = proxy.add_parser(
         "init",
@@ -138,10 +149,21 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--key", type=Path, help="its private key (PEM)")
     init.set_defaults(run=_proxy_init)
 
-    sub.add_parser("check-config", help="validate settings and reach the database and engine").set_defaults(
-        run=_check_config
+
+def _add_images(sub: Any) -> None:
+    images = sub.add_parser("images", help="challenge images on a swarm's nodes").add_subparsers(
+        required=True
     )
-    return p
+    sync = images.add_parser(
+        "sync",
+        help="copy images to every swarm node that lacks them (save | load through each node's engine)",
+    )
+    sync.add_argument("images", nargs="+", metavar="IMAGE")
+    sync.add_argument("--nodes", default="", help="only these nodes (host names, comma-separated)")
+    sync.add_argument(
+        "--source", help="the engine that holds the images (default: INSTANCER_DOCKER_HOST, the manager)"
+    )
+    sync.set_defaults(run=_images_sync)
 
 
 def _new_flag_key(args: argparse.Namespace) -> int:
@@ -334,6 +356,68 @@ def _proxy_init(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(write_config(args.dir, layout, cert, key))
     return 0
+
+
+def _images_sync(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.backend != "swarm":
+        raise ValidationFailed("`images sync` copies images to a swarm's nodes: set INSTANCER_BACKEND=swarm")
+    sync = bootstrap.image_sync_of(settings)
+    source = args.source or settings.docker_host
+    plan = sync.plan(args.images, source, [n.strip() for n in args.nodes.split(",") if n.strip()])
+    if plan.registry:
+        print(f"images come from the registry {plan.registry}: push them there; nothing copied")
+        return 0
+    if plan.nothing_to_do:
+        print(f"nothing to do: every node already holds {', '.join(args.images)}")
+        return 0
+    for copy in plan.copies:
+        bar = ProgressBar(f"{copy.image} -> {copy.node}", copy.size, sys.stderr)
+        sync.copy(copy, source, bar.update)
+        bar.finish()
+    images, nodes = len({c.image for c in plan.copies}), len({c.node for c in plan.copies})
+    print(f"copied {images} image(s) to {nodes} node(s); {len(plan.present)} already in place")
+    return 0
+
+
+class ProgressBar:
+    """A plain-text progress bar: redrawn in place on a terminal, one line per quarter otherwise
+    (logs). `total` is a size estimate (the image's size): the bar stops at 99 % until done."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str, total: int, out: TextIO) -> None:
+        self._label, self._total, self._out = label, max(total, 1), out
+        self._tty = out.isatty()
+        self._shown = -1
+        self._drawn_at = 0.0
+        self._started = time.monotonic()
+        self._done = 0
+        self._draw(0)
+
+    def update(self, done: int) -> None:
+        self._done = done
+        percent = min(99, done * 100 // self._total)
+        due = (
+            time.monotonic() - self._drawn_at >= 0.1  # a terminal: ten redraws a second at most
+            if self._tty
+            else percent // 25 > self._shown // 25  # a log: one line per quarter
+        )
+        if due:
+            self._draw(percent)
+
+    def finish(self) -> None:
+        self._draw(100, end="\n")
+
+    def _draw(self, percent: int, end: str = "") -> None:
+        filled = self.WIDTH * percent // 100
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        size = f"{self._done / 1e6:.1f}/{self._total / 1e6:.1f} MB"
+        if percent == 100:
+            size = f"{self._done / 1e6:.1f} MB in {time.monotonic() - self._started:.1f} s"
+        line = f"{self._label}  [{bar}] {percent:3d}%  {size}"
+        self._out.write(("\r" + line + end) if self._tty else line + "\n")
+        self._out.flush()
+        self._shown, self._drawn_at = percent, time.monotonic()
 
 
 def _db_upgrade(settings: Settings, _: argparse.Namespace) -> int:

@@ -45,17 +45,54 @@ class Settings(BaseSettings):
     )
 
     # --- engine -----------------------------------------------------------------
-    backend: Literal["docker", "fake"] = Field(
+    backend: Literal["docker", "swarm", "fake"] = Field(
         default="docker",
-        description="Engine backend: `docker` (one host) or `fake` (in memory, for trying the API).",
+        description=(
+            "Engine backend: `docker` (one host), `swarm` (a Docker Swarm, through a manager) or "
+            "`fake` (in memory, for trying the API)."
+        ),
     )
     docker_host: str = Field(
         default="unix:///var/run/docker.sock",
         validation_alias=AliasChoices("INSTANCER_DOCKER_HOST", "DOCKER_HOST"),
-        description="Docker engine address; falls back to DOCKER_HOST, then the local socket.",
+        description=(
+            "Docker engine address (with `swarm`: a manager's); falls back to DOCKER_HOST, then the "
+            "local socket."
+        ),
     )
     docker_timeout_seconds: float = Field(
         default=30.0, gt=0, description="Timeout of one engine API call, seconds."
+    )
+    swarm_start_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "With `swarm`: how long a start waits for Swarm to run every container of an instance "
+            "(before the readiness probe), seconds."
+        ),
+    )
+    swarm_reserve_fraction: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description=(
+            "With `swarm`: the share of each container's CPU and memory limits reserved on its node; "
+            "Swarm places a task only where its reservations fit. 0: no reservations."
+        ),
+    )
+    swarm_node_engines: str = Field(
+        default="",
+        description=(
+            "For `instancer images sync`: each swarm node's engine, `NODE=URL` comma-separated, by host "
+            "name (the manager's own node defaults to INSTANCER_DOCKER_HOST)."
+        ),
+    )
+    registry: str | None = Field(
+        default=None,
+        description=(
+            "A registry the swarm's nodes pull challenge images from; set, `instancer images sync` "
+            "copies nothing (push images there instead)."
+        ),
     )
     deployment: str = Field(
         default="default",
@@ -230,6 +267,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
     @property
+    def swarm_engines(self) -> dict[str, str]:
+        """INSTANCER_SWARM_NODE_ENGINES as {node host name: engine URL}."""
+        return parse_engines(self.swarm_node_engines)
+
+    @property
     def flag_key_primary(self) -> str:
         return parse_keys(self.flag_keys.get_secret_value())[0][0]
 
@@ -257,4 +299,21 @@ class Settings(BaseSettings):
             parse_keys(self.flag_keys.get_secret_value())
         except KeyringError as exc:
             raise ValueError(f"INSTANCER_FLAG_KEYS: {exc}") from exc
+        try:
+            parse_engines(self.swarm_node_engines)
+        except ValueError as exc:
+            raise ValueError(f"INSTANCER_SWARM_NODE_ENGINES: {exc}") from exc
         return self
+
+
+def parse_engines(text: str) -> dict[str, str]:
+    """`name=url,name=url` (the INSTANCER_SWARM_NODE_ENGINES syntax) into a map; names unique."""
+    engines: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, url = (part.strip() for part in entry.partition("="))
+        if not sep or not name or not url:
+            raise ValueError(f"{entry!r} is not NODE=ENGINE_URL")
+        if name in engines:
+            raise ValueError(f"node {name!r} is listed twice")
+        engines[name] = url
+    return engines

@@ -66,7 +66,9 @@ def control(api: docker.APIClient) -> Iterator[Box]:
     network = api.create_network(name, driver="bridge")
     try:
         created = api.create_container(
-            DEMO_TCP_IMAGE, name=name, environment={"FLAG": "control"},
+            DEMO_TCP_IMAGE,
+            name=name,
+            environment={"FLAG": "control"},
             host_config=api.create_host_config(network_mode=name),
         )
         api.start(created["Id"])

@@ -174,3 +174,26 @@ def test_import_compose_refuses_an_unusable_file_with_exit_1(
     out, err = capsys.readouterr()
     assert err.startswith("error VALIDATION_FAILED") and words in err
     assert out == "" and not target.exists()
+
+
+def test_images_sync_is_for_a_swarm(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["images", "sync", "ctf/web:1"]) == 1  # INSTANCER_BACKEND=fake
+    assert "INSTANCER_BACKEND=swarm" in capsys.readouterr().err
+
+
+def test_images_sync_with_a_registry_copies_nothing_and_reaches_no_engine(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("INSTANCER_BACKEND", "swarm")
+    monkeypatch.setenv("INSTANCER_DOCKER_HOST", f"unix://{env}/no-engine.sock")
+    monkeypatch.setenv("INSTANCER_REGISTRY", "registry.example.org:5000")
+    assert cli.main(["images", "sync", "ctf/web:1"]) == 0
+    assert "registry registry.example.org:5000" in capsys.readouterr().out
+
+
+def test_node_engines_are_checked_at_start_up(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("INSTANCER_SWARM_NODE_ENGINES", "w1=tcp://10.0.0.1:2375,w1=tcp://10.0.0.2:2375")
+    assert cli.main(["check-config"]) == 2
+    assert "INSTANCER_SWARM_NODE_ENGINES" in capsys.readouterr().err

@@ -64,6 +64,13 @@ def test_url_id_fills_a_missing_id() -> None:
         ({"id": "a", "image": "a; rm -rf /"}, "image"),
         ({"id": "a", "image": "a", "egress": "yes"}, "egress"),  # a boolean, not something truthy
         ("not a mapping", "(root)"),
+        ({"id": "a", "image": "a", "placement": {"constraints": ["node.id==abc"]}}, "placement"),
+        ({"id": "a", "image": "a", "placement": {"constraints": ["engine.labels.x==y"]}}, "placement"),
+        ({"id": "a", "image": "a", "placement": {"constraints": ["node.labels.a==b c"]}}, "placement"),
+        ({"id": "a", "image": "a", "placement": {"constraints": ["node.labels.a=b"]}}, "placement"),
+        ({"id": "a", "image": "a", "placement": {"constraints": ["node.role==boss"]}}, "node.role"),
+        ({"id": "a", "image": "a", "placement": {"constraints": ["node.labels.a==b"] * 11}}, "placement"),
+        ({"id": "a", "image": "a", "placement": {"spread": "x"}}, "placement"),
     ],
 )
 def test_invalid_specs_are_refused_with_the_place_named(document: object, where: str) -> None:
@@ -120,3 +127,15 @@ def test_bad_healthchecks_are_refused(check: dict, where: str) -> None:
 def test_the_short_form_has_no_depends_on() -> None:
     with pytest.raises(ValidationFailed):
         parse_spec({"id": "a", "image": "i", "depends_on": []})
+
+
+def test_placement_takes_node_labels_host_names_roles_and_platforms() -> None:
+    wanted = (
+        "node.labels.instancer.pool==pwn",
+        "node.hostname != worker-3",
+        "node.role==worker",
+        "node.platform.arch==x86_64",
+    )
+    spec = parse_spec({"id": "a", "image": "a", "placement": {"constraints": list(wanted)}})
+    assert spec.placement.constraints == wanted
+    assert parse_spec({"id": "a", "image": "a"}).placement.constraints == ()

@@ -4,8 +4,8 @@ Each network's Linux bridge is named by `bridges.bridge_name`, whose prefix is w
 host firewall (`firewall.py`, applied apart from this module) matches to isolate it.
 
 Uses docker-py's low-level `APIClient` (no implicit inspects after create, no implicit
-pulls). Every docker/requests exception is translated here, once, into the domain's
-backend errors; none crosses this module's edge.
+pulls). Every docker/requests exception is translated at this module's edge, once, into the
+domain's backend errors (by `dockerapi.translate_errors`, which the swarm backend shares).
 """
 
 from __future__ import annotations
@@ -13,69 +13,33 @@ from __future__ import annotations
 import io
 import logging
 import posixpath
-import re
-import socket
 import tarfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import docker
-import docker.errors
 import docker.types
-import requests.exceptions
 
 from ..domain.errors import (
     BackendRejected,
-    BackendUnavailable,
     ContainerUnhealthy,
-    ImageMissing,
-    PortUnavailable,
 )
 from ..domain.ports import ContainerPlan, FileInject, Launched, LaunchPlan, Observed, RouteTarget
 from ..domain.spec import Healthcheck
-from . import bridges, labels
+from . import bridges, dockerapi, labels
+from .dockerapi import translate_errors
 
 log = logging.getLogger(__name__)
 
-_PORT_CLASH = ("port is already allocated", "address already in use", "bind for")
 # Bounded logs: a chatty challenge must not fill the engine's disk.
 _LOG_CONFIG = docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"})
 
 
-@contextmanager
-def translate_errors(action: str) -> Iterator[None]:
-    """Turn docker-py and requests failures into our own backend errors."""
-    try:
-        yield
-    except docker.errors.ImageNotFound as exc:
-        raise ImageMissing(f"the challenge image is not on the engine ({action})") from exc
-    except docker.errors.APIError as exc:
-        text = str(exc.explanation or exc).lower()
-        if any(marker in text for marker in _PORT_CLASH):
-            raise PortUnavailable("a host port is held by something else") from exc
-        if exc.status_code is not None and exc.status_code >= 500 and "no such image" in text:
-            raise ImageMissing(f"the challenge image is not on the engine ({action})") from exc
-        if _engine_trouble(exc.status_code, text):
-            raise BackendUnavailable(f"the Docker engine failed to {action}; it may be restarting") from exc
-        raise BackendRejected(f"the engine refused to {action}: {exc.explanation}") from exc
-    except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
-        raise BackendUnavailable(f"the Docker engine is unreachable ({action})") from exc
-
-
-# A 5xx from the engine is its own trouble (shutting down, a store it cannot write), to be
-# retried, except when the container runtime refuses what the challenge asks it to run.
-_CHALLENGE_FAULTS = ("oci runtime", "executable file not found", "exec format error", "no command specified")
-
-
-def _engine_trouble(status: int | None, text: str) -> bool:
-    return status is not None and status >= 500 and not any(fault in text for fault in _CHALLENGE_FAULTS)
-
-
 class DockerBackend:
     name = "docker"
+    #: a proxy on this host reaches containers on their bridge address: no host port needed
+    proxied_ports_need_host_ports = False
 
     def __init__(
         self,
@@ -97,13 +61,7 @@ class DockerBackend:
     def api(self) -> docker.APIClient:
         """The engine client, created on first use so the service starts without an engine."""
         if self._client is None:
-            with translate_errors("connect"):
-                self._client = docker.APIClient(
-                    base_url=self._base_url,
-                    version="auto",
-                    timeout=self._timeout,  # type: ignore[arg-type]  # requests takes a float
-                    max_pool_size=self._pool_size,
-                )
+            self._client = dockerapi.client(self._base_url, self._timeout, self._pool_size)
         return self._client
 
     def ping(self) -> None:
@@ -216,7 +174,7 @@ class DockerBackend:
         return str((state.get("Health") or {}).get("Status", "starting"))
 
     def probe(self, launched: Launched) -> bool:
-        return all(_accepts(host, port) for host, port in launched.probe_targets)
+        return all(dockerapi.accepts(host, port) for host, port in launched.probe_targets)
 
     def stop(self, instance_id: str) -> None:
         selector = {"label": [f"{labels.INSTANCE}={instance_id}", f"{labels.DEPLOYMENT}={self._deployment}"]}
@@ -235,8 +193,7 @@ class DockerBackend:
             with translate_errors("remove an object"):
                 call(*args, **kwargs)
         except BackendRejected as exc:
-            cause = exc.__cause__
-            if isinstance(cause, docker.errors.NotFound) or "already in progress" in str(cause):
+            if dockerapi.gone(exc):
                 return
             raise
 
@@ -260,7 +217,7 @@ class DockerBackend:
                 kind="network",
                 name=n["Name"],
                 instance_id=n["Labels"][labels.INSTANCE],
-                created_at=_parse_engine_time(n["Created"]),
+                created_at=dockerapi.parse_engine_time(n["Created"]),
             )
             for n in networks
         ]
@@ -292,24 +249,3 @@ def _tar_of(f: FileInject) -> bytes:
         info.size, info.mode, info.mtime = len(f.content), f.mode, int(time.time())
         tar.addfile(info, io.BytesIO(f.content))
     return buffer.getvalue()
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.25):
-            return True
-    except OSError:
-        return False
-
-
-_ENGINE_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?$")
-
-
-def _parse_engine_time(value: str) -> datetime:
-    """Docker's RFC 3339 times may carry nanoseconds, which `fromisoformat` refuses: drop the
-    fraction (a second is precise enough for grace periods). Unparseable means 'now'."""
-    match = _ENGINE_TIME.match(value)
-    if match is None:
-        return datetime.now(UTC)
-    zone = match.group(2) or "Z"
-    return datetime.fromisoformat(match.group(1) + ("+00:00" if zone == "Z" else zone)).astimezone(UTC)

@@ -18,6 +18,8 @@ from ..domain.ports import Launched, LaunchPlan, Observed, RouteTarget
 @dataclass
 class FakeBackend:
     name: str = "fake"
+    #: True to behave like the swarm backend (proxied ports published on host ports too)
+    proxied_ports_need_host_ports: bool = False
     images: set[str] | None = None  # None: every image exists
     down: bool = False
     ready: bool = True
@@ -26,6 +28,10 @@ class FakeBackend:
     starts: int = 0
     #: called at the start of every `start`, to inject faults or interleavings in tests
     before_start: Callable[[LaunchPlan], None] | None = None
+    #: where `start` says players reach the instance (a swarm backend names the node)
+    public_host: str | None = None
+    #: instances whose containers are listed as not running, with the engine's explanation
+    stalled: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ping(self) -> None:
@@ -51,6 +57,7 @@ class FakeBackend:
                 for c in plan.containers
                 for port in c.exposed
             ),
+            public_host=self.public_host,
         )
 
     def probe(self, launched: Launched) -> bool:
@@ -65,4 +72,14 @@ class FakeBackend:
         self.ping()
         epoch = datetime(2000, 1, 1, tzinfo=UTC)
         with self._lock:
-            return [Observed("container", f"inst-{i}", i, epoch, running=True) for i in self.running]
+            return [
+                Observed(
+                    "container",
+                    f"inst-{i}",
+                    i,
+                    epoch,
+                    running=i not in self.stalled,
+                    detail=self.stalled.get(i, ""),
+                )
+                for i in self.running
+            ]

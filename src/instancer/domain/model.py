@@ -101,6 +101,9 @@ class Instance:
     claimed_by: str | None = None
     #: set while the instance belongs to a warm pool (unclaimed): the key of the spec it runs
     pool_key: str | None = None
+    #: where its host ports are reached, when the engine said (a swarm node); None: the
+    #: deployment's public host
+    public_host: str | None = None
 
     @property
     def extensions_left(self) -> int:
@@ -117,8 +120,15 @@ class Instance:
 
 
 def endpoints(instance: Instance, public: PublicAddresses) -> list[Endpoint]:
-    """The connection info of an instance as players see it, in the spec's port order."""
-    found = [_port_endpoint(a, public.host) for a in instance.allocations]
+    """The connection info of an instance as players see it, in the spec's port order.
+
+    A proxied port may hold a host port too (the proxy reaches a swarm node through it);
+    players get the route, never that host port."""
+    host = instance.public_host or public.host
+    routed = {(r.container, r.container_port) for r in instance.routes}
+    found = [
+        _port_endpoint(a, host) for a in instance.allocations if (a.container, a.container_port) not in routed
+    ]
     found += [_route_endpoint(r, public) for r in instance.routes]
     return sorted(found, key=lambda e: (e.container, e.container_port))
 

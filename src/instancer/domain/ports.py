@@ -78,6 +78,8 @@ class LaunchPlan:
     #: how long one start may wait, in all, for dependencies to become healthy
     healthy_timeout_seconds: float = 30.0
     egress: bool = False
+    #: where the instance may run, as Swarm placement constraints (ignored on one host)
+    constraints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,23 +96,33 @@ class Launched:
 
     probe_targets: tuple[tuple[str, int], ...]
     targets: tuple[RouteTarget, ...] = ()
+    #: where players reach its host ports, when not at the deployment's public host (the
+    #: swarm node that runs it); None: INSTANCER_PUBLIC_HOST
+    public_host: str | None = None
 
 
 @dataclass(frozen=True)
 class Observed:
-    """One engine object (container or network) carrying our labels."""
+    """One engine object carrying our labels: a container (a Swarm service counts as one),
+    a network, or another object an instance holds (a Swarm secret)."""
 
-    kind: str  # "container" | "network"
+    kind: str  # "container" | "network" | "secret"
     name: str
     instance_id: str
     created_at: datetime
     running: bool = False
+    #: why a container is not running, when the engine can say (e.g. its node is down)
+    detail: str = ""
 
 
 class Backend(Protocol):
     """An engine that runs instances. Stopping what is gone is success."""
 
     name: str
+    #: True when the proxy reaches proxied ports through host ports (on whichever node runs
+    #: the instance) rather than at the container's own address: the use cases then give
+    #: those ports a host port from the pool as well.
+    proxied_ports_need_host_ports: bool
 
     def ping(self) -> None:
         """Raises BackendUnavailable when the engine cannot be reached."""

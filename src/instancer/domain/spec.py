@@ -33,6 +33,12 @@ ALLOWED_CAPABILITIES = frozenset(
     {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL", "SYS_CHROOT"}
 )
 _SYSTEM_DIRS = frozenset({"proc", "sys", "dev"})
+# Swarm placement constraints a spec may give: equality on a node label, host name, role or
+# platform; nothing that could name engine internals. Values are plain words.
+_WORD = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+PLACEMENT_PATTERN = (
+    rf"^node\.(?:labels\.{_WORD}|hostname|role|platform\.os|platform\.arch)\s*(?:==|!=)\s*{_WORD}$"
+)
 _SHORT_FORM_KEYS = ("image", "ports", "env", "command", "resources", "cap_add", "healthcheck")
 
 
@@ -216,6 +222,29 @@ class Pool(_Strict):
         return self.max > 0
 
 
+class Placement(_Strict):
+    """Where an instance may run on a Swarm (the `docker` backend has one host and ignores it).
+
+    Each constraint is `node.<attribute> == value` or `!=`, with attribute `labels.<key>`,
+    `hostname`, `role` (`manager` or `worker`), `platform.os` or `platform.arch`; all must hold.
+    E.g. `node.labels.instancer.pool==pwn` keeps a challenge on the nodes labelled for it."""
+
+    constraints: tuple[str, ...] = Field(default=(), max_length=10)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for constraint in self.constraints:
+            if not re.fullmatch(PLACEMENT_PATTERN, constraint):
+                raise ValueError(
+                    f"placement constraint {constraint!r} is not `node.labels.KEY==VALUE` (or `!=`), "
+                    "nor one on node.hostname, node.role, node.platform.os or node.platform.arch"
+                )
+            attribute, _, value = re.split(r"\s*(==|!=)\s*", constraint, maxsplit=1)
+            if attribute == "node.role" and value not in ("manager", "worker"):
+                raise ValueError("node.role is `manager` or `worker`")
+        return self
+
+
 class FlagSpec(_Strict):
     """How each instance's own flag is made and where it is put.
 
@@ -266,6 +295,7 @@ class ChallengeSpec(_Strict):
         ),
     )
     pool: Pool = Pool()
+    placement: Placement = Placement()
 
     @model_validator(mode="before")
     @classmethod

@@ -275,10 +275,12 @@ class InstanceService:
     def _allocate(
         self, tx: Tx, spec: ChallengeSpec, instance_id: str, avoid: frozenset[int] = frozenset()
     ) -> list[Allocation]:
+        # A proxied port needs a host port too when the proxy reaches it through one (swarm).
+        every = self._backend.proxied_ports_need_host_ports
         wanted = [
             (c.name, p.port, p.protocol.value)
             for c, p in spec.exposed
-            if p.mode(self._policy.expose_proxy) is Expose.PORT
+            if every or p.mode(self._policy.expose_proxy) is Expose.PORT
         ]
         return tx.allocate_ports(instance_id, wanted, self._policy.port_low, self._policy.port_high, avoid)
 
@@ -385,6 +387,7 @@ class InstanceService:
                 now=now,
                 at_generation=instance.generation,
                 started_at=now,
+                public_host=launched.public_host,
             )
             if ok:
                 tx.set_route_targets(instance.id, launched.targets)
@@ -741,15 +744,18 @@ class InstanceService:
             self._suspects.clear()  # no sighting across an outage: after it, start counting again
             raise
         running: dict[str, int] = {}
+        details: dict[str, set[str]] = {}
         for o in observed:
             if o.kind == "container":
                 running[o.instance_id] = running.get(o.instance_id, 0) + int(o.running)
+                if o.detail and not o.running:
+                    details.setdefault(o.instance_id, set()).add(o.detail)
         report = {"orphans": self._remove_orphans(observed, listed_at, grace_seconds), "lost": 0}
         short = {i.id for i in live if running.get(i.id, 0) < expected[i.id]}
         # Suspects: seen short now, and since when, without a healthy listing in between.
         self._suspects = {i: self._suspects.get(i, listed_at) for i in short}
         confirmed = [
-            (i, f"{running.get(i.id, 0)} of {expected[i.id]} container(s) running at the last reconcile")
+            (i, _shortfall(running.get(i.id, 0), expected[i.id], details.get(i.id, set())))
             for i in live
             if i.id in self._suspects
             and (listed_at - self._suspects[i.id]).total_seconds() >= lost_after_seconds
@@ -838,6 +844,12 @@ class InstanceService:
         return self._remove_orphans(self._backend.list_managed(), self._clock.now(), grace_seconds)
 
 
+def _shortfall(running: int, expected: int, details: set[str]) -> str:
+    """Why an instance counts as lost, with what the engine said (e.g. which node went down)."""
+    why = f"{running} of {expected} container(s) running at the last reconcile"
+    return f"{why} ({'; '.join(sorted(details))})" if details else why
+
+
 def _final_state_of(stopping: Instance) -> State:
     """The state a `stopping` record ends in, from why it is being stopped."""
     return {REASON_EXPIRED: State.EXPIRED, REASON_INTERRUPTED: State.FAILED}.get(
@@ -918,4 +930,5 @@ def _plan(spec: ChallengeSpec, instance: Instance, flag: str, *, healthy_timeout
         containers=containers,
         healthy_timeout_seconds=healthy_timeout,
         egress=spec.egress,
+        constraints=spec.placement.constraints,
     )

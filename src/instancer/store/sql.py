@@ -637,6 +637,7 @@ def _to_row(i: Instance) -> InstanceRow:
         last_extended_at=i.last_extended_at,
         reason=i.reason,
         pool_key=i.pool_key,
+        public_host=i.public_host,
     )
 
 
@@ -663,4 +664,5 @@ def _from_row(r: Any, allocations: tuple[Allocation, ...], routes: tuple[Route, 
         routes=routes,
         claimed_by=r.claimed_by,
         pool_key=r.pool_key,
+        public_host=r.public_host,
     )

@@ -84,6 +84,9 @@ class InstanceRow(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
     #: set while the instance sits unclaimed in a warm pool: `ChallengeSpec.pool_key()` of its spec
     pool_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: where players reach its host ports, when the engine chose it (the swarm node running
+    #: it); NULL: the deployment's INSTANCER_PUBLIC_HOST
+    public_host: Mapped[str | None] = mapped_column(String(253), nullable=True)
 
     __table_args__ = (
         # The invariant "one live instance per (challenge, owner)", held by the database.
