@@ -259,6 +259,21 @@ class Swarm:
                 spec["Labels"][key] = value
         api.update_node(info["ID"], info["Version"]["Index"], spec)
 
+    def remove_deployment(self, deployment: str) -> None:
+        """Remove every service, network and secret a test's deployment left, without waiting
+        for the nodes to kill the containers (the next test uses another deployment)."""
+        api = self.manager.api()
+        selector = {"label": f"instancer.deployment={deployment}"}
+        for service in api.services(filters=selector):
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_service(service["ID"])
+        for network in api.networks(filters=selector):
+            with contextlib.suppress(docker.errors.APIError):  # gone, or going with its tasks
+                api.remove_network(network["Id"])
+        for secret in api.secrets(filters=selector):
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_secret(secret["ID"])
+
     def kill(self, node: Node) -> None:
         """The machine dies: every process in the node's namespace (engine, containerd, the
         containers) gets SIGKILL at once. The manager notices after its heartbeat timeout."""
