@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -52,21 +51,20 @@ def doomed_swarm(request: pytest.FixtureRequest) -> Swarm:
 def on_swarm(make_settings: Callable[..., Settings], make_service: Callable[..., Service]) -> Iterator[Any]:
     """`on_swarm(swarm, **settings)`: a service on that swarm. Whatever its deployment holds at
     the end is removed."""
-    made: list[Service] = []
+    made: list[tuple[Service, Swarm]] = []
 
     def make(swarm: Swarm, **overrides: Any) -> Service:
         values = {"docker_host": swarm.manager.url, **overrides}
         settings = make_settings(backend="swarm", **values)
         values.setdefault("deployment", settings.deployment)
         service = make_service(backend=bootstrap.backend_of(settings), **values)
-        made.append(service)
+        made.append((service, swarm))
         return service
 
     yield make
-    for service in made:
+    for service, swarm in made:
         service.reaper.stop()
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(service.backend.stop, {o.instance_id for o in service.backend.list_managed()}))
+        swarm.remove_deployment(service.settings.deployment)
 
 
 def node_of(swarm: Swarm, public_host: str | None) -> str:

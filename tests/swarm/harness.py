@@ -12,7 +12,8 @@ Node 1 is the manager, the others workers. Nothing here touches the host's engin
 swarm state, the host's iptables, or any address outside 10.231.S.0/24: the nodes have no
 default route (so an engine that tries a registry fails at once instead of reaching out).
 Every namespace, link, engine, mount, cgroup and data directory made here is removed by
-`down()`, which is also run before `up()` to clear what a killed run left.
+`down()`, which is also run before `up()` to clear what a killed run left. A lock file per
+subnet keeps two test sessions on one machine from building (or clearing) the same swarm.
 
 Used by the test fixtures and, for a look by hand, as a script:
     python -m tests.swarm.harness up 3      # prints the manager's DOCKER_HOST
@@ -22,6 +23,7 @@ Used by the test fixtures and, for a look by hand, as a script:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -89,6 +91,7 @@ class Swarm:
     prefix: str = ""
     nodes: list[Node] = field(default_factory=list)
     node_ids: dict[str, str] = field(default_factory=dict)
+    _lock: int | None = None
 
     def __post_init__(self) -> None:
         self.prefix = self.prefix or f"isw{self.subnet}"
@@ -125,7 +128,8 @@ class Swarm:
     # --- up ------------------------------------------------------------------------
 
     def up(self) -> Swarm:
-        self.down()
+        self._take_lock()
+        self._clear()
         try:
             self._network()
             for node in self.nodes:
@@ -137,6 +141,20 @@ class Swarm:
             self.down()
             raise
         return self
+
+    def _take_lock(self) -> None:
+        if self._lock is not None:
+            return
+        fd = os.open(f"/run/{self.prefix}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RuntimeError(
+                f"another process holds /run/{self.prefix}.lock: a test session on this machine is "
+                f"using swarm subnet 10.231.{self.subnet}.0/24; wait for it"
+            ) from None
+        self._lock = fd
 
     def _network(self) -> None:
         _run("ip", "netns", "add", self.switch)
@@ -259,6 +277,21 @@ class Swarm:
                 spec["Labels"][key] = value
         api.update_node(info["ID"], info["Version"]["Index"], spec)
 
+    def remove_deployment(self, deployment: str) -> None:
+        """Remove every service, network and secret a test's deployment left, without waiting
+        for the nodes to kill the containers (the next test uses another deployment)."""
+        api = self.manager.api()
+        selector = {"label": f"instancer.deployment={deployment}"}
+        for service in api.services(filters=selector):
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_service(service["ID"])
+        for network in api.networks(filters=selector):
+            with contextlib.suppress(docker.errors.APIError):  # gone, or going with its tasks
+                api.remove_network(network["Id"])
+        for secret in api.secrets(filters=selector):
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_secret(secret["ID"])
+
     def kill(self, node: Node) -> None:
         """The machine dies: every process in the node's namespace (engine, containerd, the
         containers) gets SIGKILL at once. The manager notices after its heartbeat timeout."""
@@ -288,6 +321,15 @@ class Swarm:
 
     def down(self) -> None:
         """Remove everything `up` made (or a killed earlier run left), whatever state it is in."""
+        self._take_lock()
+        self._clear()
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(f"/run/{self.prefix}.lock")  # while still held: nobody waits on it
+            os.close(self._lock)  # releases the lock
+            self._lock = None
+
+    def _clear(self) -> None:
         self._stop_engines()
         for node in self.nodes:
             self.kill(node)  # containers or shims the engine left behind

@@ -154,16 +154,7 @@ class SwarmBackend:
         # A revert (or a retry on other ports) follows a stop: the old containers hold their
         # host ports until their node has killed them, a few seconds after their removal.
         self._wait_gone(self._selector(plan.instance_id), nodes)
-        network = f"inst-{plan.instance_id}-{plan.generation}"
-        with translate_errors("create the overlay network"):
-            self.api.create_network(
-                network,
-                driver="overlay",
-                labels=labels.for_network(plan, self._deployment),
-                attachable=False,
-                internal=False,
-                check_duplicate=True,
-            )
+        network = self._create_network(plan)
         secrets = {c.name: self._secrets(plan, c) for c in plan.containers}
         first, *rest = plan.containers
         prefer = self._previous_node(plan, nodes)
@@ -175,15 +166,22 @@ class SwarmBackend:
         node = nodes.get(node_id) or self.nodes().get(node_id)
         if node is None:
             raise BackendUnavailable("the node the swarm chose for the instance has left the swarm")
-        bindings = [(c, b) for c in plan.containers for b in c.ports]
-        return Launched(
-            probe_targets=tuple((node.address, b.host_port) for _, b in bindings),
-            # Traefik on the manager reaches the task through the node's published port.
-            targets=tuple(
-                RouteTarget(c.name, b.container_port, f"{node.address}:{b.host_port}") for c, b in bindings
-            ),
-            public_host=node.public_host,
-        )
+        return _launched(plan, node)
+
+    def _create_network(self, plan: LaunchPlan) -> str:
+        """The instance's own overlay network: not attachable (nothing joins it from outside),
+        not internal (host-mode ports need the node's gateway bridge)."""
+        network = f"inst-{plan.instance_id}-{plan.generation}"
+        with translate_errors("create the overlay network"):
+            self.api.create_network(
+                network,
+                driver="overlay",
+                labels=labels.for_network(plan, self._deployment),
+                attachable=False,
+                internal=False,
+                check_duplicate=True,
+            )
+        return network
 
     def _place(
         self,
@@ -241,20 +239,39 @@ class SwarmBackend:
         node_id: str | None,
     ) -> _Service:
         service_labels = labels.for_container(plan, self._deployment, c.name)
+        task = self._task(plan, c, network, secrets, node_id)
+        # Published port -> (target, protocol, mode); the SDK wants the published port as an int.
+        ports: dict[Any, Any] = {b.host_port: (b.container_port, "tcp", "host") for b in c.ports}
+        endpoint = docker.types.EndpointSpec(mode="dnsrr", ports=ports)
+        name = _service_name(plan, c)
+        with translate_errors("create the service"):
+            created = self.api.create_service(task, name=name, labels=service_labels, endpoint_spec=endpoint)
+        return _Service(str(created["ID"]), name, service_labels, task, endpoint)
+
+    def _task(
+        self,
+        plan: LaunchPlan,
+        c: ContainerPlan,
+        network: str,
+        secrets: list[docker.types.SecretReference],
+        node_id: str | None,
+    ) -> docker.types.TaskTemplate:
+        """What each task of the service runs: hardened, limited, labelled, on the instance's
+        network under its own name, restarted in place a few times, pinned when `node_id`."""
         env: dict[str, str | bytes | None] = dict(c.env)
         spec = docker.types.ContainerSpec(
             image=c.image,
             args=list(c.command) if c.command is not None else None,  # replaces CMD, keeps ENTRYPOINT
             hostname=c.name,
             env=env,
-            labels=service_labels,
+            labels=labels.for_container(plan, self._deployment, c.name),
             secrets=secrets or None,
             cap_drop=["ALL"],
             cap_add=list(c.cap_add) or None,
             stop_grace_period=0,  # removal kills at once, like `docker rm -f` on one host
         )
         constraints = [*plan.constraints, *([f"node.id=={node_id}"] if node_id else [])]
-        task = docker.types.TaskTemplate(
+        return docker.types.TaskTemplate(
             container_spec=spec,
             resources=self._resources(c),
             restart_policy=docker.types.RestartPolicy(
@@ -264,13 +281,6 @@ class SwarmBackend:
             log_driver=_LOG_DRIVER,
             networks=[docker.types.NetworkAttachmentConfig(network, aliases=[c.name])],
         )
-        # Published port -> (target, protocol, mode); the SDK wants the published port as an int.
-        ports: dict[Any, Any] = {b.host_port: (b.container_port, "tcp", "host") for b in c.ports}
-        endpoint = docker.types.EndpointSpec(mode="dnsrr", ports=ports)
-        name = _service_name(plan, c)
-        with translate_errors("create the service"):
-            created = self.api.create_service(task, name=name, labels=service_labels, endpoint_spec=endpoint)
-        return _Service(str(created["ID"]), name, service_labels, task, endpoint)
 
     def _resources(self, c: ContainerPlan) -> docker.types.Resources:
         """Limits from the spec (the SDK's helper knows no pids limit, the API does);
@@ -485,6 +495,19 @@ class SwarmBackend:
             for s in secrets
         ]
         return observed
+
+
+def _launched(plan: LaunchPlan, node: SwarmNode) -> Launched:
+    """Where the instance answers: every published port on its node's address (Traefik on the
+    manager forwards there too); players are told the node's public name."""
+    bindings = [(c, b) for c in plan.containers for b in c.ports]
+    return Launched(
+        probe_targets=tuple((node.address, b.host_port) for _, b in bindings),
+        targets=tuple(
+            RouteTarget(c.name, b.container_port, f"{node.address}:{b.host_port}") for c, b in bindings
+        ),
+        public_host=node.public_host,
+    )
 
 
 def _unplaceable(reason: str) -> BackendRejected | PortUnavailable:
