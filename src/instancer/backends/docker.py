@@ -212,15 +212,7 @@ class DockerBackend:
             )
             for c in containers
         ]
-        observed += [
-            Observed(
-                kind="network",
-                name=n["Name"],
-                instance_id=n["Labels"][labels.INSTANCE],
-                created_at=dockerapi.parse_engine_time(n["Created"]),
-            )
-            for n in networks
-        ]
+        observed += dockerapi.observed_networks(networks)
         return observed
 
 

@@ -12,12 +12,15 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import docker
 import docker.errors
 import requests.exceptions
 
 from ..domain.errors import BackendRejected, BackendUnavailable, ImageMissing, PortUnavailable
+from ..domain.ports import Observed
+from . import labels
 
 _PORT_CLASH = ("port is already allocated", "address already in use", "bind for")
 # A 5xx from the engine is its own trouble (shutting down, a store it cannot write), to be
@@ -81,6 +84,19 @@ def accepts(host: str, port: int) -> bool:
 
 
 _ENGINE_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?$")
+
+
+def observed_networks(networks: list[dict[str, Any]]) -> list[Observed]:
+    """Labelled networks, from one engine listing, as the reconcile sees them."""
+    return [
+        Observed(
+            kind="network",
+            name=n["Name"],
+            instance_id=n["Labels"][labels.INSTANCE],
+            created_at=parse_engine_time(n["Created"]),
+        )
+        for n in networks
+    ]
 
 
 def parse_engine_time(value: str) -> datetime:

@@ -476,15 +476,7 @@ class SwarmBackend:
             )
             for s in services
         ]
-        observed += [
-            Observed(
-                kind="network",
-                name=n["Name"],
-                instance_id=n["Labels"][labels.INSTANCE],
-                created_at=dockerapi.parse_engine_time(n["Created"]),
-            )
-            for n in networks
-        ]
+        observed += dockerapi.observed_networks(networks)
         observed += [
             Observed(
                 kind="secret",
