@@ -8,6 +8,7 @@ whether or not a server is running. `new-flag-key` and `firewall` need no settin
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import re
@@ -259,6 +260,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     service.isolation.at_start()  # raises in enforce mode when it cannot: refuse to serve
     app = bootstrap.app_of(service)
     logging.getLogger("uvicorn.access").addFilter(_QuietRoutePolls())
+    # Everything built so far (modules, the app, the engine's pools) lives as long as the
+    # process: take it out of the collector's sight, so that a full collection, which the
+    # garbage of ordinary requests triggers now and then, scans only what came after instead
+    # of pausing every request for the whole heap (~100 ms, seen in benchmarks/lookups.py).
+    gc.freeze()
     uvicorn.run(
         app,
         host=args.host,

@@ -119,6 +119,17 @@ class Instance:
         return is_pool_owner(self.owner)
 
 
+@dataclass(frozen=True)
+class Version:
+    """What identifies one incarnation of an instance (the compare-and-set key of repairs), and
+    how many containers its spec has: the reconcile's whole view of a record."""
+
+    state: State
+    generation: int
+    owner: str
+    containers: int
+
+
 def endpoints(instance: Instance, public: PublicAddresses) -> list[Endpoint]:
     """The connection info of an instance as players see it, in the spec's port order.
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from .capacity import Footprint
-from .model import Allocation, FlagShare, Instance, Route, State
+from .model import Allocation, FlagShare, Instance, Route, State, Version
 from .spec import ChallengeSpec, Healthcheck
 
 
@@ -283,8 +283,8 @@ class Tx(Protocol):
         Raises LiveInstanceExists when (challenge, owner) already holds a live one."""
 
     def instance_spec(self, instance_id: str) -> ChallengeSpec | None: ...
-    def container_counts(self, states: frozenset[State]) -> dict[str, int]:
-        """Containers in the spec of each instance in `states`, in one query (the reconcile's view)."""
+    def versions(self, states: frozenset[State]) -> dict[str, Version]:
+        """Each instance in `states` by id, as a Version, in one query (the reconcile's view)."""
         ...
 
     def get_instance(self, instance_id: str) -> Instance | None: ...

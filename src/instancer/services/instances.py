@@ -12,7 +12,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -39,6 +39,7 @@ from ..domain.model import (
     Instance,
     Route,
     State,
+    Version,
     new_slug,
     pool_owner,
 )
@@ -730,13 +731,13 @@ class InstanceService:
         """
         # Records first, then the engine: a revert that lands in between moves the instance to a
         # new generation, which the compare-and-set in _mark_lost/_recreate then refuses.
+        # Ids and container counts only: the pass runs every few seconds beside status lookups,
+        # and hydrating every live record was its cost (and a pause for those lookups). Whole
+        # records are read below for the few confirmed short.
         with self._store.read() as tx:
             # Pooled instances too: one that died is no use to the next start (lost; the filler
             # replaces it).
-            ready = frozenset({State.RUNNING, State.POOLED})
-            live = tx.find(InstanceFilter(states=ready), per_page=100_000).items
-            counts = tx.container_counts(ready)
-        expected = {i.id: counts.get(i.id, 1) for i in live}
+            seen = tx.versions(frozenset({State.RUNNING, State.POOLED}))
         listed_at = self._clock.now()
         try:
             observed = self._backend.list_managed()
@@ -751,14 +752,17 @@ class InstanceService:
                 if o.detail and not o.running:
                     details.setdefault(o.instance_id, set()).add(o.detail)
         report = {"orphans": self._remove_orphans(observed, listed_at, grace_seconds), "lost": 0}
-        short = {i.id for i in live if running.get(i.id, 0) < expected[i.id]}
+        short = {i for i, v in seen.items() if running.get(i, 0) < v.containers}
         # Suspects: seen short now, and since when, without a healthy listing in between.
         self._suspects = {i: self._suspects.get(i, listed_at) for i in short}
+        due = [
+            i
+            for i, since in self._suspects.items()
+            if (listed_at - since).total_seconds() >= lost_after_seconds
+        ]
         confirmed = [
-            (i, _shortfall(running.get(i.id, 0), expected[i.id], details.get(i.id, set())))
-            for i in live
-            if i.id in self._suspects
-            and (listed_at - self._suspects[i.id]).total_seconds() >= lost_after_seconds
+            (i, _shortfall(running.get(i.id, 0), seen[i.id].containers, details.get(i.id, set())))
+            for i in self._records(due, seen)
         ]
         # A pooled instance is never recreated: nobody owns it, and the pool filler replaces it.
         recreate = self._policy.lost_policy == "recreate"
@@ -773,6 +777,15 @@ class InstanceService:
         for instance, _ in lost + again:
             self._suspects.pop(instance.id, None)
         return report
+
+    def _records(self, ids: Sequence[str], seen: dict[str, Version]) -> list[Instance]:
+        """The records of `ids` that are still the version seen before the engine was listed:
+        one that moved on since (a revert, a claim, a stop) is not judged by that listing."""
+        if not ids:
+            return []
+        with self._store.read() as tx:
+            now = [tx.get_instance(i) for i in sorted(ids)]
+        return [i for i in now if i is not None and seen[i.id] == _version(i, seen[i.id].containers)]
 
     def _recreate(self, instance: Instance, listed_at: datetime, why: str) -> bool:
         """Replace a lost instance's containers in place: same id, deadline, ports and flag."""
@@ -932,3 +945,7 @@ def _plan(spec: ChallengeSpec, instance: Instance, flag: str, *, healthy_timeout
         egress=spec.egress,
         constraints=spec.placement.constraints,
     )
+
+
+def _version(instance: Instance, containers: int) -> Version:
+    return Version(instance.state, instance.generation, instance.owner, containers)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from ..domain.capacity import Footprint, footprint_of
 from ..domain.errors import PortsExhausted, StoreUnavailable
-from ..domain.model import OCCUPYING_STATES, Allocation, FlagShare, Instance, Route, State
+from ..domain.model import OCCUPYING_STATES, Allocation, FlagShare, Instance, Route, State, Version
 from ..domain.ports import (
     FlagMatch,
     InstanceFilter,
@@ -194,11 +194,14 @@ class SqlTx:
         body = self._s.scalar(select(InstanceRow.spec).where(InstanceRow.id == instance_id))
         return None if body is None else ChallengeSpec.model_validate_json(body)
 
-    def container_counts(self, states: frozenset[State]) -> dict[str, int]:
-        q = select(InstanceRow.id, InstanceRow.spec).where(InstanceRow.state.in_(_names(states)))
+    def versions(self, states: frozenset[State]) -> dict[str, Version]:
+        q = select(
+            InstanceRow.id, InstanceRow.state, InstanceRow.generation, InstanceRow.owner, InstanceRow.spec
+        ).where(InstanceRow.state.in_(_names(states)))
         # Plain JSON, not a validated spec: the reconcile needs a count, every few seconds.
         return {
-            i: len(json.loads(spec).get("containers", ())) or 1 for i, spec in self._s.execute(q).tuples()
+            i: Version(State(state), generation, owner, len(json.loads(spec).get("containers", ())) or 1)
+            for i, state, generation, owner, spec in self._s.execute(q).tuples()
         }
 
     def get_instance(self, instance_id: str) -> Instance | None:
