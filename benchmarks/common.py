@@ -40,6 +40,11 @@ def commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
+def machine() -> dict[str, Any]:
+    """The cores and the 1-minute load average now: how busy the machine was, for the record."""
+    return {"cpus": os.cpu_count(), "load_1m": round(os.getloadavg()[0], 2)}
+
+
 def quantile_ms(samples: list[float], q: int) -> float:
     """The q-th percentile of samples in seconds, in milliseconds (inclusive method)."""
     if len(samples) == 1:

@@ -162,8 +162,16 @@ def _warm_rows(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     ]
 
 
+def machine_of(result: dict[str, Any]) -> str:
+    """The machine's cores and load around the run, when recorded (the figures depend on it)."""
+    before, after = result.get("machine_before"), result.get("machine_after")
+    if not before or not after:
+        return "machine not recorded"
+    return f"{before['cpus']} cores, 1-min load average {before['load_1m']} before, {after['load_1m']} after"
+
+
 def print_acceptance(result: dict[str, Any]) -> None:
-    print("issue 8 acceptance (ratios against the baseline measured in this run):")
+    print(f"issue 8 acceptance (ratios against the baseline measured in this run; {machine_of(result)}):")
     for what, figure, met in acceptance(result):
         verdict = "n/a " if met is None else ("PASS" if met else "MISS")
         print(f"  {verdict}  {what:52s} {figure}")
@@ -205,7 +213,7 @@ def chart(directory: Path, name: str, result: dict[str, Any]) -> None:
         _lookups(axes[1][1], result["lookups"])
     else:
         axes[1][1].set_axis_off()
-    fig.suptitle(f"instancer benchmarks, commit {result['commit'][:8]} (shared machine, under load)")
+    fig.suptitle(f"instancer benchmarks, commit {result['commit'][:8]} ({machine_of(result)})")
     fig.tight_layout()
     path = directory / f"{name}.png"
     fig.savefig(path, dpi=100)

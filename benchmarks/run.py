@@ -30,7 +30,7 @@ import flags_verify
 import lookups
 import report
 import starts
-from common import commit
+from common import commit, machine
 
 
 def main() -> int:
@@ -43,13 +43,14 @@ def main() -> int:
     # A TERM (make interrupted, a CI timeout) unwinds like ^C: whatever the run made on the
     # shared engine (containers, networks, its swarm) is removed on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    result: dict[str, Any] = {"benchmark": "bench", "commit": commit()}
+    result: dict[str, Any] = {"benchmark": "bench", "commit": commit(), "machine_before": machine()}
     result |= starts.run(args.runs, starts.widths_of(args), swarm_init=args.swarm_init)
     report.print_starts(result)
     result["lookups"] = lookups.run(args.records, args.rate, args.seconds)
     report.print_lookups(result["lookups"])
     result["flags_verify"] = flags_verify.run(args.flags, args.requests, args.clients)
     flags_verify.print_result(result["flags_verify"])
+    result["machine_after"] = machine()
     report.write(args.results_dir, "bench", result)
     report.chart(args.results_dir, "bench", result)
     report.print_acceptance(result)

@@ -87,6 +87,7 @@ def test_make_bench_command_runs_every_part_and_charts(docker_ready: None, tmp_p
     _warm_reported(out)
     _swarm_reported(out)
     stored = json.loads((tmp_path / "bench.json").read_text())
+    assert stored["machine_before"]["cpus"] and "load_1m" in stored["machine_after"]
     assert stored["commit"] and set(stored["series"]) >= {
         "baseline_sdk",
         "service_cold",
