@@ -8,12 +8,12 @@ from CTFd.api import CTFd_API_v1
 from CTFd.plugins import register_admin_plugin_menu_bar, register_plugin_assets_directory
 from CTFd.plugins.challenges import CHALLENGE_CLASSES
 
-from . import admin, api
+from . import admin, api, schema
 from .challenge_type import PLUGIN_DIR, DockerChallengeType
 
 
 def load(app):
-    app.db.create_all()  # the docker_challenge table, on any database CTFd supports
+    schema.ensure(app.db)  # the docker_challenge table and its later columns, on any database
     CHALLENGE_CLASSES["docker"] = DockerChallengeType
     app.jinja_env.globals["docker_challenges_dir"] = PLUGIN_DIR  # for the forms' shared include
     register_plugin_assets_directory(app, base_path=f"/plugins/{PLUGIN_DIR}/assets/")

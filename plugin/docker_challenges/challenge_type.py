@@ -59,9 +59,13 @@ class DockerChallengeType(BaseChallenge):
     def read(cls, challenge):
         data = super().read(challenge)
         # Players see how long an instance lives; never the image, template or resources.
+        try:
+            lifetime = to_service_spec(challenge).get("lifetime") or {}
+        except SpecError:  # a stored advanced spec that no longer parses: the form's figures
+            lifetime = {}
         data["docker"] = {
-            "lifetime": challenge.docker_lifetime,
-            "max_extensions": challenge.docker_max_extensions,
+            "lifetime": lifetime.get("seconds", challenge.docker_lifetime),
+            "max_extensions": lifetime.get("max_extensions", challenge.docker_max_extensions),
         }
         return data
 

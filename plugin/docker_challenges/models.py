@@ -26,3 +26,8 @@ class DockerChallenge(Challenges):
     docker_pids = db.Column(db.Integer, nullable=False, default=256)
     #: live instances of this challenge at most (0: only the service's global capacity)
     docker_capacity = db.Column(db.Integer, nullable=False, default=0)
+    #: a JSON object merged over the spec the fields above make (egress, pool, placement,
+    #: several containers...); "" or NULL for none. Added after the first release: schema.py
+    #: adds it to tables made before, where old rows hold NULL (nullable, so that one ALTER
+    #: works on SQLite, PostgreSQL and MySQL alike: MySQL allows no literal default on TEXT).
+    docker_spec_extra = db.Column(db.Text, nullable=True, default="")

@@ -1,5 +1,6 @@
 """Form fields of a `docker` challenge <-> the service's challenge spec. Pure functions."""
 
+import json
 import re
 
 FIELDS = {
@@ -17,7 +18,13 @@ FIELDS = {
     "docker_cpus": float,
     "docker_pids": int,
     "docker_capacity": int,
+    "docker_spec_extra": str,
 }
+#: the keys of the spec's short form (one container): replaced, not merged, when the advanced
+#: spec gives `containers`
+_SHORT_FORM = ("image", "ports", "resources", "env", "command", "cap_add", "healthcheck")
+#: set by the plugin: the service's id is derived from CTFd's (service_id)
+_NOT_IN_EXTRA = ("id",)
 # PORT[/http|/tcp][@port|@http|@tcp-tls]: what the port speaks, and how players reach it
 # (without @, the service's INSTANCER_EXPOSE_DEFAULT decides).
 _PORT = re.compile(r"^\s*(\d{1,5})\s*(?:/\s*(http|tcp))?\s*(?:@\s*(port|http|tcp-tls))?\s*$")
@@ -61,8 +68,45 @@ def parse_ports(text):
     return ports
 
 
+def parse_extra(text):
+    """The advanced spec: a JSON object, or {} for an empty field. Raises SpecError."""
+    if not (text or "").strip():
+        return {}
+    try:
+        extra = json.loads(text)
+    except ValueError as exc:
+        raise SpecError(f"the advanced spec is not valid JSON: {exc}") from exc
+    if not isinstance(extra, dict):
+        raise SpecError('the advanced spec must be a JSON object, e.g. {"egress": true}')
+    taken = [key for key in _NOT_IN_EXTRA if key in extra]
+    if taken:
+        raise SpecError(f"the advanced spec cannot set {', '.join(taken)}: the plugin sets it")
+    return extra
+
+
+def merged(base, extra):
+    """`extra` over `base`: objects are merged key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def to_service_spec(challenge):
-    """The spec the service stores for this challenge (it validates it again, strictly)."""
+    """The spec the service stores for this challenge (it validates it again, strictly): the
+    form's fields, with the advanced spec merged over them. With `containers` there, the
+    form's image, ports and resources give way to it."""
+    extra = parse_extra(challenge.docker_spec_extra)
+    base = _form_spec(challenge)
+    if "containers" in extra:
+        base = {k: v for k, v in base.items() if k not in _SHORT_FORM}
+    return merged(base, extra)
+
+
+def _form_spec(challenge):
     return {
         "name": challenge.name or "",
         "image": challenge.docker_image,

@@ -6,10 +6,12 @@ import json
 import urllib.request
 
 from CTFd.models import Challenges, Fails, Solves
+from CTFd.plugins.docker_challenges import schema
 from CTFd.utils import set_config
+from sqlalchemy import inspect, text
 from tests.helpers import ctftime, gen_flag, gen_team, gen_user, login_as_user
 
-from conftest import configure
+from conftest import ADMIN_TOKEN, configure
 
 DEMO = {
     "name": "Web target",
@@ -269,3 +271,96 @@ def test_a_tcp_tls_port_shows_its_command_alternatives_and_hint(ctfd, service):
     assert set(conn) == {"protocol", "mode", "host", "port", "url", "command", "alternatives", "hint"}
     alice.delete("/api/v1/containers", json={"challenge_id": cid})
     assert service.leftovers() == []
+
+
+DUO = {
+    "containers": [
+        {
+            "name": "db",
+            "image": "instancer/demo-duo:latest",
+            "command": ["db"],
+            "healthcheck": {
+                "command": ["sh", "-c", "nc 127.0.0.1 5000 </dev/null | grep -q ."],
+                "interval_seconds": 0.5,
+                "start_period_seconds": 10,
+            },
+        },
+        {
+            "name": "web",
+            "image": "instancer/demo-duo:latest",
+            "command": ["web"],
+            "depends_on": ["db"],
+            "ports": [{"port": 8080, "protocol": "http"}],
+        },
+    ],
+    "flag": {"containers": ["db"]},
+    "lifetime": {"max_extensions": 1},
+}
+
+
+def _service_spec(service, cid):
+    request = urllib.request.Request(
+        f"{service.url}/api/v1/challenges/ctfd-{cid}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    return json.loads(urllib.request.urlopen(request, timeout=10).read())
+
+
+def test_the_advanced_spec_runs_two_containers_from_ctfd(ctfd, service):
+    cid = _create(ctfd, docker_image="", docker_ports="", docker_spec_extra=json.dumps(DUO))
+    spec = _service_spec(service, cid)
+    assert [c["name"] for c in spec["containers"]] == ["db", "web"]
+    assert spec["flag"]["containers"] == ["db"] and spec["flag"]["template"] == DEMO["docker_flag_template"]
+    assert spec["lifetime"]["max_extensions"] == 1 and spec["lifetime"]["seconds"] == 600
+    (alice, _) = _members(ctfd, "red")
+    assert alice.get(f"/api/v1/challenges/{cid}").get_json()["data"]["docker"]["max_extensions"] == 1
+    assert "demo-duo" not in alice.get(f"/api/v1/challenges/{cid}").get_data(as_text=True)
+    instance = alice.post("/api/v1/containers", json={"challenge_id": cid}).get_json()["data"]["instance"]
+    flag = _flag_from(instance)  # served by `web`, read from `db` by name
+    assert _attempt(alice, cid, flag) == "correct"
+    alice.delete("/api/v1/containers", json={"challenge_id": cid})
+    assert service.leftovers() == []
+
+    # An edit in CTFd changes the service's spec, the advanced part included.
+    r = _admin(ctfd).patch(f"/api/v1/challenges/{cid}", json={"docker_spec_extra": '{"egress": true}'})
+    assert r.status_code == 200, r.get_json()
+    spec = _service_spec(service, cid)
+    assert spec["egress"] is True and spec["containers"][0]["image"] == DEMO["docker_image"]
+
+
+def test_a_bad_advanced_spec_is_refused_and_changes_nothing(ctfd, service):
+    admin = _admin(ctfd)
+    for extra, says in (
+        ("{egress: true}", "not valid JSON"),
+        ('["egress"]', "must be a JSON object"),
+        ('{"egress": "yes"}', "VALIDATION_FAILED"),
+        ('{"id": "elsewhere"}', "cannot set id"),
+    ):
+        r = admin.post("/api/v1/challenges", json={**DEMO, "docker_spec_extra": extra})
+        assert r.status_code == 500 and says in json.dumps(r.get_json()), (extra, r.get_json())
+    with ctfd.app_context():
+        assert Challenges.query.count() == 0
+    cid = _create(ctfd)
+    r = admin.patch(f"/api/v1/challenges/{cid}", json={"docker_spec_extra": '{"pool": {"min": "x"}}'})
+    assert r.status_code == 500 and "pool" in json.dumps(r.get_json())
+    with ctfd.app_context():
+        assert Challenges.query.filter_by(id=cid).first().docker_spec_extra == ""
+    assert _service_spec(service, cid).get("pool", {}).get("max", 0) == 0
+
+
+def test_a_table_from_an_earlier_version_gains_the_new_column(ctfd, service):
+    cid = _create(ctfd)
+    with ctfd.app_context():
+        with ctfd.db.engine.begin() as conn:  # the table as the first release made it
+            conn.execute(text("ALTER TABLE docker_challenge DROP COLUMN docker_spec_extra"))
+        columns = {c["name"] for c in inspect(ctfd.db.engine).get_columns("docker_challenge")}
+        assert "docker_spec_extra" not in columns
+        schema.ensure(ctfd.db)
+        schema.ensure(ctfd.db)  # a second worker loading: nothing to do, no error
+        columns = {c["name"] for c in inspect(ctfd.db.engine).get_columns("docker_challenge")}
+        assert "docker_spec_extra" in columns
+        ctfd.db.session.expire_all()
+        assert Challenges.query.filter_by(id=cid).first().docker_spec_extra is None  # old row: none
+    admin = _admin(ctfd)
+    assert admin.get(f"/admin/challenges/{cid}").status_code == 200
+    r = admin.patch(f"/api/v1/challenges/{cid}", json={"docker_spec_extra": '{"egress": true}'})
+    assert r.status_code == 200 and _service_spec(service, cid)["egress"] is True
