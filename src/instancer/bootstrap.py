@@ -212,6 +212,7 @@ def app_of(service: Service, *, run_reaper: bool = True) -> FastAPI:
             cert_resolver=s.traefik_cert_resolver,
         ),
         routes_token=s.routes_token.get_secret_value() if s.routes_token else None,
+        metrics_token=s.metrics_token.get_secret_value() if s.metrics_token else None,
         capacity=s.capacity,
         max_body_bytes=s.max_body_bytes,
         readiness={"database": service.store.ping, "engine": service.backend.ping},

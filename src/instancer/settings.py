@@ -154,6 +154,13 @@ class Settings(BaseSettings):
             "the routes). Unset: only the admin token reads the routes."
         ),
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token Prometheus sends to GET /metrics (read-only: the metrics). Unset: only "
+            "the admin token reads them."
+        ),
+    )
     traefik_http_entrypoint: str = Field(
         default="websecure", description="Traefik entry point the `http` routes attach to."
     )
@@ -279,16 +286,16 @@ class Settings(BaseSettings):
     def _check(self) -> Self:
         if self.port_range_end < self.port_range_start:
             raise ValueError("INSTANCER_PORT_RANGE_END must not be below INSTANCER_PORT_RANGE_START")
-        for name in ("platform_token", "admin_token", "routes_token"):
+        for name in ("platform_token", "admin_token", "routes_token", "metrics_token"):
             token = getattr(self, name)
             if token is not None and len(token.get_secret_value()) < 16:
                 raise ValueError(f"INSTANCER_{name.upper()} must be at least 16 characters")
-        tokens = [
-            t.get_secret_value() for t in (self.platform_token, self.admin_token, self.routes_token) if t
-        ]
+        given = (self.platform_token, self.admin_token, self.routes_token, self.metrics_token)
+        tokens = [t.get_secret_value() for t in given if t]
         if len(tokens) != len(set(tokens)):
             raise ValueError(
-                "INSTANCER_PLATFORM_TOKEN, INSTANCER_ADMIN_TOKEN and INSTANCER_ROUTES_TOKEN must differ"
+                "INSTANCER_PLATFORM_TOKEN, INSTANCER_ADMIN_TOKEN, INSTANCER_ROUTES_TOKEN and "
+                "INSTANCER_METRICS_TOKEN must differ"
             )
         if self.replica_timeout_seconds < 3 * self.reaper_interval_seconds:
             raise ValueError(

@@ -11,6 +11,7 @@ from .. import __version__
 from . import errors, openapi, routes
 from .context import ApiContext
 from .limits import BodyLimit
+from .metrics import Metrics, RequestMetrics
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -32,9 +33,12 @@ def create_app(ctx: ApiContext, *, lifespan: Lifespan | None = None) -> FastAPI:
         lifespan=lifespan or _nothing,
     )
     app.state.ctx = ctx
+    app.state.metrics = metrics = Metrics(ctx.instances.stats, ctx.capacity, ctx.repair_totals)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=ctx.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: it sees every answer
     app.include_router(routes.health)
+    app.include_router(routes.observe)
     app.include_router(routes.platform)
     app.include_router(routes.admin)
     app.include_router(routes.proxy)

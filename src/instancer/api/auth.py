@@ -1,5 +1,5 @@
 """Bearer-token checks: the platform token acts for owners, the admin token for everything,
-the routes token (the proxy's) only reads the routes."""
+the routes token (the proxy's) only reads the routes, the metrics token only reads /metrics."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class Role(Enum):
     PLATFORM = "platform"
     ADMIN = "admin"
     ROUTES = "routes"
+    METRICS = "metrics"
 
 
 def _role(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Role:
@@ -32,12 +33,15 @@ def _role(request: Request, credentials: HTTPAuthorizationCredentials | None) ->
     is_platform = hmac.compare_digest(given, ctx.platform_token.encode())
     # Unset, the routes token is a value nobody can send (a header value has no NUL).
     is_routes = hmac.compare_digest(given, (ctx.routes_token or "\0").encode())
+    is_metrics = hmac.compare_digest(given, (ctx.metrics_token or "\0").encode())
     if is_admin:
         return Role.ADMIN
     if is_platform:
         return Role.PLATFORM
     if is_routes:
         return Role.ROUTES
+    if is_metrics:
+        return Role.METRICS
     raise Unauthorized("the bearer token is not valid")
 
 
@@ -51,14 +55,24 @@ async def platform(request: Request, credentials: Credentials) -> Role:
     role = _role(request, credentials)
     if role is Role.ROUTES:
         raise Forbidden("the routes token only reads the routes")
+    if role is Role.METRICS:
+        raise Forbidden("the metrics token only reads /metrics")
     return role
 
 
 async def routes(request: Request, credentials: Credentials) -> Role:
     """The proxy (routes token) or admin."""
     role = _role(request, credentials)
-    if role is Role.PLATFORM:
+    if role not in (Role.ROUTES, Role.ADMIN):
         raise Forbidden("this endpoint needs the routes or the admin token")
+    return role
+
+
+async def metrics(request: Request, credentials: Credentials) -> Role:
+    """Prometheus (metrics token) or admin."""
+    role = _role(request, credentials)
+    if role not in (Role.METRICS, Role.ADMIN):
+        raise Forbidden("this endpoint needs the metrics or the admin token")
     return role
 
 

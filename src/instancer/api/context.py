@@ -27,6 +27,7 @@ class ApiContext:
     #: what the Traefik route configuration needs besides the routes
     traefik: TraefikOptions = field(default_factory=TraefikOptions)
     routes_token: str | None = None
+    metrics_token: str | None = None
     max_body_bytes: int = 65536
     replica_id: str = "local"
     #: name -> check that raises when the dependency is not usable (for /readyz)

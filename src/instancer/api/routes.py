@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from ..domain.errors import ValidationFailed
+from ..domain.errors import InstancerError, ValidationFailed
 from ..domain.model import State
 from ..domain.ports import InstanceFilter, ShareFilter
 from ..domain.spec import CHALLENGE_ID_PATTERN
 from ..exposure import traefik
 from . import auth
 from .context import ApiContext
+from .metrics import CONTENT_TYPE, Metrics
 from .schemas import (
     INSTANCE_ID_PATTERN,
     OWNER_PATTERN,
@@ -38,6 +40,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 platform = APIRouter(prefix="/api/v1", dependencies=[Depends(auth.platform)], responses=_ERRORS)
 admin = APIRouter(prefix="/api/v1", dependencies=[Depends(auth.admin)], responses=_ERRORS)
 proxy = APIRouter(prefix="/api/v1", dependencies=[Depends(auth.routes)], responses=_ERRORS)
+observe = APIRouter(dependencies=[Depends(auth.metrics)], responses=_ERRORS)
 health = APIRouter()
 
 InstanceId = Annotated[str, Path(pattern=INSTANCE_ID_PATTERN)]
@@ -54,6 +57,14 @@ async def _ctx(request: Request) -> ApiContext:
 
 
 Ctx = Annotated[ApiContext, Depends(_ctx)]
+
+
+async def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+Meter = Annotated[Metrics, Depends(_metrics)]
 
 
 def _out(ctx: ApiContext, instance: Any) -> InstanceOut:
@@ -104,8 +115,16 @@ def delete_challenge(ctx: Ctx, challenge_id: ChallengeId) -> StoppedCount:
         200: {"model": InstanceOut, "description": "The owner's instance of this challenge was live already."}
     },
 )
-def start_instance(ctx: Ctx, body: StartRequest) -> JSONResponse:
-    started = ctx.instances.start(body.challenge, body.owner)
+def start_instance(ctx: Ctx, meter: Meter, body: StartRequest) -> JSONResponse:
+    began = time.perf_counter()
+    try:
+        started = ctx.instances.start(body.challenge, body.owner)
+    except InstancerError as exc:
+        meter.starts.labels(body.challenge, exc.code).inc()
+        raise
+    if started.created:
+        meter.start_seconds.labels(body.challenge).observe(time.perf_counter() - began)
+    meter.starts.labels(body.challenge, "created" if started.created else "existing").inc()
     out = _out(ctx, started.instance)
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if started.created else 200)
 
@@ -149,10 +168,11 @@ def stop_instance(ctx: Ctx, instance_id: InstanceId, owner: OwnerQuery = None) -
 
 
 @platform.post("/flags/verify", tags=["flags"])
-def verify_flag(ctx: Ctx, body: VerifyRequest) -> VerifyOut:
+def verify_flag(ctx: Ctx, meter: Meter, body: VerifyRequest) -> VerifyOut:
     """Is the submission the owner's flag for this challenge? Another owner's flag is
     refused and recorded as a flag-sharing event."""
     verdict = ctx.flags.verify(body.challenge, body.owner, body.submission)
+    meter.flag_checks.labels(body.challenge, verdict.reason.value).inc()
     return VerifyOut(correct=verdict.correct, reason=verdict.reason.value)
 
 
@@ -243,6 +263,21 @@ def traefik_routes(ctx: Ctx) -> dict[str, Any]:
     """Traefik's dynamic configuration (HTTP provider): a route per proxied port of every running
     instance. Read with INSTANCER_ROUTES_TOKEN (or the admin token): the slugs are secrets."""
     return traefik.dynamic_config(ctx.instances.routes(), ctx.traefik)
+
+
+# --- metrics -------------------------------------------------------------------------
+
+
+@observe.get(
+    "/metrics",
+    tags=["health"],
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format 0.0.4."}},
+)
+def metrics(meter: Meter) -> Response:
+    """This process's metrics for Prometheus, with INSTANCER_METRICS_TOKEN (or the admin token).
+    The gauges are read from the database: every replica reports the whole deployment's."""
+    return Response(meter.render(), media_type=CONTENT_TYPE)
 
 
 # --- health --------------------------------------------------------------------------
