@@ -294,7 +294,7 @@ DUO = {
         },
     ],
     "flag": {"containers": ["db"]},
-    "lifetime": {"max_extensions": 1},
+    "lifetime": {"max_extensions": 1, "after_solve_seconds": 5},
 }
 
 
@@ -316,7 +316,10 @@ def test_the_advanced_spec_runs_two_containers_from_ctfd(ctfd, service):
     assert "demo-duo" not in alice.get(f"/api/v1/challenges/{cid}").get_data(as_text=True)
     instance = alice.post("/api/v1/containers", json={"challenge_id": cid}).get_json()["data"]["instance"]
     flag = _flag_from(instance)  # served by `web`, read from `db` by name
+    assert instance["remaining_seconds"] > 500
     assert _attempt(alice, cid, flag) == "correct"
+    solved = alice.get(f"/api/v1/containers?challenge_id={cid}").get_json()["data"]["instance"]
+    assert solved is None or solved["remaining_seconds"] <= 5  # after_solve_seconds
     alice.delete("/api/v1/containers", json={"challenge_id": cid})
     assert service.leftovers() == []
 

@@ -165,3 +165,31 @@ def test_deleting_the_challenge_deletes_its_flags(svc: Service, fake_backend: Fa
     svc.challenges.put(demo_spec("web"))
     assert svc.flags.verify("web", "team-a", flag).reason == "incorrect"
     assert svc.flags.keys_in_use() == {}
+
+
+def test_a_solve_brings_the_deadline_in_when_the_challenge_asks(
+    svc: Service, fake_backend: FakeBackend, clock: FakeClock
+) -> None:
+    svc.challenges.put(demo_spec("solo", lifetime={"seconds": 3600, "after_solve_seconds": 30}))
+    a = svc.instances.start("solo", "team-a").instance
+    b = svc.instances.start("solo", "team-b").instance
+    flag_a = _flag_of(fake_backend, a.id)
+    assert not svc.flags.verify("solo", "team-a", "CTF{nope}").correct
+    assert not svc.flags.verify("solo", "team-b", flag_a).correct  # shared: nobody's deadline moves
+    assert svc.instances.get(a.id).expires_at == a.expires_at
+    assert svc.instances.get(b.id).expires_at == b.expires_at
+    assert svc.flags.verify("solo", "team-a", flag_a).correct
+    assert (svc.instances.get(a.id).expires_at - clock.now()).total_seconds() == 30
+    clock.advance(10)
+    assert svc.flags.verify("solo", "team-a", flag_a).correct  # again: a sooner deadline is kept
+    assert (svc.instances.get(a.id).expires_at - clock.now()).total_seconds() == 20
+    clock.advance(21)
+    assert svc.instances.reap()["expired"] == 1
+    assert svc.instances.get(a.id).state.value == "expired" and a.id not in fake_backend.running
+    assert svc.instances.get(b.id).state.value == "running"
+
+
+def test_without_the_setting_a_solve_changes_no_deadline(svc: Service, fake_backend: FakeBackend) -> None:
+    a = svc.instances.start("web", "team-a").instance
+    assert svc.flags.verify("web", "team-a", _flag_of(fake_backend, a.id)).correct
+    assert svc.instances.get(a.id).expires_at == a.expires_at

@@ -170,6 +170,16 @@ class Lifetime(_Strict):
     extension_seconds: int = Field(strict=True, default=3600, ge=1, le=7 * 86400)
     max_extensions: int = Field(strict=True, default=5, ge=0, le=1000)
     max_remaining_seconds: int = Field(strict=True, default=7200, ge=1, le=7 * 86400)
+    after_solve_seconds: int | None = Field(
+        strict=True,
+        default=None,
+        ge=0,
+        le=7 * 86400,
+        description=(
+            "When set, the owner's correct flag brings its live instance's deadline to at most "
+            "this many seconds later (0: the next reaper pass ends it), freeing the slot."
+        ),
+    )
 
 
 class Limits(_Strict):

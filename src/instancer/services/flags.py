@@ -9,10 +9,11 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from ..domain.errors import ChallengeNotFound, InstanceNotFound
-from ..domain.model import FlagShare
+from ..domain.model import FlagShare, State
 from ..domain.ports import Clock, FlagMatch, FlagVault, ShareFilter, SharePage, Store
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class FlagService:
         matches = [m for m in found if self._equals(m, submission)]
         mine = [m for m in matches if m.owner == owner]
         if mine:
+            for match in (m for m in mine if not m.retired):
+                self._after_solve(challenge_id, match.instance_id)
             if self._accept_retired or any(not m.retired for m in mine):
                 return Verdict(True, Reason.CORRECT)
             return Verdict(False, Reason.EXPIRED)
@@ -69,6 +72,32 @@ class FlagService:
             tx.add_share(FlagShare(challenge_id, owner, source.owner, source.instance_id, self._clock.now()))
         log.warning("flag sharing: %s submitted the flag of %s on %s", owner, source.owner, challenge_id)
         return Verdict(False, Reason.SHARED)
+
+    def _after_solve(self, challenge_id: str, instance_id: str) -> None:
+        """With the challenge's `lifetime.after_solve_seconds` set, bring the solved instance's
+        deadline to at most that far from now; the reaper's expiry pass ends it then (as
+        `expired`). A deadline already sooner is kept; a later extension is the player's
+        choice and obeys its limits as usual."""
+        now = self._clock.now()
+        with self._store.read() as tx:  # most challenges have no such setting: no write lock
+            spec = tx.get_challenge(challenge_id)
+            grace = spec.lifetime.after_solve_seconds if spec else None
+            instance = tx.get_instance(instance_id) if grace is not None else None
+        if grace is None or instance is None or instance.state is not State.RUNNING:
+            return
+        until = now + timedelta(seconds=grace)
+        if instance.expires_at <= until:
+            return
+        with self._store.transaction() as tx:  # only if still the generation read above
+            tx.transition(
+                instance_id,
+                expect=frozenset({State.RUNNING}),
+                to=State.RUNNING,
+                at_generation=instance.generation,
+                now=now,
+                expires_at=until,
+            )
+        log.info("instance %s solved: it ends within %d s", instance_id, grace)
 
     def _equals(self, match: FlagMatch, submission: str) -> bool:
         flag = self._vault.open(match.sealed, instance_id=match.instance_id)
