@@ -6,7 +6,6 @@ import json
 import urllib.request
 
 from CTFd.models import Challenges, Fails, Solves
-from CTFd.plugins.docker_challenges import schema
 from CTFd.utils import set_config
 from sqlalchemy import inspect, text
 from tests.helpers import ctftime, gen_flag, gen_team, gen_user, login_as_user
@@ -323,8 +322,14 @@ def test_the_advanced_spec_runs_two_containers_from_ctfd(ctfd, service):
     alice.delete("/api/v1/containers", json={"challenge_id": cid})
     assert service.leftovers() == []
 
-    # An edit in CTFd changes the service's spec, the advanced part included.
-    r = _admin(ctfd).patch(f"/api/v1/challenges/{cid}", json={"docker_spec_extra": '{"egress": true}'})
+    # Without `containers` the form's image is needed again: refused, and nothing changes ...
+    admin = _admin(ctfd)
+    r = admin.patch(f"/api/v1/challenges/{cid}", json={"docker_spec_extra": '{"egress": true}'})
+    assert r.status_code == 500 and "containers" in json.dumps(r.get_json())
+    assert [c["name"] for c in _service_spec(service, cid)["containers"]] == ["db", "web"]
+    # ... and with it, the edit reaches the service, the advanced part included.
+    single = {"docker_image": DEMO["docker_image"], "docker_ports": "8080/http"}
+    r = admin.patch(f"/api/v1/challenges/{cid}", json={**single, "docker_spec_extra": '{"egress": true}'})
     assert r.status_code == 200, r.get_json()
     spec = _service_spec(service, cid)
     assert spec["egress"] is True and spec["containers"][0]["image"] == DEMO["docker_image"]
@@ -351,6 +356,9 @@ def test_a_bad_advanced_spec_is_refused_and_changes_nothing(ctfd, service):
 
 
 def test_a_table_from_an_earlier_version_gains_the_new_column(ctfd, service):
+    # Imported here: the plugin package imports CTFd.api, which needs an app to exist.
+    from CTFd.plugins.docker_challenges import schema  # noqa: PLC0415
+
     cid = _create(ctfd)
     with ctfd.app_context():
         with ctfd.db.engine.begin() as conn:  # the table as the first release made it
