@@ -15,7 +15,7 @@ from .api.app import create_app
 from .api.context import ApiContext
 from .backends.docker import DockerBackend
 from .backends.fake import FakeBackend
-from .backends.firewall import IptablesFirewall
+from .backends.firewall import IptablesFirewall, SwarmNode
 from .backends.imagesync import ImageSync
 from .backends.swarm import SwarmBackend
 from .domain.model import PublicAddresses
@@ -92,15 +92,20 @@ def backend_of(settings: Settings) -> Backend:
     )
 
 
-def host_firewall() -> IptablesFirewall:
-    """The firewall that isolates instances on this host (the `instancer firewall` commands)."""
-    return IptablesFirewall()
+def host_firewall(swarm: SwarmNode | None = None) -> IptablesFirewall:
+    """The firewall that isolates instances on this host (the `instancer firewall` commands);
+    with `swarm`, that of a Swarm node (its gateway bridge too)."""
+    return IptablesFirewall(swarm=swarm)
 
 
 def isolation_of(settings: Settings, firewall: HostFirewall | None = None) -> IsolationGuard:
-    """The fake backend starts no container, so there is nothing to isolate."""
+    """The fake backend starts no container, so there is nothing to isolate. On a swarm the
+    service keeps its own host's node rules in force (no egress there); every other node
+    needs `instancer firewall apply --swarm-node` (docs/operations.md)."""
     if settings.backend == "fake" or settings.isolation == "off":
         return IsolationGuard(None, "off")
+    if firewall is None and settings.backend == "swarm":
+        firewall = host_firewall(SwarmNode(ports=(settings.port_range_start, settings.port_range_end)))
     return IsolationGuard(firewall or host_firewall(), settings.isolation)
 
 

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from . import bootstrap, compose
+from .backends.firewall import IptablesFirewall, SwarmNode
 from .domain.errors import InstancerError, ValidationFailed
 from .domain.model import State
 from .domain.ports import InstanceFilter
@@ -77,7 +78,25 @@ def _parser() -> argparse.ArgumentParser:
         ("check", _firewall_check, "say whether the rules are in force; exit 1 if not"),
         ("remove", _firewall_remove, "remove the rules (instances are no longer isolated)"),
     ):
-        firewall.add_parser(name, help=text).set_defaults(run=None, standalone=run)
+        command = firewall.add_parser(name, help=text)
+        command.set_defaults(run=None, standalone=run)
+        command.add_argument(
+            "--swarm-node",
+            action="store_true",
+            help="this host is a Swarm node running instances: also the rules for its docker_gwbridge",
+        )
+        command.add_argument(
+            "--egress",
+            action="store_true",
+            help="with --swarm-node: instances on this node may reach the internet (default: they may not)",
+        )
+        command.add_argument(
+            "--ports",
+            type=_port_range,
+            default=(30000, 60000),
+            metavar="LOW-HIGH",
+            help="with --swarm-node: the instances' host ports (INSTANCER_PORT_RANGE_*; 30000-60000)",
+        )
 
     serve = sub.add_parser("serve", help="run the HTTP API and the reaper")
     serve.add_argument("--host", default="127.0.0.1")
@@ -223,14 +242,33 @@ _ComposeLoader.add_implicit_resolver(
 )
 
 
-def _firewall_apply(_: argparse.Namespace) -> int:
-    changes = bootstrap.host_firewall().apply()
+def _port_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        ports = int(low), int(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LOW-HIGH, e.g. 30000-60000") from None
+    if not 1 <= ports[0] <= ports[1] <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port range within 1-65535")
+    return ports
+
+
+def _firewall_of(args: argparse.Namespace) -> IptablesFirewall:
+    if not args.swarm_node:
+        if args.egress:
+            raise SystemExit("instancer firewall: --egress is a Swarm node's policy: give --swarm-node too")
+        return bootstrap.host_firewall()
+    return bootstrap.host_firewall(SwarmNode(egress=args.egress, ports=args.ports))
+
+
+def _firewall_apply(args: argparse.Namespace) -> int:
+    changes = _firewall_of(args).apply()
     print("\n".join(changes) if changes else "the isolation rules were already in force")
     return 0
 
 
-def _firewall_check(_: argparse.Namespace) -> int:
-    firewall = bootstrap.host_firewall()
+def _firewall_check(args: argparse.Namespace) -> int:
+    firewall = _firewall_of(args)
     problems = firewall.problems()
     for problem in problems:
         print(f"not in force: {problem}")
@@ -243,8 +281,8 @@ def _firewall_check(_: argparse.Namespace) -> int:
     return 0
 
 
-def _firewall_remove(_: argparse.Namespace) -> int:
-    changes = bootstrap.host_firewall().remove()
+def _firewall_remove(args: argparse.Namespace) -> int:
+    changes = _firewall_of(args).remove()
     print("\n".join(changes) if changes else "no isolation rules were in force")
     return 0
 

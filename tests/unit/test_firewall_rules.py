@@ -11,8 +11,9 @@ import pytest
 from instancer import bootstrap, cli
 from instancer.backends import bridges
 from instancer.backends.fake import FakeBackend
-from instancer.backends.firewall import PRIVATE_RANGES, IptablesFirewall
+from instancer.backends.firewall import PRIVATE_RANGES, IptablesFirewall, SwarmNode
 from instancer.domain.errors import IsolationUnavailable
+from instancer.settings import Settings
 from tests.conftest import ADMIN_TOKEN, FLAG_KEYS, PLATFORM_TOKEN
 
 _NFT_LISTING = "-P INPUT ACCEPT\n-P FORWARD DROP\n-P OUTPUT ACCEPT\n"
@@ -125,3 +126,50 @@ def test_serve_refuses_to_start_when_isolation_cannot_be_enforced(
     assert cli.main(["serve", "--port", "1"]) == 1
     err = capsys.readouterr().err
     assert "error ISOLATION_UNAVAILABLE" in err and "not installed" in err and "INSTANCER_ISOLATION" in err
+
+
+def test_on_a_swarm_node_egress_is_the_nodes_policy() -> None:
+    closed = IptablesFirewall(swarm=SwarmNode(egress=False, ports=(30000, 60000))).rules()
+    opened = IptablesFirewall(swarm=SwarmNode(egress=True, ports=(30000, 60000))).rules()
+    everything_else = "-A INSTANCER-FORWARD -i docker_gwbridge -j DROP"
+    assert closed["INSTANCER-FORWARD"][-1] == everything_else
+    assert everything_else not in opened["INSTANCER-FORWARD"]
+    # Either way: other instances' ports and private ranges stay out of reach.
+    for rules in (closed, opened):
+        forward = " ".join(rules["INSTANCER-FORWARD"])
+        assert "-i docker_gwbridge -p tcp -m tcp --dport 30000:60000 -j DROP" in forward
+        assert "-d 10.0.0.0/8 -i docker_gwbridge -j DROP" in forward
+        assert "-A INSTANCER-INPUT -i docker_gwbridge -j DROP" in rules["INSTANCER-INPUT"]
+
+
+def test_firewall_commands_take_the_swarm_nodes_options(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asked: list[SwarmNode | None] = []
+
+    def firewall(swarm: SwarmNode | None = None) -> _Fake:
+        asked.append(swarm)
+        return _Fake([], [])
+
+    monkeypatch.setattr(bootstrap, "host_firewall", firewall)
+    assert cli.main(["firewall", "check", "--swarm-node", "--egress", "--ports", "40000-41000"]) == 0
+    assert cli.main(["firewall", "apply"]) == 0
+    assert asked == [SwarmNode(egress=True, ports=(40000, 41000)), None]
+    with pytest.raises(SystemExit, match="--swarm-node"):
+        cli.main(["firewall", "apply", "--egress"])  # egress is a swarm node's policy only
+    for bad in ("40000", "2-1", "1-70000", "a-b"):
+        with pytest.raises(SystemExit):
+            cli.main(["firewall", "apply", "--swarm-node", "--ports", bad])
+    assert "not LOW-HIGH" in capsys.readouterr().err
+
+
+def test_a_swarm_service_keeps_its_hosts_node_rules_with_its_port_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[SwarmNode | None] = []
+    monkeypatch.setattr(bootstrap, "host_firewall", lambda swarm=None: asked.append(swarm) or _Fake([], []))
+    common = {"platform_token": PLATFORM_TOKEN, "admin_token": ADMIN_TOKEN, "flag_keys": FLAG_KEYS}
+    ports = {"port_range_start": 31000, "port_range_end": 32000}
+    bootstrap.isolation_of(Settings(**common, **ports, backend="swarm", isolation="check"))
+    bootstrap.isolation_of(Settings(**common, **ports, backend="docker", isolation="check"))
+    assert asked == [SwarmNode(egress=False, ports=(31000, 32000)), None]

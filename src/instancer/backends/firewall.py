@@ -11,6 +11,14 @@ changes per instance. Two chains of our own, each jumped to first:
   no-egress bridge is dropped; an egress bridge may not reach other instances or private,
   loopback, link-local, multicast or reserved addresses.
 
+On a Swarm node (`SwarmNode`), an instance's containers leave their overlay network through
+the node's one `docker_gwbridge`, shared by every instance there; the same two chains then
+also drop new connections from it to the node itself (its services, and docker-proxy in
+front of other instances' published ports), to another container through it, to any
+address's published port range (other instances on other nodes), and to private ranges;
+and everything else unless the node allows egress. Egress is the node's policy there, not
+each instance's: the shared bridge tells no instance from another.
+
 Replies (ESTABLISHED, RELATED) pass first: the host's readiness probe, players on
 published ports and, later, Traefik connect *to* instances. The chains only ever
 `DROP` or `RETURN`, so Docker's own rules still decide everything else.
@@ -25,6 +33,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ..domain.errors import IsolationUnavailable
 from .bridges import EGRESS, NO_EGRESS
@@ -56,6 +65,17 @@ _WAIT = ("-w", "5")  # wait for the xtables lock rather than fail while Docker e
 
 #: chain -> rules as `iptables -S` prints them (packets, bytes) of each.
 Table = dict[str, list[tuple[str, int]]]
+#: the bridge through which swarm tasks reach anything beyond their overlay networks
+GATEWAY_BRIDGE = "docker_gwbridge"
+
+
+@dataclass(frozen=True)
+class SwarmNode:
+    """The node's part of the rules on a Swarm node: whether its instances may reach the
+    internet, and the host port range instances publish on (INSTANCER_PORT_RANGE_*)."""
+
+    egress: bool = False
+    ports: tuple[int, int] = (30000, 60000)
 
 
 def _any(prefix: str) -> str:
@@ -71,8 +91,11 @@ class IptablesFirewall:
     their own, so they never disturb the real ones).
     """
 
-    def __init__(self, iptables: str = "iptables", chain_prefix: str = "INSTANCER") -> None:
+    def __init__(
+        self, iptables: str = "iptables", chain_prefix: str = "INSTANCER", swarm: SwarmNode | None = None
+    ) -> None:
         self._iptables = iptables
+        self._swarm = swarm
         self.input_chain = f"{chain_prefix}-INPUT"
         self.forward_chain = f"{chain_prefix}-FORWARD"
 
@@ -81,8 +104,8 @@ class IptablesFirewall:
     def rules(self) -> dict[str, tuple[str, ...]]:
         """Our chains and their rules in order, exactly as `iptables -S` prints them."""
         ib, ie = _any(NO_EGRESS), _any(EGRESS)
-        inputs = (_REPLIES, f"-i {ib} -j DROP", f"-i {ie} -j DROP")
-        forwards = (
+        inputs: tuple[str, ...] = (_REPLIES, f"-i {ib} -j DROP", f"-i {ie} -j DROP")
+        forwards: tuple[str, ...] = (
             _REPLIES,
             f"-i {ib} {_WITHIN_BRIDGE}",
             f"-i {ie} {_WITHIN_BRIDGE}",
@@ -91,6 +114,9 @@ class IptablesFirewall:
             f"-i {ie} -o {ie} -j DROP",
             *(f"-d {cidr} -i {ie} -j DROP" for cidr in PRIVATE_RANGES),
         )
+        if self._swarm is not None:
+            inputs += (f"-i {GATEWAY_BRIDGE} -j DROP",)
+            forwards += _gateway_rules(self._swarm)
         return {
             self.input_chain: tuple(f"-A {self.input_chain} {r}" for r in inputs),
             self.forward_chain: tuple(f"-A {self.forward_chain} {r}" for r in forwards),
@@ -205,6 +231,17 @@ class IptablesFirewall:
         if done.returncode != 0:
             raise IsolationUnavailable(_failure(binary, args, done.stderr))
         return done.stdout
+
+
+def _gateway_rules(node: SwarmNode) -> tuple[str, ...]:
+    """FORWARD rules for traffic swarm tasks send out through the node's gateway bridge."""
+    gw, (low, high) = GATEWAY_BRIDGE, node.ports
+    rules = (
+        f"-i {gw} -o {gw} -j DROP",  # to another container on this node, hairpin included
+        *(f"-i {gw} -p {proto} -m {proto} --dport {low}:{high} -j DROP" for proto in ("tcp", "udp")),
+        *(f"-d {cidr} -i {gw} -j DROP" for cidr in PRIVATE_RANGES),
+    )
+    return rules if node.egress else (*rules, f"-i {gw} -j DROP")
 
 
 _NO_DOCKER_USER = (
