@@ -48,7 +48,10 @@ def split_form(data):
             continue
         kind = FIELDS[key]
         try:
-            docker[key] = kind(value) if kind is not str else str(value).strip()
+            if kind is str:  # JSON's null (an API client clearing a field) is an empty field
+                docker[key] = "" if value is None else str(value).strip()
+            else:
+                docker[key] = kind(value)
         except (TypeError, ValueError) as exc:
             raise SpecError(f"'{key}' must be a {kind.__name__}") from exc
     return core, docker

@@ -92,20 +92,32 @@ def backend_of(settings: Settings) -> Backend:
     )
 
 
-def host_firewall(swarm: SwarmNode | None = None) -> IptablesFirewall:
-    """The firewall that isolates instances on this host (the `instancer firewall` commands);
-    with `swarm`, that of a Swarm node (its gateway bridge too)."""
-    return IptablesFirewall(swarm=swarm)
+#: what the `instancer firewall` commands drive
+Firewall = IptablesFirewall
+
+
+def host_firewall() -> Firewall:
+    """The firewall that isolates instances on this host (the `instancer firewall` commands)."""
+    return IptablesFirewall()
+
+
+def node_firewall(*, egress: bool, ports: tuple[int, int], deny: tuple[str, ...] = ()) -> Firewall:
+    """The same on a Swarm node running instances: its gateway bridge's rules too."""
+    return IptablesFirewall(swarm=SwarmNode(egress=egress, ports=ports, deny=deny))
 
 
 def isolation_of(settings: Settings, firewall: HostFirewall | None = None) -> IsolationGuard:
     """The fake backend starts no container, so there is nothing to isolate. On a swarm the
-    service keeps its own host's node rules in force (no egress there); every other node
-    needs `instancer firewall apply --swarm-node` (docs/operations.md)."""
+    service keeps its own host's node rules in force (INSTANCER_SWARM_NODE_*); every other
+    node needs `instancer firewall apply --swarm-node` (docs/operations.md)."""
     if settings.backend == "fake" or settings.isolation == "off":
         return IsolationGuard(None, "off")
     if firewall is None and settings.backend == "swarm":
-        firewall = host_firewall(SwarmNode(ports=(settings.port_range_start, settings.port_range_end)))
+        firewall = node_firewall(
+            egress=settings.swarm_node_egress,
+            ports=(settings.port_range_start, settings.port_range_end),
+            deny=settings.swarm_denied,
+        )
     return IsolationGuard(firewall or host_firewall(), settings.isolation)
 
 

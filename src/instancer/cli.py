@@ -24,13 +24,12 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from . import bootstrap, compose
-from .backends.firewall import IptablesFirewall, SwarmNode
 from .domain.errors import InstancerError, ValidationFailed
 from .domain.model import State
 from .domain.ports import InstanceFilter
 from .domain.spec import parse_spec
 from .exposure.traefik_files import TraefikLayout, self_signed_wildcard, write_config
-from .settings import Settings
+from .settings import Settings, parse_cidrs
 from .vault.aesgcm import new_key_spec
 
 _MAX_COMPOSE_BYTES = 1 << 20  # a compose file is small; this bounds what safe_load is given
@@ -89,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
             "--egress",
             action="store_true",
             help="with --swarm-node: instances on this node may reach the internet (default: they may not)",
+        )
+        command.add_argument(
+            "--deny",
+            type=_cidrs,
+            default=(),
+            metavar="CIDR,...",
+            help="with --swarm-node: more addresses instances never reach (the nodes' public ones)",
         )
         command.add_argument(
             "--ports",
@@ -253,12 +259,21 @@ def _port_range(text: str) -> tuple[int, int]:
     return ports
 
 
-def _firewall_of(args: argparse.Namespace) -> IptablesFirewall:
+def _cidrs(text: str) -> tuple[str, ...]:
+    try:
+        return parse_cidrs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _firewall_of(args: argparse.Namespace) -> bootstrap.Firewall:
     if not args.swarm_node:
-        if args.egress:
-            raise SystemExit("instancer firewall: --egress is a Swarm node's policy: give --swarm-node too")
+        if args.egress or args.deny:
+            raise SystemExit(
+                "instancer firewall: --egress and --deny are a Swarm node's: give --swarm-node too"
+            )
         return bootstrap.host_firewall()
-    return bootstrap.host_firewall(SwarmNode(egress=args.egress, ports=args.ports))
+    return bootstrap.node_firewall(egress=args.egress, ports=args.ports, deny=args.deny)
 
 
 def _firewall_apply(args: argparse.Namespace) -> int:

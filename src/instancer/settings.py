@@ -6,6 +6,7 @@ Loaded once by `bootstrap`/`cli`, never at import time. Every field documents it
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -85,6 +86,20 @@ class Settings(BaseSettings):
         description=(
             "For `instancer images sync`: each swarm node's engine, `NODE=URL` comma-separated, by host "
             "name (the manager's own node defaults to INSTANCER_DOCKER_HOST)."
+        ),
+    )
+    swarm_node_egress: bool = Field(
+        default=False,
+        description=(
+            "With the swarm backend and INSTANCER_ISOLATION=enforce: whether instances on the service's "
+            "own host (a swarm node) may reach the internet (`firewall apply --swarm-node --egress`)."
+        ),
+    )
+    swarm_node_deny: str = Field(
+        default="",
+        description=(
+            "With the swarm backend: CIDRs, comma-separated, that instances never reach (the nodes' and "
+            "the platform's public addresses), in the service's own host's node rules (`--deny`)."
         ),
     )
     registry: str | None = Field(
@@ -279,6 +294,11 @@ class Settings(BaseSettings):
         return parse_engines(self.swarm_node_engines)
 
     @property
+    def swarm_denied(self) -> tuple[str, ...]:
+        """INSTANCER_SWARM_NODE_DENY as CIDRs."""
+        return parse_cidrs(self.swarm_node_deny)
+
+    @property
     def flag_key_primary(self) -> str:
         return parse_keys(self.flag_keys.get_secret_value())[0][0]
 
@@ -286,6 +306,7 @@ class Settings(BaseSettings):
     def _check(self) -> Self:
         if self.port_range_end < self.port_range_start:
             raise ValueError("INSTANCER_PORT_RANGE_END must not be below INSTANCER_PORT_RANGE_START")
+        parse_cidrs(self.swarm_node_deny, name="INSTANCER_SWARM_NODE_DENY")
         for name in ("platform_token", "admin_token", "routes_token", "metrics_token"):
             token = getattr(self, name)
             if token is not None and len(token.get_secret_value()) < 16:
@@ -324,3 +345,16 @@ def parse_engines(text: str) -> dict[str, str]:
             raise ValueError(f"node {name!r} is listed twice")
         engines[name] = url
     return engines
+
+
+def parse_cidrs(text: str, *, name: str = "the address list") -> tuple[str, ...]:
+    """Comma-separated IPv4 networks (`203.0.113.0/24`, or an address) as iptables prints
+    them; raises ValueError naming the entry that is not one."""
+    cidrs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            network = ipaddress.IPv4Network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{name}: {item!r} is not an IPv4 address or CIDR") from None
+        cidrs.append(str(network) if network.prefixlen < 32 else f"{network.network_address}/32")
+    return tuple(cidrs)

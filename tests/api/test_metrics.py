@@ -67,7 +67,7 @@ def test_starts_flag_checks_and_gauges_are_counted(client: TestClient, fake_back
     assert starts == {
         (("challenge", "web"), ("outcome", "created")): 2,
         (("challenge", "web"), ("outcome", "existing")): 1,
-        (("challenge", "nope"), ("outcome", "CHALLENGE_NOT_FOUND")): 1,
+        (("challenge", "unknown"), ("outcome", "CHALLENGE_NOT_FOUND")): 1,  # not the id sent
     }
     assert m[("instancer_start_duration_seconds_count", (("challenge", "web"),))] == 2
     checks = {dict(k[1])["verdict"]: v for k, v in m.items() if k[0] == "instancer_flag_checks_total"}
@@ -85,7 +85,10 @@ def test_requests_are_counted_by_route_template_never_by_id(
     inst = _start(client, "team-secret-owner")
     client.get(f"/api/v1/instances/{inst['id']}", headers=PLATFORM)
     client.get("/no/such/path/" + "x" * 20, headers=PLATFORM)
+    client.request("PROPFIND", "/healthz")
     m = _samples(client)
+    odd = (("method", "other"), ("route", "/healthz"), ("status", "405"))
+    assert m[("instancer_http_request_duration_seconds_count", odd)] == 1
     route = (("method", "GET"), ("route", "/api/v1/instances/{instance_id}"), ("status", "200"))
     assert m[("instancer_http_request_duration_seconds_count", route)] == 1
     unmatched = (("method", "GET"), ("route", "unmatched"), ("status", "404"))

@@ -39,9 +39,10 @@ def _iptables_in(node: Node, directory: Path) -> str:
 
 
 @contextmanager
-def _rules_on(swarm: Swarm, tmp_path: Path) -> Iterator[list[IptablesFirewall]]:
+def _rules_on(swarm: Swarm, tmp_path: Path, *, egress: bool) -> Iterator[list[IptablesFirewall]]:
+    policy = SwarmNode(egress=egress, ports=PORTS)
     firewalls = [
-        IptablesFirewall(iptables=_iptables_in(node, tmp_path / node.name), swarm=SwarmNode(ports=PORTS))
+        IptablesFirewall(iptables=_iptables_in(node, tmp_path / node.name), swarm=policy)
         for node in swarm.nodes
     ]
     try:
@@ -61,9 +62,15 @@ def _pairs(instances: list[Instance]) -> tuple[tuple[Instance, Instance], tuple[
     return same, other
 
 
+@pytest.mark.parametrize("egress", [False, True], ids=["no-egress-node", "egress-node"])
 def test_instances_reach_no_other_instance_and_no_node_service(
-    swarm3: Swarm, on_swarm: Callable[..., Service], make_service: Callable[..., Service], tmp_path: Path
+    swarm3: Swarm,
+    on_swarm: Callable[..., Service],
+    make_service: Callable[..., Service],
+    tmp_path: Path,
+    egress: bool,
 ) -> None:
+    """With or without egress on the node: egress opens the internet, nothing more."""
     service = on_swarm(swarm3, port_range_start=PORTS[0], port_range_end=PORTS[1])
     service.challenges.put(WEB)
     # Four instances on three nodes: two of them share a node.
@@ -91,7 +98,7 @@ def test_instances_reach_no_other_instance_and_no_node_service(
     same, other = _pairs(instances)
     # The control: without the rules, each of these gets through.
     assert leaks(*same) and leaks(*other) and reaches_swarm_port(same[0])
-    with _rules_on(swarm3, tmp_path) as firewalls:
+    with _rules_on(swarm3, tmp_path, egress=egress) as firewalls:
         assert not leaks(*same), "through its own node's address"
         assert not leaks(*other), "through another node's address"
         assert not reaches_swarm_port(same[0])

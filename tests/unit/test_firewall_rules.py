@@ -145,18 +145,26 @@ def test_on_a_swarm_node_egress_is_the_nodes_policy() -> None:
 def test_firewall_commands_take_the_swarm_nodes_options(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    asked: list[SwarmNode | None] = []
+    asked: list[dict | None] = []
 
-    def firewall(swarm: SwarmNode | None = None) -> _Fake:
-        asked.append(swarm)
+    def node(**policy: object) -> _Fake:
+        asked.append(policy)
         return _Fake([], [])
 
-    monkeypatch.setattr(bootstrap, "host_firewall", firewall)
-    assert cli.main(["firewall", "check", "--swarm-node", "--egress", "--ports", "40000-41000"]) == 0
+    monkeypatch.setattr(bootstrap, "node_firewall", node)
+    monkeypatch.setattr(bootstrap, "host_firewall", lambda: asked.append(None) or _Fake([], []))
+    check = ["firewall", "check", "--swarm-node", "--egress", "--ports", "40000-41000"]
+    assert cli.main([*check, "--deny", "203.0.113.0/24, 198.51.100.7"]) == 0
     assert cli.main(["firewall", "apply"]) == 0
-    assert asked == [SwarmNode(egress=True, ports=(40000, 41000)), None]
-    with pytest.raises(SystemExit, match="--swarm-node"):
-        cli.main(["firewall", "apply", "--egress"])  # egress is a swarm node's policy only
+    assert asked == [
+        {"egress": True, "ports": (40000, 41000), "deny": ("203.0.113.0/24", "198.51.100.7/32")},
+        None,
+    ]
+    for alone in (["--egress"], ["--deny", "203.0.113.0/24"]):  # a swarm node's policy only
+        with pytest.raises(SystemExit, match="--swarm-node"):
+            cli.main(["firewall", "apply", *alone])
+    with pytest.raises(SystemExit):
+        cli.main(["firewall", "apply", "--swarm-node", "--deny", "203.0.113.0/33"])
     for bad in ("40000", "2-1", "1-70000", "a-b"):
         with pytest.raises(SystemExit):
             cli.main(["firewall", "apply", "--swarm-node", "--ports", bad])
@@ -166,10 +174,14 @@ def test_firewall_commands_take_the_swarm_nodes_options(
 def test_a_swarm_service_keeps_its_hosts_node_rules_with_its_port_range(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    asked: list[SwarmNode | None] = []
-    monkeypatch.setattr(bootstrap, "host_firewall", lambda swarm=None: asked.append(swarm) or _Fake([], []))
+    asked: list[dict | None] = []
+    monkeypatch.setattr(bootstrap, "node_firewall", lambda **policy: asked.append(policy) or _Fake([], []))
+    monkeypatch.setattr(bootstrap, "host_firewall", lambda: asked.append(None) or _Fake([], []))
     common = {"platform_token": PLATFORM_TOKEN, "admin_token": ADMIN_TOKEN, "flag_keys": FLAG_KEYS}
     ports = {"port_range_start": 31000, "port_range_end": 32000}
-    bootstrap.isolation_of(Settings(**common, **ports, backend="swarm", isolation="check"))
+    swarm = {"backend": "swarm", "swarm_node_egress": True, "swarm_node_deny": "203.0.113.9"}
+    bootstrap.isolation_of(Settings(**common, **ports, **swarm, isolation="check"))
     bootstrap.isolation_of(Settings(**common, **ports, backend="docker", isolation="check"))
-    assert asked == [SwarmNode(egress=False, ports=(31000, 32000)), None]
+    assert asked == [{"egress": True, "ports": (31000, 32000), "deny": ("203.0.113.9/32",)}, None]
+    with pytest.raises(ValueError, match="INSTANCER_SWARM_NODE_DENY"):
+        Settings(**common, swarm_node_deny="10.0.0.0/8, nonsense")

@@ -96,3 +96,8 @@ def test_containers_replace_the_forms_single_container() -> None:
 def test_a_bad_advanced_spec_is_refused_with_why(extra: str, says: str) -> None:
     with pytest.raises(plugin_spec.SpecError, match=says):
         plugin_spec.to_service_spec(_Challenge(extra))
+
+
+def test_a_null_text_field_is_an_empty_one() -> None:
+    _, docker = plugin_spec.split_form({"docker_spec_extra": None, "docker_flag_file": None, "name": "x"})
+    assert docker == {"docker_spec_extra": "", "docker_flag_file": ""}

@@ -138,7 +138,8 @@ class RequestMetrics:
     """ASGI middleware: each HTTP request's duration by method, route template and status.
 
     The route is the matched template (`/api/v1/instances/{instance_id}`); a request that
-    matched none counts as `unmatched`, so scanning random paths makes no new series."""
+    matched none counts as `unmatched`, and an unusual method as `other`, so scanning random
+    paths or methods makes no new series."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
@@ -157,9 +158,18 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
-            self.metrics.requests.labels(scope["method"], _route_of(scope), str(status[0])).observe(
+            self.metrics.requests.labels(_method_of(scope), _route_of(scope), str(status[0])).observe(
                 time.perf_counter() - began
             )
+
+
+#: the methods counted by name; anything else a client sends counts as `other`
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method_of(scope: Scope) -> str:
+    method = str(scope.get("method", ""))
+    return method if method in _METHODS else "other"
 
 
 def _route_of(scope: Scope) -> str:

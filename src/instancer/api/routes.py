@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from ..domain.errors import InstancerError, ValidationFailed
+from ..domain.errors import ChallengeNotFound, InstancerError, ValidationFailed
 from ..domain.model import State
 from ..domain.ports import InstanceFilter, ShareFilter
 from ..domain.spec import CHALLENGE_ID_PATTERN
@@ -120,7 +120,9 @@ def start_instance(ctx: Ctx, meter: Meter, body: StartRequest) -> JSONResponse:
     try:
         started = ctx.instances.start(body.challenge, body.owner)
     except InstancerError as exc:
-        meter.starts.labels(body.challenge, exc.code).inc()
+        # An unknown challenge id is whatever the caller sent: not a label (unbounded series).
+        known = body.challenge if exc.code != ChallengeNotFound.code else "unknown"
+        meter.starts.labels(known, exc.code).inc()
         raise
     if started.created:
         meter.start_seconds.labels(body.challenge).observe(time.perf_counter() - began)

@@ -14,9 +14,10 @@ changes per instance. Two chains of our own, each jumped to first:
 On a Swarm node (`SwarmNode`), an instance's containers leave their overlay network through
 the node's one `docker_gwbridge`, shared by every instance there; the same two chains then
 also drop new connections from it to the node itself (its services, and docker-proxy in
-front of other instances' published ports), to another container through it, to any
-address's published port range (other instances on other nodes), and to private ranges;
-and everything else unless the node allows egress. Egress is the node's policy there, not
+front of other instances' published ports), to another container through it, to the
+published port range and Swarm's own ports on any address (other instances and nodes), to
+private ranges and the addresses the operator names (the nodes' public ones); and everything
+else unless the node allows egress. Egress is the node's policy there, not
 each instance's: the shared bridge tells no instance from another.
 
 Replies (ESTABLISHED, RELATED) pass first: the host's readiness probe, players on
@@ -69,13 +70,21 @@ Table = dict[str, list[tuple[str, int]]]
 GATEWAY_BRIDGE = "docker_gwbridge"
 
 
+#: Swarm's own ports (managers' API, gossip, VXLAN): never an instance's business, on any
+#: address. VXLAN above all: overlays are unencrypted, so a datagram sent there could be
+#: taken into another instance's overlay network.
+SWARM_PORTS = (("tcp", "2377"), ("tcp", "7946"), ("udp", "7946"), ("udp", "4789"))
+
+
 @dataclass(frozen=True)
 class SwarmNode:
     """The node's part of the rules on a Swarm node: whether its instances may reach the
-    internet, and the host port range instances publish on (INSTANCER_PORT_RANGE_*)."""
+    internet, the host port range instances publish on (INSTANCER_PORT_RANGE_*), and more
+    addresses they never reach (the nodes' and the platform's public ones, CIDRs)."""
 
     egress: bool = False
     ports: tuple[int, int] = (30000, 60000)
+    deny: tuple[str, ...] = ()
 
 
 def _any(prefix: str) -> str:
@@ -239,7 +248,8 @@ def _gateway_rules(node: SwarmNode) -> tuple[str, ...]:
     rules = (
         f"-i {gw} -o {gw} -j DROP",  # to another container on this node, hairpin included
         *(f"-i {gw} -p {proto} -m {proto} --dport {low}:{high} -j DROP" for proto in ("tcp", "udp")),
-        *(f"-d {cidr} -i {gw} -j DROP" for cidr in PRIVATE_RANGES),
+        *(f"-i {gw} -p {proto} -m {proto} --dport {port} -j DROP" for proto, port in SWARM_PORTS),
+        *(f"-d {cidr} -i {gw} -j DROP" for cidr in (*PRIVATE_RANGES, *node.deny)),
     )
     return rules if node.egress else (*rules, f"-i {gw} -j DROP")
 

@@ -352,6 +352,11 @@ class Tx(Protocol):
         """
         ...
 
+    def bring_deadline_in(self, instance_id: str, until: datetime) -> bool:
+        """Set a running instance's deadline to `until` if it is later: one conditional update,
+        so an extension or revert committed meanwhile is never undone. True if it changed."""
+        ...
+
     def allocate_ports(
         self,
         instance_id: str,

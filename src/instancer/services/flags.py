@@ -13,7 +13,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from ..domain.errors import ChallengeNotFound, InstanceNotFound
-from ..domain.model import FlagShare, State
+from ..domain.model import FlagShare
 from ..domain.ports import Clock, FlagMatch, FlagVault, ShareFilter, SharePage, Store
 
 log = logging.getLogger(__name__)
@@ -78,26 +78,15 @@ class FlagService:
         deadline to at most that far from now; the reaper's expiry pass ends it then (as
         `expired`). A deadline already sooner is kept; a later extension is the player's
         choice and obeys its limits as usual."""
-        now = self._clock.now()
         with self._store.read() as tx:  # most challenges have no such setting: no write lock
             spec = tx.get_challenge(challenge_id)
-            grace = spec.lifetime.after_solve_seconds if spec else None
-            instance = tx.get_instance(instance_id) if grace is not None else None
-        if grace is None or instance is None or instance.state is not State.RUNNING:
+        grace = spec.lifetime.after_solve_seconds if spec else None
+        if grace is None:
             return
-        until = now + timedelta(seconds=grace)
-        if instance.expires_at <= until:
-            return
-        with self._store.transaction() as tx:  # only if still the generation read above
-            tx.transition(
-                instance_id,
-                expect=frozenset({State.RUNNING}),
-                to=State.RUNNING,
-                at_generation=instance.generation,
-                now=now,
-                expires_at=until,
-            )
-        log.info("instance %s solved: it ends within %d s", instance_id, grace)
+        with self._store.transaction() as tx:
+            moved = tx.bring_deadline_in(instance_id, self._clock.now() + timedelta(seconds=grace))
+        if moved:
+            log.info("instance %s solved: it ends within %d s", instance_id, grace)
 
     def _equals(self, match: FlagMatch, submission: str) -> bool:
         flag = self._vault.open(match.sealed, instance_id=match.instance_id)

@@ -340,6 +340,14 @@ class SqlTx:
         result = self._s.execute(q.values(state=to.value, state_changed_at=now, **changes))
         return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
+    def bring_deadline_in(self, instance_id: str, until: datetime) -> bool:
+        q = update(InstanceRow).where(
+            InstanceRow.id == instance_id,
+            InstanceRow.state == State.RUNNING.value,
+            InstanceRow.expires_at > until,
+        )
+        return int(self._s.execute(q.values(expires_at=until)).rowcount) == 1  # type: ignore[attr-defined]
+
     # --- ports -------------------------------------------------------------------
 
     def allocate_ports(
