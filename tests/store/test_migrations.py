@@ -3,6 +3,7 @@ and the live-instance invariant is held by the database itself."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -46,3 +47,20 @@ def test_the_database_refuses_a_second_live_instance_and_a_shared_port(db_url: s
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(text(alloc), {"id": "b" * 32})
     engine.dispose()
+
+
+def test_0006_fills_after_solve_seconds_from_the_stored_specs(db_url: str) -> None:
+    engine = make_engine(db_url)
+    migrate.upgrade(engine, "0005")
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        for challenge_id, lifetime in (("solo", {"after_solve_seconds": 30}), ("plain", {})):
+            conn.execute(
+                text("INSERT INTO challenges (id, spec, created_at, updated_at) VALUES (:i, :s, :t, :t)"),
+                {"i": challenge_id, "s": json.dumps({"id": challenge_id, "lifetime": lifetime}), "t": now},
+            )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT id, after_solve_seconds FROM challenges")).all())
+    engine.dispose()
+    assert rows == {"solo": 30, "plain": None}

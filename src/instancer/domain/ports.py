@@ -242,6 +242,8 @@ class FlagMatch:
     owner: str
     sealed: SealedFlag
     retired: bool
+    #: the challenge's lifetime.after_solve_seconds
+    after_solve_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,7 @@ class Tx(Protocol):
 
     def challenge_exists(self, challenge_id: str) -> bool: ...
     def get_challenge(self, challenge_id: str) -> ChallengeSpec | None: ...
+
     def put_challenge(self, spec: ChallengeSpec, now: datetime) -> bool:
         """Insert or replace; True when created."""
         ...

@@ -60,8 +60,9 @@ class FlagService:
         matches = [m for m in found if self._equals(m, submission)]
         mine = [m for m in matches if m.owner == owner]
         if mine:
-            for match in (m for m in mine if not m.retired):
-                self._after_solve(challenge_id, match.instance_id)
+            for match in mine:
+                if not match.retired and match.after_solve_seconds is not None:
+                    self._after_solve(match.instance_id, match.after_solve_seconds)
             if self._accept_retired or any(not m.retired for m in mine):
                 return Verdict(True, Reason.CORRECT)
             return Verdict(False, Reason.EXPIRED)
@@ -73,16 +74,11 @@ class FlagService:
         log.warning("flag sharing: %s submitted the flag of %s on %s", owner, source.owner, challenge_id)
         return Verdict(False, Reason.SHARED)
 
-    def _after_solve(self, challenge_id: str, instance_id: str) -> None:
-        """With the challenge's `lifetime.after_solve_seconds` set, bring the solved instance's
+    def _after_solve(self, instance_id: str, grace: int) -> None:
+        """The challenge sets `lifetime.after_solve_seconds`: bring the solved instance's
         deadline to at most that far from now; the reaper's expiry pass ends it then (as
         `expired`). A deadline already sooner is kept; a later extension is the player's
         choice and obeys its limits as usual."""
-        with self._store.read() as tx:  # most challenges have no such setting: no write lock
-            spec = tx.get_challenge(challenge_id)
-        grace = spec.lifetime.after_solve_seconds if spec else None
-        if grace is None:
-            return
         with self._store.transaction() as tx:
             moved = tx.bring_deadline_in(instance_id, self._clock.now() + timedelta(seconds=grace))
         if moved:

@@ -151,9 +151,14 @@ class SqlTx:
         # An upsert, so that two concurrent PUTs of a new challenge both succeed.
         dialect_insert = pg_insert if self._s.get_bind().dialect.name == "postgresql" else sqlite_insert
         q = dialect_insert(ChallengeRow).values(
-            id=spec.id, spec=spec.model_dump_json(), created_at=now, updated_at=now
+            id=spec.id,
+            spec=spec.model_dump_json(),
+            after_solve_seconds=spec.lifetime.after_solve_seconds,
+            created_at=now,
+            updated_at=now,
         )
-        q = q.on_conflict_do_update(index_elements=["id"], set_={"spec": q.excluded.spec, "updated_at": now})
+        changed = {"spec": q.excluded.spec, "after_solve_seconds": q.excluded.after_solve_seconds}
+        q = q.on_conflict_do_update(index_elements=["id"], set_={**changed, "updated_at": now})
         self._s.execute(q)
         return not existed
 
@@ -477,7 +482,11 @@ class SqlTx:
         rows = self._s.execute(_FIND_FLAGS, {"challenge_id": challenge_id, "digests": list(digests)})
         return [
             FlagMatch(
-                r.instance_id, r.owner, SealedFlag(r.key_id, r.nonce, r.ciphertext, r.digest), r.retired
+                r.instance_id,
+                r.owner,
+                SealedFlag(r.key_id, r.nonce, r.ciphertext, r.digest),
+                r.retired,
+                r.after_solve_seconds,
             )
             for r in rows
         ]
@@ -591,7 +600,9 @@ _FIND_FLAGS = (
         FlagRow.ciphertext,
         FlagRow.digest,
         FlagRow.retired_at.is_not(None).label("retired"),
+        ChallengeRow.after_solve_seconds,
     )
+    .join(ChallengeRow, ChallengeRow.id == FlagRow.challenge_id)
     .where(
         FlagRow.challenge_id == bindparam("challenge_id"),
         FlagRow.digest.in_(bindparam("digests", expanding=True)),

@@ -59,6 +59,8 @@ class ChallengeRow(Base):
     spec: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    #: the spec's lifetime.after_solve_seconds, for the flag check's one statement
+    after_solve_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class InstanceRow(Base):
