@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .vault.aesgcm import KeyringError, parse_keys
@@ -301,6 +301,12 @@ class Settings(BaseSettings):
     @property
     def flag_key_primary(self) -> str:
         return parse_keys(self.flag_keys.get_secret_value())[0][0]
+
+    @field_validator("routes_token", "metrics_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An optional token set to nothing (`${VAR:-}` in a compose file) is not set."""
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _check(self) -> Self:

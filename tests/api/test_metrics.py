@@ -121,3 +121,7 @@ def test_the_metrics_token_must_differ_from_the_others(make_settings: Callable[.
         make_settings(metrics_token=ADMIN_TOKEN)
     with pytest.raises(ValidationError, match="at least 16"):
         make_settings(metrics_token="short")
+
+
+def test_an_empty_metrics_token_is_unset(make_settings: Callable[..., object]) -> None:
+    assert make_settings(metrics_token="").metrics_token is None  # type: ignore[attr-defined]
