@@ -87,6 +87,15 @@ def wait_accepts(host: str, port: int, timeout: float = 30) -> None:
             pause = min(pause * 2, 0.05)
 
 
+def timed_stop(client: httpx.Client, instance_id: str) -> float:
+    """Stop an instance through the API; the seconds until it answered `stopped` (gone)."""
+    t0 = time.perf_counter()
+    r = client.delete(f"/api/v1/instances/{instance_id}")
+    if r.status_code != 200 or r.json()["state"] != "stopped":
+        raise RuntimeError(f"stop answered {r.status_code}: {r.text[:300]}")
+    return time.perf_counter() - t0
+
+
 class Server:
     """`instancer serve` as its own process on a free loopback port, with a client for it.
 

@@ -46,7 +46,7 @@ from typing import Any, Protocol
 import docker
 import httpx2 as httpx
 import report
-from common import ADMIN, RUN_LABEL, Server, commit, summary, wait_accepts
+from common import ADMIN, RUN_LABEL, Server, commit, summary, timed_stop, wait_accepts
 from warm import WarmService
 
 from instancer.backends import labels
@@ -140,11 +140,7 @@ class Service:
         return time.perf_counter() - t0, body["id"]
 
     def stop(self, handle: Any) -> float:
-        t0 = time.perf_counter()
-        r = self.client.delete(f"/api/v1/instances/{handle}")
-        if r.status_code != 200 or r.json()["state"] != "stopped":
-            raise RuntimeError(f"stop answered {r.status_code}: {r.text[:300]}")
-        return time.perf_counter() - t0
+        return timed_stop(self.client, handle)
 
     def close(self) -> None:
         self.client.close()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-from common import ADMIN, Server, free_port
+from common import ADMIN, Server, free_port, timed_stop
 
 from instancer.exposure.traefik_files import TraefikLayout, self_signed_wildcard, write_config
 
@@ -100,11 +100,7 @@ class WarmService:
         return took, body["id"]
 
     def stop(self, handle: Any) -> float:
-        t0 = time.perf_counter()
-        r = self.client.delete(f"/api/v1/instances/{handle}")
-        if r.status_code != 200 or r.json()["state"] != "stopped":
-            raise RuntimeError(f"stop answered {r.status_code}: {r.text[:300]}")
-        return time.perf_counter() - t0
+        return timed_stop(self.client, handle)
 
     def close(self) -> None:
         """Delete the challenge (it stops the pool) and wait until nothing occupies the engine,
