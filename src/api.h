@@ -1,0 +1,46 @@
+/* api.h: what a handler gets, and the handlers the router table names.
+ *
+ * Handlers call store_* and backend->ops only: never libcurl or MariaDB. */
+#ifndef CC_API_H
+#define CC_API_H
+
+#include <stdint.h>
+
+#include "backend.h"
+#include "config.h"
+#include "flag.h"
+#include "http.h"
+#include "identity.h"
+#include "store.h"
+
+#include "ops.h"
+
+/* Per request. */
+struct ctx {
+    struct app *app;
+    struct http_req *req;
+    struct http_resp *resp;
+    arena_t *arena;
+    struct identity id;
+    int64_t path_id;   /* the ID in /api/v1/admin/containers/ID */
+    int64_t now;
+};
+
+typedef void (*handler_fn)(struct ctx *c);
+
+void api_container_status(struct ctx *c);
+void api_container_start(struct ctx *c);
+void api_container_extend(struct ctx *c);
+void api_container_stop(struct ctx *c);
+void api_admin_list(struct ctx *c);
+void api_admin_extend(struct ctx *c);
+void api_admin_stop(struct ctx *c);
+void api_admin_stop_all(struct ctx *c);
+void api_admin_flag(struct ctx *c);
+void api_admin_status(struct ctx *c);
+
+/* Shared by both APIs (api_container.c): a container as JSON. */
+json_t *api_container_json(const struct instance *inst, int64_t max_renewals, int64_t now);
+void api_fail(struct ctx *c, const struct cc_error *err);
+
+#endif

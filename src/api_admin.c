@@ -1,0 +1,227 @@
+/* api_admin.c: /api/v1/admin/containers: list (paginated, filtered), extend,
+ * stop, stop all (with confirm=all), flag reveal (audited), reaper status.
+ * Admins only (users.type = 'admin', read from CTFd's table).
+ *
+ * Must not: change state on GET (the flag reveal only writes its audit
+ * event), or log a revealed flag. */
+#include <inttypes.h>
+#include <string.h>
+
+#include "api.h"
+#include "lifecycle.h"
+#include "log.h"
+
+static int admin(struct ctx *c, struct cc_error *err)
+{
+    return identity_resolve(c->req, c->app->store, NEED_ADMIN, &c->id, err);
+}
+
+static int64_t renewals_max(struct ctx *c, int64_t challenge_id)
+{
+    struct ctfd_challenge ch;
+    bool found;
+    struct cc_error err;
+    if (store_challenge(c->app->store, c->arena, challenge_id, &ch, &found, &err) == 0 && found &&
+        ch.max_renewals >= 0)
+        return ch.max_renewals;
+    return c->app->cfg->max_renewals;
+}
+
+static json_t *admin_row(struct ctx *c, const struct instance *i)
+{
+    json_t *o = api_container_json(i, renewals_max(c, i->challenge_id), c->now);
+    json_object_set_new(o, "account_kind", json_string(i->account_kind));
+    json_object_set_new(o, "account_id", json_integer(i->account_id));
+    json_object_set_new(o, "account_name", json_string(i->account_name ? i->account_name : ""));
+    json_object_set_new(o, "challenge_name",
+                        json_string(i->challenge_name ? i->challenge_name : ""));
+    json_object_set_new(o, "user_id", json_integer(i->user_id));
+    json_object_set_new(o, "name", json_string(i->name ? i->name : ""));
+    json_object_set_new(o, "image", json_string(i->image ? i->image : ""));
+    json_object_set_new(o, "backend", json_string(i->backend ? i->backend : ""));
+    json_object_set_new(o, "host", json_string(i->host));
+    if (i->end_reason)
+        json_object_set_new(o, "end_reason", json_string(i->end_reason));
+    return o;
+}
+
+void api_admin_list(struct ctx *c)
+{
+    static const char *const keys[] = {"page", "per_page", "challenge_id", "account_id", "state",
+                                       NULL};
+    struct cc_error err = {0};
+    struct instance_filter f = {0};
+    if (admin(c, &err) < 0 || http_query_only(c->req, keys, &err) < 0 ||
+        http_query_int(c->req, "page", 1, 100000, 1, &f.page, &err) < 0 ||
+        http_query_int(c->req, "per_page", 1, 100, 50, &f.per_page, &err) < 0 ||
+        http_query_id(c->req, "challenge_id", false, &f.challenge_id, &err) < 0 ||
+        http_query_id(c->req, "account_id", false, &f.account_id, &err) < 0)
+        return api_fail(c, &err);
+    f.state = http_query(c->req, "state");
+    if (f.state && strcmp(f.state, "live") && lifecycle_state_parse(f.state) < 0)
+        return api_fail(c, (err_set(&err, ERR_INVALID_FIELD,
+                                    "'state' must be live or a container state."),
+                            &err));
+    struct instance *rows;
+    size_t n;
+    int64_t total;
+    if (store_list(c->app->store, c->arena, &f, &rows, &n, &total, &err) < 0)
+        return api_fail(c, &err);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, admin_row(c, &rows[i]));
+    int64_t pages = (total + f.per_page - 1) / f.per_page;
+    json_t *meta = json_pack("{s:I, s:I, s:I, s:I}", "page", (json_int_t)f.page, "per_page",
+                             (json_int_t)f.per_page, "total", (json_int_t)total, "pages",
+                             (json_int_t)pages);
+    json_t *doc = json_pack("{s:b, s:o, s:o}", "success", 1, "data", list, "meta", meta);
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(doc);
+    c->resp->status = 200;
+    sb_puts(&c->resp->body, s ? s : "{}");
+    free(s);
+}
+
+static int load_live(struct ctx *c, struct instance *inst, struct cc_error *err)
+{
+    bool found;
+    if (store_get_instance(c->app->store, c->arena, c->path_id, inst, &found, err) < 0)
+        return -1;
+    if (!found || !inst->live)
+        return err_set(err, ERR_CONTAINER_NOT_FOUND, NULL);
+    return 0;
+}
+
+static void audit(struct ctx *c, const char *kind, const struct instance *i, const char *detail)
+{
+    struct cc_error err;
+    if (store_event(c->app->store, kind, c->id.user.id, i ? i->id : 0, i ? i->account_kind : NULL,
+                    i ? i->account_id : 0, i ? i->challenge_id : 0, detail, c->now, &err) < 0)
+        log_error("audit event %s could not be written", kind);
+}
+
+/* Admins extend without the account's cooldown, within the renewal limit. */
+void api_admin_extend(struct ctx *c)
+{
+    static const char *const none[] = {NULL};
+    struct cc_error err = {0};
+    struct instance inst;
+    bool changed;
+    if (admin(c, &err) < 0 || http_query_only(c->req, none, &err) < 0 ||
+        load_live(c, &inst, &err) < 0)
+        return api_fail(c, &err);
+    int64_t max = renewals_max(c, inst.challenge_id);
+    struct lc_limits l = {.max_renewals = max, .extend = c->app->cfg->extend_seconds};
+    struct lc_account acc = {0};
+    int retry;
+    enum cc_err e = lifecycle_check_extend(&l, &acc, lifecycle_state_parse(inst.state),
+                                           inst.renewals, c->now, &retry);
+    if (e != ERR_OK)
+        return api_fail(c, (err_set(&err, e, NULL), &err));
+    int64_t deadline = lifecycle_extended_deadline(&l, inst.deadline);
+    if (store_extend(c->app->store, inst.id, inst.renewals, deadline, c->now, &changed, &err) < 0)
+        return api_fail(c, &err);
+    if (!changed)
+        return api_fail(c, (err_set(&err, ERR_CONTAINER_BUSY, NULL), &err));
+    inst.deadline = deadline;
+    inst.renewals++;
+    audit(c, "admin_extend", &inst, "");
+    http_reply_json(c->resp, 200, admin_row(c, &inst));
+}
+
+void api_admin_stop(struct ctx *c)
+{
+    static const char *const none[] = {NULL};
+    struct cc_error err = {0};
+    struct instance inst;
+    if (admin(c, &err) < 0 || http_query_only(c->req, none, &err) < 0 ||
+        load_live(c, &inst, &err) < 0)
+        return api_fail(c, &err);
+    if (ops_stop(c->app, c->arena, &inst, "stopped", "stopped by an admin", c->now, &err) < 0)
+        return api_fail(c, &err);
+    audit(c, "admin_stop", &inst, "");
+    http_reply_json(c->resp, 200, json_object());
+}
+
+void api_admin_stop_all(struct ctx *c)
+{
+    static const char *const keys[] = {"confirm", "challenge_id", NULL};
+    struct cc_error err = {0};
+    struct instance_filter f = {.page = 1, .per_page = 100};
+    const char *confirm;
+    if (admin(c, &err) < 0 || http_query_only(c->req, keys, &err) < 0 ||
+        http_query_id(c->req, "challenge_id", false, &f.challenge_id, &err) < 0)
+        return api_fail(c, &err);
+    confirm = http_query(c->req, "confirm");
+    if (confirm == NULL || strcmp(confirm, "all") != 0)
+        return api_fail(c, (err_set(&err, ERR_CONFIRM_REQUIRED, NULL), &err));
+    int64_t stopped = 0, failed = 0, total;
+    for (int round = 0; round < 1000; round++) {
+        struct instance *rows;
+        size_t n;
+        if (store_list(c->app->store, c->arena, &f, &rows, &n, &total, &err) < 0)
+            return api_fail(c, &err);
+        if (n == 0 || (int64_t)n == failed)
+            break;
+        failed = 0;
+        for (size_t i = 0; i < n; i++) {
+            struct cc_error e2;
+            if (ops_stop(c->app, c->arena, &rows[i], "stopped", "stopped by an admin (all)",
+                         c->now, &e2) == 0)
+                stopped++;
+            else
+                failed++;
+        }
+    }
+    char detail[64];
+    snprintf(detail, sizeof(detail), "stopped %lld, failed %lld", (long long)stopped,
+             (long long)failed);
+    audit(c, "admin_stop_all", NULL, detail);
+    http_reply_json(c->resp, 200,
+                    json_pack("{s:I, s:I}", "stopped", (json_int_t)stopped, "failed",
+                              (json_int_t)failed));
+}
+
+void api_admin_flag(struct ctx *c)
+{
+    static const char *const none[] = {NULL};
+    struct cc_error err = {0};
+    struct instance inst;
+    struct stored_flag sf;
+    bool found;
+    char flag[FLAG_MAX_LEN + 1], aad[32];
+    if (admin(c, &err) < 0 || http_query_only(c->req, none, &err) < 0 ||
+        store_get_instance(c->app->store, c->arena, c->path_id, &inst, &found, &err) < 0)
+        return api_fail(c, &err);
+    if (!found)
+        return api_fail(c, (err_set(&err, ERR_CONTAINER_NOT_FOUND, NULL), &err));
+    if (store_get_flag(c->app->store, c->arena, inst.id, &sf, &found, &err) < 0)
+        return api_fail(c, &err);
+    snprintf(aad, sizeof(aad), "%" PRId64, inst.id);
+    if (!found || strcmp(sf.key_id, c->app->keys->key_id) != 0 ||
+        flag_decrypt(c->app->keys, sf.nonce, sf.ct, sf.ctlen, aad, flag, sizeof(flag)) < 0)
+        return api_fail(c, (err_set(&err, ERR_INTERNAL, "This flag cannot be decrypted with "
+                                                       "the current key."),
+                            &err));
+    audit(c, "flag_reveal", &inst, "");
+    http_reply_json(c->resp, 200,
+                    json_pack("{s:I, s:s}", "id", (json_int_t)inst.id, "flag", flag));
+    flag_wipe(flag, sizeof(flag));
+}
+
+void api_admin_status(struct ctx *c)
+{
+    static const char *const none[] = {NULL};
+    struct cc_error err = {0};
+    const char *report;
+    int64_t at, live;
+    if (admin(c, &err) < 0 || http_query_only(c->req, none, &err) < 0 ||
+        store_get_status(c->app->store, c->arena, "reconcile", &report, &at, &err) < 0 ||
+        store_count_live_total(c->app->store, &live, &err) < 0)
+        return api_fail(c, &err);
+    json_t *rep = report ? json_loads(report, 0, NULL) : NULL;
+    http_reply_json(c->resp, 200,
+                    json_pack("{s:I, s:I, s:o, s:s}", "live", (json_int_t)live,
+                              "reconciled_at", (json_int_t)at, "last_reconcile",
+                              rep ? rep : json_null(), "backend", c->app->cfg->backend));
+}

@@ -1,0 +1,452 @@
+/* api_container.c: /api/v1/container: status, start (or revert), extend, stop
+ * of the caller's own container for one challenge.
+ *
+ * Every limit is decided inside one transaction under the account's row lock
+ * (and the capacity row when a global limit is set); the engine is called
+ * only after that transaction commits. Must not: call libcurl or MariaDB
+ * directly, or put a flag anywhere but the engine request and the store. */
+#include <inttypes.h>
+#include <string.h>
+
+#include "api.h"
+#include "lifecycle.h"
+#include "log.h"
+
+void api_fail(struct ctx *c, const struct cc_error *err)
+{
+    http_reply_error(c->resp, err);
+}
+
+static struct lc_limits limits_for(const struct cc_config *cfg, const struct ctfd_challenge *ch)
+{
+    struct lc_limits l = {
+        .max_per_account = cfg->max_containers_per_account,
+        .max_total = cfg->max_containers,
+        .max_renewals = cfg->max_renewals,
+        .cooldown = cfg->cooldown_seconds,
+        .lifetime = cfg->timeout_seconds,
+        .extend = cfg->extend_seconds,
+    };
+    if (ch && ch->lifetime > 0)
+        l.lifetime = ch->lifetime;
+    if (ch && ch->max_renewals >= 0)
+        l.max_renewals = ch->max_renewals;
+    return l;
+}
+
+json_t *api_container_json(const struct instance *inst, int64_t max_renewals, int64_t now)
+{
+    struct backend_port ports[BACKEND_MAX_PORTS];
+    size_t n = 0;
+    ops_parse_stored_ports(inst->ports, ports, BACKEND_MAX_PORTS, &n);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char conn[512];
+        if (ports[i].proto == PROTO_HTTP)
+            snprintf(conn, sizeof(conn), "http://%s:%d/", inst->host, ports[i].host_port);
+        else
+            snprintf(conn, sizeof(conn), "nc %s %d", inst->host, ports[i].host_port);
+        json_array_append_new(list, json_pack("{s:i, s:s, s:s, s:i, s:s}", "port",
+                                              ports[i].internal, "protocol",
+                                              ports[i].proto == PROTO_HTTP ? "http" : "tcp",
+                                              "host", inst->host, "host_port", ports[i].host_port,
+                                              "connection", conn));
+    }
+    int64_t left = max_renewals - inst->renewals;
+    return json_pack("{s:I, s:I, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "id",
+                     (json_int_t)inst->id, "challenge_id", (json_int_t)inst->challenge_id,
+                     "state", inst->state, "ports", list, "created_at",
+                     (json_int_t)inst->created_at, "deadline", (json_int_t)inst->deadline,
+                     "seconds_left", (json_int_t)lifecycle_seconds_left(inst->deadline, now),
+                     "renewals_used", (json_int_t)inst->renewals, "renewals_left",
+                     (json_int_t)(left > 0 ? left : 0), "max_renewals", (json_int_t)max_renewals);
+}
+
+/* The challenge the caller may act on now, or an error saying why not. */
+static int load_challenge(struct ctx *c, int64_t challenge_id, struct ctfd_challenge *ch,
+                          struct cc_error *err)
+{
+    bool found;
+    bool admin = c->id.user.admin;
+    if (store_challenge(c->app->store, c->arena, challenge_id, ch, &found, err) < 0)
+        return -1;
+    if (!found || (strcmp(ch->state, "hidden") == 0 && !admin))
+        return err_set(err, ERR_CHALLENGE_NOT_FOUND, NULL);
+    if (strcmp(ch->state, "locked") == 0 && !admin)
+        return err_set(err, ERR_CHALLENGE_LOCKED, NULL);
+    enum cc_err e = lifecycle_check_ctf_time(c->id.settings.start, c->id.settings.end,
+                                             c->id.settings.paused, admin, c->now);
+    if (e != ERR_OK)
+        return err_set(err, e, NULL);
+    return 0;
+}
+
+/* CTFd's rule: every prerequisite that still exists must be solved by the
+ * account; ids that are not integers never match and are ignored. */
+static int check_prereqs(struct ctx *c, const struct ctfd_challenge *ch, struct cc_error *err)
+{
+    if (ch->requirements == NULL || c->id.user.admin)
+        return 0;
+    json_t *req = json_loads(ch->requirements, 0, NULL);
+    json_t *list = json_is_object(req) ? json_object_get(req, "prerequisites") : NULL;
+    size_t n = json_is_array(list) ? json_array_size(list) : 0;
+    int64_t *pre = arena_alloc(c->arena, sizeof(int64_t) * (n + 1));
+    int64_t *exist = arena_alloc(c->arena, sizeof(int64_t) * (n + 1));
+    size_t np = 0, ne = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0 && np < 256; i++) {
+        json_t *v = json_array_get(list, i);
+        if (!json_is_integer(v))
+            continue;
+        pre[np++] = json_integer_value(v);
+        bool found;
+        rc = store_challenge_exists(c->app->store, pre[np - 1], &found, err);
+        if (rc == 0 && found)
+            exist[ne++] = pre[np - 1];
+    }
+    json_decref(req);
+    if (rc < 0 || np == 0)
+        return rc;
+    int64_t *solved;
+    size_t ns;
+    if (store_solved(c->app->store, c->arena, c->id.settings.team_mode, c->id.account_id, &solved,
+                     &ns, err) < 0)
+        return -1;
+    if (!lifecycle_prereqs_met(pre, np, solved, ns, exist, ne))
+        return err_set(err, ERR_PREREQUISITES_UNMET, NULL);
+    return 0;
+}
+
+/* The challenge id from the JSON body (POST) or the query (GET/PATCH/DELETE). */
+static int challenge_arg(struct ctx *c, bool from_body, int64_t *id, struct cc_error *err)
+{
+    static const char *const only_cid[] = {"challenge_id", NULL};
+    if (!from_body) {
+        if (http_query_only(c->req, only_cid, err) < 0)
+            return -1;
+        return http_query_id(c->req, "challenge_id", true, id, err);
+    }
+    static const char *const none[] = {NULL};
+    if (http_query_only(c->req, none, err) < 0)
+        return -1;
+    json_t *body = http_body_json(c->req, false, err);
+    if (body == NULL)
+        return -1;
+    int rc = http_json_id(body, "challenge_id", true, id, err);
+    json_decref(body);
+    return rc;
+}
+
+static int resolve(struct ctx *c, struct cc_error *err)
+{
+    return identity_resolve(c->req, c->app->store, NEED_PLAYER, &c->id, err);
+}
+
+void api_container_status(struct ctx *c)
+{
+    struct cc_error err = {0};
+    int64_t cid;
+    struct instance inst;
+    bool found;
+    if (http_query(c->req, "stopcontainer") != NULL) {
+        err_set(&err, ERR_METHOD_NOT_ALLOWED,
+                "Use DELETE /api/v1/container?challenge_id=N to stop a container.");
+        return api_fail(c, &err);
+    }
+    if (challenge_arg(c, false, &cid, &err) < 0 || resolve(c, &err) < 0 ||
+        store_find_live(c->app->store, c->arena, c->id.account_kind, c->id.account_id, cid, &inst,
+                        &found, &err) < 0)
+        return api_fail(c, &err);
+    if (!found)
+        return http_reply_json(c->resp, 200, json_object());
+    struct ctfd_challenge ch;
+    bool chfound;
+    if (store_challenge(c->app->store, c->arena, cid, &ch, &chfound, &err) < 0)
+        return api_fail(c, &err);
+    struct lc_limits l = limits_for(c->app->cfg, chfound ? &ch : NULL);
+    http_reply_json(c->resp, 200, api_container_json(&inst, l.max_renewals, c->now));
+}
+
+/* What the admission transaction decided. */
+struct admission {
+    struct instance inst;
+    struct instance old;      /* the container a revert replaces */
+    bool revert;
+    char flag[FLAG_MAX_LEN + 1];
+    struct backend_port ports[BACKEND_MAX_PORTS];
+    size_t nports;
+};
+
+static int new_flag(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
+                    struct cc_error *err)
+{
+    const struct flag_keys *k = c->app->keys;
+    char aad[32];
+    snprintf(aad, sizeof(aad), "%" PRId64, ad->inst.id);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        unsigned char nonce[FLAG_NONCE_LEN], ct[FLAG_CIPHERTEXT_MAX], digest[FLAG_DIGEST_LEN];
+        size_t ctlen;
+        bool dup;
+        if (flag_generate(ch->flag_template, ad->flag, sizeof(ad->flag)) < 0 ||
+            flag_encrypt(k, ad->flag, aad, nonce, ct, sizeof(ct), &ctlen) < 0)
+            return err_set(err, ERR_CHALLENGE_MISCONFIGURED, NULL);
+        flag_digest(k, ad->flag, digest);
+        if (store_insert_flag(c->app->store, ad->inst.id, c->id.account_kind, c->id.account_id,
+                              ch->id, k->key_id, nonce, ct, ctlen, digest, c->now, &dup,
+                              err) == 0)
+            return 0;
+        if (!dup)
+            return -1;
+    }
+    return err_set(err, ERR_INTERNAL, NULL);
+}
+
+/* Decide under lock: revert the live container for this challenge, or admit
+ * a new one within the account's and the global limits. */
+static int admit_locked(struct ctx *c, const struct ctfd_challenge *ch, const struct lc_limits *l,
+                        struct admission *ad, struct cc_error *err)
+{
+    struct store *s = c->app->store;
+    struct lc_account acc = {0};
+    bool found;
+    int retry = 0;
+    enum cc_err e;
+    if (store_lock_account(s, c->id.account_kind, c->id.account_id, &acc.last_action_at, err) <
+            0 ||
+        store_find_live(s, c->arena, c->id.account_kind, c->id.account_id, ch->id, &ad->old,
+                        &found, err) < 0)
+        return -1;
+    ad->revert = found;
+    if (found) {
+        e = lifecycle_check_revert(l, &acc, lifecycle_state_parse(ad->old.state), c->now, &retry);
+    } else {
+        if (store_count_live_account(s, c->id.account_kind, c->id.account_id, &acc.live_count,
+                                     err) < 0)
+            return -1;
+        if (l->max_total > 0 &&
+            (store_lock_capacity(s, err) < 0 || store_count_live_total(s, &acc.live_total, err) < 0))
+            return -1;
+        e = lifecycle_check_start(l, &acc, c->now, &retry);
+    }
+    if (e != ERR_OK) {
+        err_set(err, e, NULL);
+        err->retry_after = retry;
+        return -1;
+    }
+    bool changed;
+    if (found && store_end(s, ad->old.id, "reverted", "reverted by its account", c->now,
+                           &changed, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int reserve(struct ctx *c, const struct ctfd_challenge *ch, const struct lc_limits *l,
+                   struct admission *ad, struct cc_error *err)
+{
+    struct store *s = c->app->store;
+    const struct cc_config *cfg = c->app->cfg;
+    ad->inst = (struct instance){
+        .account_kind = c->id.account_kind, .account_id = c->id.account_id,
+        .user_id = c->id.user.id, .challenge_id = ch->id,
+        .backend = ch->backend ? ch->backend : cfg->backend, .image = ch->image,
+        .created_at = c->now, .deadline = lifecycle_deadline(l, c->now)};
+    if (store_insert_instance(s, c->arena, &ad->inst, err) < 0)
+        return -1;
+    for (size_t i = 0; i < ad->nports; i++) {
+        int64_t port;
+        if (store_reserve_port(s, ad->inst.id, cfg->port_min, cfg->port_max, &port, err) < 0)
+            return -1;
+        ad->ports[i].host_port = (int)port;
+    }
+    if (new_flag(c, ch, ad, err) < 0)
+        return -1;
+    return store_touch_account(s, c->id.account_kind, c->id.account_id, c->now, err);
+}
+
+static int admit(struct ctx *c, const struct ctfd_challenge *ch, const struct lc_limits *l,
+                 struct admission *ad, struct cc_error *err)
+{
+    struct store *s = c->app->store;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (store_begin(s, err) < 0)
+            return -1;
+        if (admit_locked(c, ch, l, ad, err) == 0 && reserve(c, ch, l, ad, err) == 0 &&
+            store_commit(s, err) == 0)
+            return 0;
+        store_rollback(s);
+        flag_wipe(ad->flag, sizeof(ad->flag));
+        if (!store_retryable(s))
+            return -1;
+        err_clear(err);
+    }
+    return err_set(err, ERR_DATABASE_UNAVAILABLE, NULL);
+}
+
+static int check_spec(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
+                      struct cc_error *err)
+{
+    double bits;
+    char why[256];
+    if (ops_parse_ports(ch->ports, ad->ports, BACKEND_MAX_PORTS, &ad->nports) < 0) {
+        log_error("challenge %lld: bad ports spec", (long long)ch->id);
+        return err_set(err, ERR_CHALLENGE_MISCONFIGURED, NULL);
+    }
+    if (flag_template_check(ch->flag_template, &bits, why, sizeof(why)) < 0) {
+        log_error("challenge %lld: %s", (long long)ch->id, why);
+        return err_set(err, ERR_CHALLENGE_MISCONFIGURED, NULL);
+    }
+    if (ch->image[0] == '\0')
+        return err_set(err, ERR_CHALLENGE_MISCONFIGURED, NULL);
+    return 0;
+}
+
+static void fill_spec(struct ctx *c, const struct ctfd_challenge *ch, const struct admission *ad,
+                      struct backend_spec *spec)
+{
+    const struct cc_config *cfg = c->app->cfg;
+    memset(spec, 0, sizeof(*spec));
+    spec->name = ad->inst.name;
+    spec->image = ch->image;
+    spec->flag_env = ch->flag_env;
+    spec->flag = ad->flag;
+    spec->instance_id = ad->inst.id;
+    spec->account_id = ad->inst.account_id;
+    spec->challenge_id = ch->id;
+    spec->expires = ad->inst.deadline;
+    spec->memory_bytes = (ch->memory_mb > 0 ? ch->memory_mb : cfg->default_memory_mb) * 1048576;
+    spec->nano_cpus = (int64_t)((ch->cpus > 0 ? ch->cpus : cfg->default_cpus) * 1e9);
+    spec->pids_limit = cfg->pids_limit;
+    spec->nports = ad->nports;
+    memcpy(spec->ports, ad->ports, sizeof(ad->ports));
+}
+
+/* Run the engine side of an admitted start, then publish the row. */
+static int launch(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
+                  struct cc_error *err)
+{
+    struct app *app = c->app;
+    struct backend_spec spec;
+    struct backend_started out = {0};
+    bool changed;
+    if (ad->revert && app->backend->ops->stop(app->backend, ad->old.name, err) < 0)
+        log_warn("container %lld: removing the reverted container failed; the reaper retries",
+                 (long long)ad->old.id);
+    fill_spec(c, ch, ad, &spec);
+    int rc = app->backend->ops->start(app->backend, c->arena, &spec, &out, err);
+    flag_wipe(ad->flag, sizeof(ad->flag));
+    if (rc < 0) {
+        struct cc_error e2;
+        log_warn("container %lld: start failed: %s", (long long)ad->inst.id,
+                 err_code_str(err->code));
+        store_end(app->store, ad->inst.id, "failed", err_code_str(err->code), c->now, &changed,
+                  &e2);
+        return -1;
+    }
+    const char *ports = ops_format_ports(c->arena, ad->ports, ad->nports);
+    if (store_mark_running(app->store, ad->inst.id, out.engine_id, out.host, ports, c->now,
+                           &changed, err) < 0 ||
+        !changed) {
+        /* Stopped while starting (or the database failed): remove what we made. */
+        struct cc_error e2;
+        app->backend->ops->stop(app->backend, ad->inst.name, &e2);
+        if (err->code == ERR_OK)
+            err_set(err, ERR_CONTAINER_BUSY, "The container was stopped while it was starting.");
+        return -1;
+    }
+    return 0;
+}
+
+void api_container_start(struct ctx *c)
+{
+    struct cc_error err = {0};
+    int64_t cid;
+    struct ctfd_challenge ch;
+    struct admission *ad = arena_alloc(c->arena, sizeof(*ad));
+    if (challenge_arg(c, true, &cid, &err) < 0 || resolve(c, &err) < 0 ||
+        load_challenge(c, cid, &ch, &err) < 0 || check_prereqs(c, &ch, &err) < 0 ||
+        check_spec(c, &ch, ad, &err) < 0)
+        return api_fail(c, &err);
+    struct lc_limits l = limits_for(c->app->cfg, &ch);
+    if (admit(c, &ch, &l, ad, &err) < 0 || launch(c, &ch, ad, &err) < 0)
+        return api_fail(c, &err);
+    struct instance inst;
+    bool found;
+    if (store_get_instance(c->app->store, c->arena, ad->inst.id, &inst, &found, &err) < 0 || !found)
+        return api_fail(c, &err);
+    log_info("container %lld started for %s %lld, challenge %lld%s", (long long)inst.id,
+             inst.account_kind, (long long)inst.account_id, (long long)cid,
+             ad->revert ? " (revert)" : "");
+    http_reply_json(c->resp, 200, api_container_json(&inst, l.max_renewals, c->now));
+}
+
+static int extend_locked(struct ctx *c, const struct lc_limits *l, int64_t cid,
+                         struct instance *inst, struct cc_error *err)
+{
+    struct store *s = c->app->store;
+    struct lc_account acc = {0};
+    bool found, changed;
+    int retry = 0;
+    if (store_lock_account(s, c->id.account_kind, c->id.account_id, &acc.last_action_at, err) < 0 ||
+        store_find_live(s, c->arena, c->id.account_kind, c->id.account_id, cid, inst, &found,
+                        err) < 0)
+        return -1;
+    if (!found)
+        return err_set(err, ERR_CONTAINER_NOT_FOUND, NULL);
+    enum cc_err e = lifecycle_check_extend(l, &acc, lifecycle_state_parse(inst->state),
+                                           inst->renewals, c->now, &retry);
+    if (e != ERR_OK) {
+        err_set(err, e, NULL);
+        err->retry_after = retry;
+        return -1;
+    }
+    int64_t deadline = lifecycle_extended_deadline(l, inst->deadline);
+    if (store_extend(s, inst->id, inst->renewals, deadline, c->now, &changed, err) < 0)
+        return -1;
+    if (!changed)
+        return err_set(err, ERR_CONTAINER_BUSY, NULL);
+    inst->deadline = deadline;
+    inst->renewals++;
+    return store_touch_account(s, c->id.account_kind, c->id.account_id, c->now, err);
+}
+
+void api_container_extend(struct ctx *c)
+{
+    struct cc_error err = {0};
+    int64_t cid;
+    struct ctfd_challenge ch;
+    struct instance inst;
+    bool from_body = strcmp(c->req->path, "/api/v1/container/extend") == 0;
+    if (challenge_arg(c, from_body, &cid, &err) < 0 || resolve(c, &err) < 0 ||
+        load_challenge(c, cid, &ch, &err) < 0)
+        return api_fail(c, &err);
+    struct lc_limits l = limits_for(c->app->cfg, &ch);
+    struct store *s = c->app->store;
+    for (int attempt = 0;; attempt++) {
+        if (store_begin(s, &err) < 0)
+            return api_fail(c, &err);
+        if (extend_locked(c, &l, cid, &inst, &err) == 0 && store_commit(s, &err) == 0)
+            break;
+        store_rollback(s);
+        if (!store_retryable(s) || attempt == 3)
+            return api_fail(c, &err);
+        err_clear(&err);
+    }
+    http_reply_json(c->resp, 200, api_container_json(&inst, l.max_renewals, c->now));
+}
+
+void api_container_stop(struct ctx *c)
+{
+    struct cc_error err = {0};
+    int64_t cid;
+    struct instance inst;
+    bool found;
+    if (challenge_arg(c, false, &cid, &err) < 0 || resolve(c, &err) < 0 ||
+        store_find_live(c->app->store, c->arena, c->id.account_kind, c->id.account_id, cid, &inst,
+                        &found, &err) < 0)
+        return api_fail(c, &err);
+    if (!found)
+        return api_fail(c, (err_set(&err, ERR_CONTAINER_NOT_FOUND, NULL), &err));
+    if (ops_stop(c->app, c->arena, &inst, "stopped", "stopped by its account", c->now, &err) < 0)
+        return api_fail(c, &err);
+    http_reply_json(c->resp, 200, json_object());
+}

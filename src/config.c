@@ -1,0 +1,383 @@
+/* config.c: the one table of options, loaded from a file then the environment.
+ *
+ * Each option: name, type, default, unit, range and a one-line doc. A bad
+ * value stops start-up with "key: reason". Secrets are masked when printed.
+ * Must not: log values, connect anywhere, or keep pointers into its input. */
+#include "config.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_type { T_STR, T_INT, T_OCTAL, T_DOUBLE, T_PORTS, T_BOOL };
+
+struct opt {
+    const char *name;
+    enum opt_type type;
+    size_t off;
+    const char *def;
+    double min, max;
+    const char *unit;
+    bool secret;
+    const char *doc;
+};
+
+#define O(f) offsetof(struct cc_config, f)
+static const struct opt opts[] = {
+    {"database_host", T_STR, O(database_host), "127.0.0.1", 0, 0, "", false,
+     "MariaDB host (ignored when database_socket is set)"},
+    {"database_port", T_INT, O(database_port), "3306", 1, 65535, "", false, "MariaDB TCP port"},
+    {"database_socket", T_STR, O(database_socket), "", 0, 0, "path", false,
+     "MariaDB unix socket; empty = use host and port"},
+    {"database_user", T_STR, O(database_user), "ctfd", 0, 0, "", false, "MariaDB user"},
+    {"database_password", T_STR, O(database_password), "", 0, 0, "", true, "MariaDB password"},
+    {"database_password_file", T_STR, O(database_password_file), "", 0, 0, "path", false,
+     "file whose first line is the MariaDB password (overrides database_password)"},
+    {"database_name", T_STR, O(database_name), "ctfd", 0, 0, "", false,
+     "CTFd's database (ours live beside CTFd's tables, prefixed container_)"},
+    {"listen", T_STR, O(listen), "/run/ctfd-containers/fcgi.sock", 0, 0, "path", false,
+     "FastCGI unix socket nginx connects to"},
+    {"listen_mode", T_OCTAL, O(listen_mode), "0660", 0, 0777, "octal", false,
+     "permissions of the socket"},
+    {"listen_owner", T_STR, O(listen_owner), "", 0, 0, "user", false,
+     "owner of the socket; empty = the running user"},
+    {"listen_group", T_STR, O(listen_group), "", 0, 0, "group", false,
+     "group of the socket (nginx's workers must be in it); empty = the running group"},
+    {"workers", T_INT, O(workers), "4", 1, 256, "processes", false,
+     "pre-forked worker processes"},
+    {"max_body_bytes", T_INT, O(max_body_bytes), "16384", 64, 1048576, "bytes", false,
+     "largest request body accepted (larger: 413)"},
+    {"log_level", T_STR, O(log_level), "info", 0, 0, "", false, "debug, info, warn or error"},
+    {"pid_file", T_STR, O(pid_file), "", 0, 0, "path", false,
+     "write the master's pid here; empty = none"},
+    {"backend", T_STR, O(backend), "docker", 0, 0, "", false,
+     "docker, swarm or whale (a challenge may override it)"},
+    {"docker_endpoint", T_STR, O(docker_endpoint), "unix:///var/run/docker.sock", 0, 0, "", false,
+     "Docker Engine API: unix:///path or tcp://host:port"},
+    {"docker_tls_ca", T_STR, O(docker_tls_ca), "", 0, 0, "path", false,
+     "CA certificate for tcp:// endpoints"},
+    {"docker_tls_cert", T_STR, O(docker_tls_cert), "", 0, 0, "path", false,
+     "client certificate for tcp:// endpoints"},
+    {"docker_tls_key", T_STR, O(docker_tls_key), "", 0, 0, "path", false,
+     "client key for tcp:// endpoints"},
+    {"docker_timeout_seconds", T_INT, O(docker_timeout_seconds), "30", 1, 600, "s", false,
+     "timeout of one Engine API call"},
+    {"public_host", T_STR, O(public_host), "localhost", 0, 0, "", false,
+     "host name players connect to"},
+    {"bind_address", T_STR, O(bind_address), "0.0.0.0", 0, 0, "", false,
+     "host address published ports bind to"},
+    {"port_range", T_PORTS, O(port_min), "30000-60000", 1, 65535, "ports", false,
+     "host ports handed to containers, MIN-MAX"},
+    {"ready_timeout_seconds", T_INT, O(ready_timeout_seconds), "20", 1, 600, "s", false,
+     "a start fails if a port gives no answer in this time"},
+    {"default_memory_mb", T_INT, O(default_memory_mb), "256", 4, 1048576, "MiB", false,
+     "memory limit when the challenge sets none"},
+    {"default_cpus", T_DOUBLE, O(default_cpus), "0.5", 0.01, 1024, "CPUs", false,
+     "CPU limit when the challenge sets none"},
+    {"pids_limit", T_INT, O(pids_limit), "256", 8, 1000000, "processes", false,
+     "process limit inside each container"},
+    {"cap_add", T_STR, O(cap_add), "CHOWN,SETUID,SETGID,NET_BIND_SERVICE", 0, 0, "", false,
+     "capabilities kept after dropping all"},
+    {"max_containers_per_account", T_INT, O(max_containers_per_account), "1", 1, 1000, "", false,
+     "live containers per account (team or user), over all challenges"},
+    {"max_containers", T_INT, O(max_containers), "0", 0, 1000000, "", false,
+     "live containers in all; 0 = no global limit"},
+    {"max_renewals", T_INT, O(max_renewals), "5", 0, 1000, "", false,
+     "extensions per container (a challenge may override it)"},
+    {"cooldown_seconds", T_INT, O(cooldown_seconds), "300", 0, 86400, "s", false,
+     "wait between start, revert and extend of one account (never applies to stop)"},
+    {"timeout_seconds", T_INT, O(timeout_seconds), "3600", 30, 604800, "s", false,
+     "lifetime of a container (a challenge may override it)"},
+    {"extend_seconds", T_INT, O(extend_seconds), "3600", 30, 604800, "s", false,
+     "time an extend adds"},
+    {"flag_key_file", T_STR, O(flag_key_file), "/var/lib/ctfd-containers/flag.key", 0, 0, "path",
+     false, "master key of the flags; created 0600 when absent; share it with the plugin"},
+    {"reaper_interval_ms", T_INT, O(reaper_interval_ms), "1000", 100, 60000, "ms", false,
+     "how often the reaper looks for expired containers"},
+    {"orphan_grace_seconds", T_INT, O(orphan_grace_seconds), "60", 0, 86400, "s", false,
+     "an engine object with no live row is removed once this old"},
+    {"starting_grace_seconds", T_INT, O(starting_grace_seconds), "120", 10, 3600, "s", false,
+     "a row still starting after this long belongs to a crashed start and is cleaned up"},
+};
+#undef O
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static void *field(struct cc_config *c, const struct opt *o)
+{
+    return (char *)c + o->off;
+}
+
+static const struct opt *opt_find(const char *name)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (strcmp(opts[i].name, name) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+static int parse_int(const char *v, int base, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (*v == '\0' || isspace((unsigned char)*v))
+        return -1;
+    long long n = strtoll(v, &end, base);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int set_value(struct cc_config *c, const struct opt *o, const char *v, char *err,
+                     size_t errlen)
+{
+    int64_t n, m;
+    double d;
+    char *end;
+    switch (o->type) {
+    case T_STR: {
+        char **p = field(c, o);
+        free(*p);
+        *p = strdup(v);
+        if (*p == NULL) {
+            snprintf(err, errlen, "%s: out of memory", o->name);
+            return -1;
+        }
+        return 0;
+    }
+    case T_INT:
+    case T_OCTAL:
+        if (parse_int(v, o->type == T_OCTAL ? 8 : 10, &n) < 0 || n < o->min || n > o->max) {
+            snprintf(err, errlen, "%s: '%.64s' is not a whole number from %.0f to %.0f", o->name,
+                     v, o->min, o->max);
+            return -1;
+        }
+        *(int64_t *)field(c, o) = n;
+        return 0;
+    case T_DOUBLE:
+        errno = 0;
+        d = strtod(v, &end);
+        if (*v == '\0' || errno || *end != '\0' || d < o->min || d > o->max) {
+            snprintf(err, errlen, "%s: '%.64s' is not a number from %g to %g", o->name, v, o->min,
+                     o->max);
+            return -1;
+        }
+        *(double *)field(c, o) = d;
+        return 0;
+    case T_PORTS: {
+        const char *dash = strchr(v, '-');
+        char lo[16];
+        if (dash == NULL || (size_t)(dash - v) >= sizeof(lo))
+            goto bad_ports;
+        memcpy(lo, v, (size_t)(dash - v));
+        lo[dash - v] = '\0';
+        if (parse_int(lo, 10, &n) < 0 || parse_int(dash + 1, 10, &m) < 0 || n < 1024 ||
+            m > 65535 || n > m)
+            goto bad_ports;
+        c->port_min = n;
+        c->port_max = m;
+        return 0;
+    bad_ports:
+        snprintf(err, errlen, "%s: '%.64s' is not MIN-MAX with 1024 <= MIN <= MAX <= 65535",
+                 o->name, v);
+        return -1;
+    }
+    case T_BOOL:
+        break;
+    }
+    return -1;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+/* Parse one "key = value" line (comments start with #). */
+static int config_line(struct cc_config *c, char *line, const char *path, int lineno, char *err,
+                       size_t errlen)
+{
+    char *s = trim(line);
+    if (*s == '\0' || *s == '#')
+        return 0;
+    char *eq = strchr(s, '=');
+    if (eq == NULL) {
+        snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
+        return -1;
+    }
+    *eq = '\0';
+    char *key = trim(s), *val = trim(eq + 1);
+    const struct opt *o = opt_find(key);
+    if (o == NULL) {
+        snprintf(err, errlen, "%s:%d: unknown key '%.64s'", path, lineno, key);
+        return -1;
+    }
+    return set_value(c, o, val, err, errlen);
+}
+
+static int config_file(struct cc_config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096];
+    int lineno = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            snprintf(err, errlen, "%s:%d: line too long", path, lineno);
+            rc = -1;
+            break;
+        }
+        rc = config_line(c, line, path, lineno, err, errlen);
+    }
+    fclose(f);
+    return rc;
+}
+
+static int config_env(struct cc_config *c, char *const *envp, char *err, size_t errlen)
+{
+    static const char prefix[] = "CTFD_CONTAINERS_";
+    for (size_t i = 0; envp != NULL && envp[i] != NULL; i++) {
+        const char *e = envp[i];
+        if (strncmp(e, prefix, sizeof(prefix) - 1) != 0)
+            continue;
+        const char *eq = strchr(e, '=');
+        char key[64];
+        size_t klen = eq ? (size_t)(eq - e) - (sizeof(prefix) - 1) : 0;
+        if (eq == NULL || klen == 0 || klen >= sizeof(key))
+            continue;
+        for (size_t k = 0; k < klen; k++)
+            key[k] = (char)tolower((unsigned char)e[sizeof(prefix) - 1 + k]);
+        key[klen] = '\0';
+        const struct opt *o = opt_find(key);
+        if (o == NULL)
+            continue; /* other tools share the prefix (the plugin's settings) */
+        if (set_value(c, o, eq + 1, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int read_secret_file(char **dst, const char *path, const char *key, char *err,
+                            size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    char buf[512];
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: cannot open %s: %s", key, path, strerror(errno));
+        return -1;
+    }
+    if (fgets(buf, sizeof(buf), f) == NULL)
+        buf[0] = '\0';
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    free(*dst);
+    *dst = strdup(buf);
+    memset(buf, 0, sizeof(buf));
+    return *dst ? 0 : -1;
+}
+
+static int config_check(struct cc_config *c, char *err, size_t errlen)
+{
+    if (strcmp(c->backend, "docker") && strcmp(c->backend, "swarm") && strcmp(c->backend, "whale"))
+        return snprintf(err, errlen, "backend: '%.32s' is not docker, swarm or whale", c->backend),
+               -1;
+    if (strncmp(c->docker_endpoint, "unix://", 7) && strncmp(c->docker_endpoint, "tcp://", 6))
+        return snprintf(err, errlen, "docker_endpoint: must start with unix:// or tcp://"), -1;
+    if (log_level_parse(c->log_level) < 0)
+        return snprintf(err, errlen, "log_level: '%.32s' is not debug, info, warn or error",
+                        c->log_level),
+               -1;
+    if (c->listen[0] != '/')
+        return snprintf(err, errlen, "listen: must be an absolute socket path"), -1;
+    if (strlen(c->listen) >= 100)
+        return snprintf(err, errlen, "listen: socket path longer than 100 bytes"), -1;
+    if (c->flag_key_file[0] == '\0')
+        return snprintf(err, errlen, "flag_key_file: must be set"), -1;
+    if (c->database_password_file[0])
+        return read_secret_file(&c->database_password, c->database_password_file,
+                                "database_password_file", err, errlen);
+    return 0;
+}
+
+int config_load(struct cc_config *c, const char *path, char *const *envp, char *err,
+                size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < NOPTS; i++)
+        if (set_value(c, &opts[i], opts[i].def, err, errlen) < 0)
+            return -1;
+    if (path != NULL && config_file(c, path, err, errlen) < 0)
+        return -1;
+    if (config_env(c, envp, err, errlen) < 0)
+        return -1;
+    return config_check(c, err, errlen);
+}
+
+void config_free(struct cc_config *c)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (opts[i].type != T_STR)
+            continue;
+        char **p = field(c, &opts[i]);
+        if (*p && opts[i].secret)
+            memset(*p, 0, strlen(*p));
+        free(*p);
+        *p = NULL;
+    }
+}
+
+static void opt_format(const struct cc_config *c, const struct opt *o, char *buf, size_t n)
+{
+    const void *f = (const char *)c + o->off;
+    switch (o->type) {
+    case T_STR: {
+        const char *s = *(char *const *)f;
+        snprintf(buf, n, "%s", o->secret && s && *s ? "********" : (s ? s : ""));
+        break;
+    }
+    case T_INT:
+        snprintf(buf, n, "%lld", (long long)*(const int64_t *)f);
+        break;
+    case T_OCTAL:
+        snprintf(buf, n, "%04llo", (long long)*(const int64_t *)f);
+        break;
+    case T_DOUBLE:
+        snprintf(buf, n, "%g", *(const double *)f);
+        break;
+    case T_PORTS:
+        snprintf(buf, n, "%lld-%lld", (long long)c->port_min, (long long)c->port_max);
+        break;
+    case T_BOOL:
+        buf[0] = '\0';
+        break;
+    }
+}
+
+void config_print(const struct cc_config *c, FILE *out)
+{
+    char buf[512];
+    for (size_t i = 0; i < NOPTS; i++) {
+        opt_format(c, &opts[i], buf, sizeof(buf));
+        fprintf(out, "%s = %s\n", opts[i].name, buf);
+    }
+}
+
+void config_print_doc(FILE *out)
+{
+    fputs("| key | default | unit | what it does |\n|---|---|---|---|\n", out);
+    for (size_t i = 0; i < NOPTS; i++)
+        fprintf(out, "| `%s` | `%s` | %s | %s |\n", opts[i].name, opts[i].def, opts[i].unit,
+                opts[i].doc);
+}

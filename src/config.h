@@ -1,0 +1,72 @@
+/* config.h: one table of options (name, type, default, unit, range, doc).
+ *
+ * Loaded from a "key = value" file, then overridden by CTFD_CONTAINERS_<KEY>
+ * environment variables. A bad value stops start-up with a message naming the
+ * key. Secrets may come from files (database_password_file). */
+#ifndef CC_CONFIG_H
+#define CC_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct cc_config {
+    /* database */
+    char *database_host;
+    int64_t database_port;
+    char *database_socket;
+    char *database_user;
+    char *database_password;      /* secret */
+    char *database_password_file;
+    char *database_name;
+    /* process */
+    char *listen;                 /* FastCGI unix socket path */
+    int64_t listen_mode;          /* octal, e.g. 0660 */
+    char *listen_owner;
+    char *listen_group;
+    int64_t workers;
+    int64_t max_body_bytes;
+    char *log_level;
+    char *pid_file;
+    /* backend */
+    char *backend;                /* docker | swarm | whale */
+    char *docker_endpoint;        /* unix:///var/run/docker.sock or tcp://host:2376 */
+    char *docker_tls_ca;
+    char *docker_tls_cert;
+    char *docker_tls_key;
+    int64_t docker_timeout_seconds;
+    char *public_host;            /* what players connect to */
+    char *bind_address;           /* host address published ports bind to */
+    int64_t port_min;             /* from port_range */
+    int64_t port_max;
+    int64_t ready_timeout_seconds;
+    int64_t default_memory_mb;
+    double default_cpus;
+    int64_t pids_limit;
+    char *cap_add;                /* comma-separated capabilities kept after dropping all */
+    /* rules */
+    int64_t max_containers_per_account;
+    int64_t max_containers;       /* global capacity, 0 = unlimited */
+    int64_t max_renewals;
+    int64_t cooldown_seconds;
+    int64_t timeout_seconds;
+    int64_t extend_seconds;
+    /* flags */
+    char *flag_key_file;
+    /* reaper */
+    int64_t reaper_interval_ms;
+    int64_t orphan_grace_seconds;
+    int64_t starting_grace_seconds;
+};
+
+/* Defaults, then the file (may be NULL), then the environment (envp may be
+ * NULL for none). Returns 0, or -1 with "key: reason" in err. */
+int config_load(struct cc_config *c, const char *path, char *const *envp, char *err,
+                size_t errlen);
+void config_free(struct cc_config *c);
+/* The effective configuration, one "key = value" per line, secrets masked. */
+void config_print(const struct cc_config *c, FILE *out);
+/* Markdown table of every option (name, default, unit, doc) for docs. */
+void config_print_doc(FILE *out);
+
+#endif

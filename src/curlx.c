@@ -1,0 +1,264 @@
+/* curlx.c: one reused libcurl easy handle per process for the engine API (see
+ * curlx.h). It must not call curl_global_init (main does, once, before fork),
+ * log or echo a request body (it may hold a flag), or know any engine's
+ * paths. Reply bodies go to the caller's arena, capped at CURLX_MAX_REPLY. */
+#include "curlx.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+struct curlx {
+    CURL *curl;
+    struct curl_slist *headers;
+    char *base;      /* "http://localhost" or "http[s]://host:port" */
+    char *tcp_host;  /* NULL for a unix socket */
+    char *unix_path; /* NULL for tcp */
+    long timeout_s;
+};
+
+/* Where a reply body goes while it arrives. */
+struct curlx_sink {
+    strbuf_t sb;
+    bool over; /* the reply passed CURLX_MAX_REPLY */
+};
+
+static size_t curlx_write(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct curlx_sink *s = userdata;
+    size_t n = size * nmemb;
+    if (s->sb.len + n > CURLX_MAX_REPLY) {
+        s->over = true;
+        return 0; /* curl stops with CURLE_WRITE_ERROR */
+    }
+    sb_putn(&s->sb, data, n);
+    return n;
+}
+
+static bool curlx_set(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+/* "host:port" or "[v6]:port" -> host (malloc'd, no brackets); NULL if malformed. */
+static char *curlx_parse_hostport(const char *hp)
+{
+    const char *host = hp, *end, *colon;
+    if (hp[0] == '[') {
+        host = hp + 1;
+        end = strchr(host, ']');
+        if (end == NULL || end[1] != ':')
+            return NULL;
+        colon = end + 1;
+    } else {
+        colon = strrchr(hp, ':');
+        end = colon;
+    }
+    if (colon == NULL || end == host || strpbrk(hp, "/@?#") != NULL)
+        return NULL;
+    char *stop = NULL;
+    long port = strtol(colon + 1, &stop, 10);
+    if (colon[1] == '\0' || *stop != '\0' || port < 1 || port > 65535)
+        return NULL;
+    return strndup(host, (size_t)(end - host));
+}
+
+/* Fill base, tcp_host / unix_path from the endpoint; -1 with err if malformed. */
+static int curlx_parse_endpoint(struct curlx *cx, const char *endpoint, bool tls,
+                                struct cc_error *err)
+{
+    if (endpoint != NULL && strncmp(endpoint, "unix://", 7) == 0 && endpoint[7] == '/') {
+        cx->unix_path = strdup(endpoint + 7);
+        cx->base = strdup("http://localhost");
+        return cx->unix_path && cx->base ? 0 : err_set(err, ERR_INTERNAL, "out of memory");
+    }
+    if (endpoint != NULL && strncmp(endpoint, "tcp://", 6) == 0) {
+        cx->tcp_host = curlx_parse_hostport(endpoint + 6);
+        if (cx->tcp_host != NULL) {
+            size_t n = strlen(endpoint) + 8;
+            cx->base = malloc(n);
+            if (cx->base == NULL)
+                return err_set(err, ERR_INTERNAL, "out of memory");
+            snprintf(cx->base, n, "%s://%s", tls ? "https" : "http", endpoint + 6);
+            return 0;
+        }
+    }
+    return err_set(err, ERR_INTERNAL,
+                   "docker_endpoint must be unix:///path or tcp://host:port");
+}
+
+/* Options that hold for every request on this handle. */
+static int curlx_setup(struct curlx *cx, const char *ca, const char *cert, const char *key,
+                       struct cc_error *err)
+{
+    CURL *c = cx->curl;
+    long connect_s = cx->timeout_s < 10 ? cx->timeout_s : 10;
+    cx->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    struct curl_slist *h = cx->headers ? curl_slist_append(cx->headers, "Expect:") : NULL;
+    if (h == NULL)
+        return err_set(err, ERR_INTERNAL, "out of memory");
+    cx->headers = h;
+    int bad = 0;
+    bad |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, cx->headers) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, connect_s) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT, cx->timeout_s) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)CURLX_MAX_REPLY) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curlx_write) != CURLE_OK;
+    if (cx->unix_path != NULL)
+        bad |= curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, cx->unix_path) != CURLE_OK;
+    if (cx->tcp_host != NULL && curlx_set(ca))
+        bad |= curl_easy_setopt(c, CURLOPT_CAINFO, ca) != CURLE_OK;
+    if (cx->tcp_host != NULL && curlx_set(cert))
+        bad |= curl_easy_setopt(c, CURLOPT_SSLCERT, cert) != CURLE_OK;
+    if (cx->tcp_host != NULL && curlx_set(key))
+        bad |= curl_easy_setopt(c, CURLOPT_SSLKEY, key) != CURLE_OK;
+    return bad ? err_set(err, ERR_INTERNAL, "libcurl refused an option") : 0;
+}
+
+struct curlx *curlx_open(const char *endpoint, const char *ca, const char *cert,
+                         const char *key, long timeout_s, struct cc_error *err)
+{
+    struct curlx *cx = calloc(1, sizeof(*cx));
+    if (cx == NULL) {
+        err_set(err, ERR_INTERNAL, "out of memory");
+        return NULL;
+    }
+    cx->timeout_s = timeout_s > 0 ? timeout_s : 30;
+    bool tls = curlx_set(ca) || curlx_set(cert) || curlx_set(key);
+    if (curlx_parse_endpoint(cx, endpoint, tls, err) < 0)
+        goto fail;
+    cx->curl = curl_easy_init();
+    if (cx->curl == NULL) {
+        err_set(err, ERR_INTERNAL, "libcurl could not create a handle");
+        goto fail;
+    }
+    if (curlx_setup(cx, ca, cert, key, err) < 0)
+        goto fail;
+    return cx;
+fail:
+    curlx_close(cx);
+    return NULL;
+}
+
+void curlx_close(struct curlx *cx)
+{
+    if (cx == NULL)
+        return;
+    if (cx->curl != NULL)
+        curl_easy_cleanup(cx->curl);
+    curl_slist_free_all(cx->headers);
+    free(cx->base);
+    free(cx->tcp_host);
+    free(cx->unix_path);
+    free(cx);
+}
+
+const char *curlx_tcp_host(const struct curlx *cx)
+{
+    return cx->tcp_host;
+}
+
+/* The method for the next perform. POSTFIELDS turns the handle into a POST,
+ * HTTPGET turns it back; CUSTOMREQUEST renames the verb (DELETE, PUT). */
+static void curlx_set_method(CURL *c, const char *method, const char *payload, size_t len)
+{
+    if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
+    } else {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, strcmp(method, "POST") == 0 ||
+                                                        strcmp(method, "GET") == 0
+                                                    ? NULL
+                                                    : method);
+}
+
+/* A transport failure, in the error table's words: no body, no endpoint path. */
+static int curlx_fail(const struct curlx *cx, CURLcode rc, const struct curlx_sink *s,
+                      struct curlx_reply *out, struct cc_error *err)
+{
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+        return err_set(err, ERR_ENGINE_UNAVAILABLE, "engine unreachable: %s",
+                       curl_easy_strerror(rc));
+    case CURLE_OPERATION_TIMEDOUT:
+        out->maybe_applied = true;
+        return err_set(err, ERR_ENGINE_UNAVAILABLE, "engine did not answer within %ld s",
+                       cx->timeout_s);
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+        return err_set(err, ERR_ENGINE_UNAVAILABLE, "engine TLS failed: %s",
+                       curl_easy_strerror(rc));
+    default:
+        break;
+    }
+    out->maybe_applied = true;
+    if (s->over || rc == CURLE_FILESIZE_EXCEEDED)
+        return err_set(err, ERR_INTERNAL, "engine reply larger than %zu bytes",
+                       CURLX_MAX_REPLY);
+    return err_set(err, ERR_ENGINE_UNAVAILABLE, "engine connection failed: %s",
+                   curl_easy_strerror(rc));
+}
+
+int curlx_request(struct curlx *cx, arena_t *a, const char *method, const char *path,
+                  const json_t *body, bool want_json, struct curlx_reply *out,
+                  struct cc_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    char *payload = NULL;
+    size_t plen = 0;
+    if (body != NULL) {
+        payload = json_dumps(body, JSON_COMPACT);
+        if (payload == NULL)
+            return err_set(err, ERR_INTERNAL, "cannot encode the engine request");
+        plen = strlen(payload);
+    }
+    struct curlx_sink sink = {.over = false};
+    sb_init(&sink.sb, a);
+    curlx_set_method(cx->curl, method, payload ? payload : "", plen);
+    curl_easy_setopt(cx->curl, CURLOPT_URL, arena_printf(a, "%s%s", cx->base, path));
+    curl_easy_setopt(cx->curl, CURLOPT_WRITEDATA, &sink);
+    CURLcode rc = curl_easy_perform(cx->curl);
+    /* Forget the payload: it may carry a flag, and the handle outlives it. */
+    curl_easy_setopt(cx->curl, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(cx->curl, CURLOPT_WRITEDATA, NULL);
+    if (payload != NULL) {
+        explicit_bzero(payload, plen);
+        free(payload);
+    }
+    if (rc != CURLE_OK)
+        return curlx_fail(cx, rc, &sink, out, err);
+    curl_easy_getinfo(cx->curl, CURLINFO_RESPONSE_CODE, &out->status);
+    out->body = sb_str(&sink.sb);
+    out->len = sink.sb.len;
+    if (want_json && sink.sb.len > 0)
+        out->json = json_loadb(sink.sb.data, sink.sb.len, 0, NULL);
+    return 0;
+}
+
+char *curlx_urlencode(arena_t *a, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    char *out = arena_alloc(a, n * 3 + 1), *p = out;
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            *p++ = (char)c;
+        } else {
+            *p++ = '%';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 15];
+        }
+    }
+    *p = '\0';
+    return out;
+}

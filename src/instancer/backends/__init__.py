@@ -1,1 +1,0 @@
-"""Engine adapters behind the `Backend` port. Backends never import each other."""

@@ -1,1 +1,0 @@
-"""How players reach instances: the proxy's route configuration."""

@@ -1,1 +1,0 @@
-"""Flag encryption at rest (adapter for the `FlagVault` port)."""

@@ -1,1 +1,0 @@
-"""Background loops (the reaper): tick, jitter, graceful stop. They call use cases only."""

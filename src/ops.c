@@ -1,0 +1,135 @@
+/* ops.c: see ops.h. */
+#include "ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lifecycle.h"
+#include "log.h"
+
+static int end_row(struct app *app, const struct instance *inst, const char *end_state,
+                   const char *reason, int64_t now, struct cc_error *err)
+{
+    bool changed;
+    if (store_end(app->store, inst->id, end_state, reason, now, &changed, err) < 0)
+        return -1;
+    if (changed)
+        log_info("container %lld %s (%s)", (long long)inst->id, end_state, reason);
+    return 0;
+}
+
+int ops_stop(struct app *app, arena_t *a, const struct instance *inst, const char *end_state,
+             const char *reason, int64_t now, struct cc_error *err)
+{
+    bool changed = false;
+    if (strcmp(inst->state, "starting") == 0) {
+        /* Ending the row is enough: the starter's mark_running fails and it
+         * removes its own engine object. */
+        if (end_row(app, inst, end_state, reason, now, err) < 0)
+            return -1;
+        return 0;
+    }
+    if (strcmp(inst->state, "running") == 0) {
+        if (store_cas_state(app->store, inst->id, "running", "stopping", now, &changed, err) < 0)
+            return -1;
+        if (!changed) {
+            struct instance again;
+            bool found;
+            if (store_get_instance(app->store, a, inst->id, &again, &found, err) < 0)
+                return -1;
+            if (!found || !again.live)
+                return 0; /* somebody else ended it */
+        }
+    }
+    /* Remove first, then end the row: a row is never ended while its engine
+     * object might still run. */
+    if (app->backend->ops->stop(app->backend, inst->name, err) < 0) {
+        log_warn("container %lld: engine stop failed (%s); the reaper retries",
+                 (long long)inst->id, err_code_str(err->code));
+        return -1;
+    }
+    return end_row(app, inst, end_state, reason, now, err);
+}
+
+static const char *proto_name(enum backend_proto p)
+{
+    return p == PROTO_HTTP ? "http" : "tcp";
+}
+
+/* One "PORT/PROTO" item; end points past it. */
+static int parse_item(const char *s, const char **end, struct backend_port *p)
+{
+    char *e;
+    long port = strtol(s, &e, 10);
+    if (e == s || port < 1 || port > 65535 || *e != '/')
+        return -1;
+    s = e + 1;
+    if (strncmp(s, "http", 4) == 0) {
+        p->proto = PROTO_HTTP;
+        s += 4;
+    } else if (strncmp(s, "tcp", 3) == 0) {
+        p->proto = PROTO_TCP;
+        s += 3;
+    } else {
+        return -1;
+    }
+    p->internal = (int)port;
+    p->host_port = 0;
+    *end = s;
+    return 0;
+}
+
+int ops_parse_ports(const char *spec, struct backend_port *ports, size_t cap, size_t *n)
+{
+    *n = 0;
+    const char *s = spec;
+    while (*s == ' ')
+        s++;
+    if (*s == '\0')
+        return -1;
+    while (*s) {
+        if (*n >= cap || parse_item(s, &s, &ports[*n]) < 0)
+            return -1;
+        (*n)++;
+        while (*s == ' ')
+            s++;
+        if (*s == ',') {
+            s++;
+            while (*s == ' ')
+                s++;
+            if (*s == '\0')
+                return -1;
+        } else if (*s != '\0') {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+const char *ops_format_ports(arena_t *a, const struct backend_port *ports, size_t n)
+{
+    strbuf_t sb;
+    sb_init(&sb, a);
+    for (size_t i = 0; i < n; i++)
+        sb_printf(&sb, "%s%d/%s:%d", i ? "," : "", ports[i].internal,
+                  proto_name(ports[i].proto), ports[i].host_port);
+    return sb_str(&sb);
+}
+
+int ops_parse_stored_ports(const char *s, struct backend_port *ports, size_t cap, size_t *n)
+{
+    *n = 0;
+    while (s && *s) {
+        char *e;
+        if (*n >= cap || parse_item(s, &s, &ports[*n]) < 0 || *s != ':')
+            return -1;
+        long hp = strtol(s + 1, &e, 10);
+        if (e == s + 1 || hp < 0 || hp > 65535)
+            return -1;
+        ports[(*n)++].host_port = (int)hp;
+        s = *e == ',' ? e + 1 : e;
+        if (*e != ',' && *e != '\0')
+            return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,183 @@
+/* store.h: MariaDB through Connector/C: one connection per process, prepared
+ * statements only (each prepared once per connection, named for what it does),
+ * transactions, reconnect-and-retry-once on a lost connection.
+ *
+ * Reads CTFd's own tables (users, teams, challenges, config, solves) and the
+ * plugin's docker_challenge; reads and writes our container_* tables. Never
+ * alters CTFd's tables. Failures become ERR_DATABASE_UNAVAILABLE (temporary)
+ * or ERR_INTERNAL; no SQL or server message reaches a client. */
+#ifndef CC_STORE_H
+#define CC_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "arena.h"
+#include "errors.h"
+#include "flag.h"
+
+struct cc_config;
+struct store;
+
+struct store *store_open(const struct cc_config *cfg, struct cc_error *err);
+void store_close(struct store *s);
+int store_ping(struct store *s, struct cc_error *err);
+/* Create or upgrade our tables from the compiled-in src/sql/NNN_*.sql. */
+int store_migrate(struct store *s, FILE *report, struct cc_error *err);
+int store_schema_version(struct store *s, int64_t *version, struct cc_error *err);
+int store_latest_version(void);
+
+/* Transactions. After a deadlock or lock timeout, store_retryable() is true
+ * and the caller may run the whole transaction again. */
+int store_begin(struct store *s, struct cc_error *err);
+int store_commit(struct store *s, struct cc_error *err);
+void store_rollback(struct store *s);
+bool store_retryable(const struct store *s);
+
+/* ---- CTFd's tables (read only) ---- */
+struct ctfd_user {
+    int64_t id;
+    int64_t team_id;         /* 0 = none */
+    bool admin;
+    bool banned;
+    bool hidden;
+    bool unverified;         /* verified = 0 (NULL counts as verified, as in CTFd) */
+    const char *name;
+};
+struct ctfd_team {
+    int64_t id;
+    bool banned;
+    bool hidden;
+    const char *name;
+};
+struct ctfd_settings {
+    bool team_mode;
+    int64_t start, end;      /* 0 = unset */
+    bool paused;
+    bool verify_emails;
+};
+struct ctfd_challenge {
+    int64_t id;
+    const char *name;
+    const char *state;       /* visible, hidden, locked */
+    const char *requirements; /* JSON text or NULL */
+    const char *image;
+    const char *ports;       /* "80/http,1337/tcp" */
+    const char *flag_template;
+    const char *flag_env;
+    int64_t memory_mb;       /* -1 = NULL */
+    double cpus;             /* < 0 = NULL */
+    int64_t lifetime;        /* -1 = NULL */
+    int64_t max_renewals;    /* -1 = NULL */
+    const char *backend;     /* NULL = the app's */
+};
+
+int store_user(struct store *s, arena_t *a, int64_t id, struct ctfd_user *out, bool *found,
+               struct cc_error *err);
+int store_team(struct store *s, arena_t *a, int64_t id, struct ctfd_team *out, bool *found,
+               struct cc_error *err);
+int store_settings(struct store *s, arena_t *a, struct ctfd_settings *out, struct cc_error *err);
+int store_challenge(struct store *s, arena_t *a, int64_t id, struct ctfd_challenge *out,
+                    bool *found, struct cc_error *err);
+int store_challenge_exists(struct store *s, int64_t id, bool *found, struct cc_error *err);
+/* Challenge ids the account has solved (team solves in team mode). */
+int store_solved(struct store *s, arena_t *a, bool team_mode, int64_t account_id, int64_t **ids,
+                 size_t *n, struct cc_error *err);
+
+/* ---- our tables ---- */
+struct instance {
+    int64_t id;
+    const char *account_kind;  /* "team" or "user" */
+    int64_t account_id;
+    int64_t user_id;
+    int64_t challenge_id;
+    const char *backend;
+    const char *name;
+    const char *engine_id;     /* NULL until started */
+    const char *image;
+    const char *state;
+    bool live;
+    const char *host;
+    const char *ports;         /* "internal/proto:host_port,..." */
+    int64_t created_at, updated_at, started_at, deadline, renewals, ended_at;
+    const char *end_reason;
+    /* joined for listings */
+    const char *account_name;
+    const char *challenge_name;
+};
+
+/* Lock the account's row (created if absent) and read its cooldown clock. */
+int store_lock_account(struct store *s, const char *kind, int64_t account_id,
+                       int64_t *last_action_at, struct cc_error *err);
+int store_touch_account(struct store *s, const char *kind, int64_t account_id, int64_t now,
+                        struct cc_error *err);
+/* Lock the global admission row (taken only when a global limit is set). */
+int store_lock_capacity(struct store *s, struct cc_error *err);
+int store_count_live_account(struct store *s, const char *kind, int64_t account_id, int64_t *n,
+                             struct cc_error *err);
+int store_count_live_total(struct store *s, int64_t *n, struct cc_error *err);
+/* The account's live container for a challenge, locked FOR UPDATE. */
+int store_find_live(struct store *s, arena_t *a, const char *kind, int64_t account_id,
+                    int64_t challenge_id, struct instance *out, bool *found, struct cc_error *err);
+int store_get_instance(struct store *s, arena_t *a, int64_t id, struct instance *out, bool *found,
+                       struct cc_error *err);
+/* Insert a row in state starting; sets inst->id and inst->name. */
+int store_insert_instance(struct store *s, arena_t *a, struct instance *inst,
+                          struct cc_error *err);
+/* Reserve a free host port in [min, max] for the instance; ERR_PORTS_EXHAUSTED if none. */
+int store_reserve_port(struct store *s, int64_t instance_id, int64_t min, int64_t max,
+                       int64_t *port, struct cc_error *err);
+int store_insert_flag(struct store *s, int64_t instance_id, const char *kind, int64_t account_id,
+                      int64_t challenge_id, const char *key_id,
+                      const unsigned char nonce[FLAG_NONCE_LEN], const unsigned char *ct,
+                      size_t ctlen, const unsigned char digest[FLAG_DIGEST_LEN], int64_t now,
+                      bool *duplicate, struct cc_error *err);
+struct stored_flag {
+    const char *key_id;
+    unsigned char nonce[FLAG_NONCE_LEN];
+    unsigned char ct[FLAG_CIPHERTEXT_MAX];
+    size_t ctlen;
+};
+int store_get_flag(struct store *s, arena_t *a, int64_t instance_id, struct stored_flag *out,
+                   bool *found, struct cc_error *err);
+/* starting -> running with its engine id, if still starting. *changed false
+ * means somebody stopped it meanwhile. */
+int store_mark_running(struct store *s, int64_t id, const char *engine_id, const char *host,
+                       const char *ports, int64_t now, bool *changed, struct cc_error *err);
+/* Compare-and-set of the state of a live row; *changed tells whether it moved. */
+int store_cas_state(struct store *s, int64_t id, const char *from, const char *to, int64_t now,
+                    bool *changed, struct cc_error *err);
+/* End a live row (any live state): state, live = NULL, free its ports,
+ * retire its flag. Own transaction unless one is open. */
+int store_end(struct store *s, int64_t id, const char *state, const char *reason, int64_t now,
+              bool *changed, struct cc_error *err);
+int store_extend(struct store *s, int64_t id, int64_t renewals_seen, int64_t new_deadline,
+                 int64_t now, bool *changed, struct cc_error *err);
+
+/* Listing for admins: live rows (state NULL or "live") or one state. */
+struct instance_filter {
+    int64_t challenge_id;     /* 0 = any */
+    int64_t account_id;       /* 0 = any */
+    const char *state;        /* NULL/"live" = live rows */
+    int64_t page, per_page;
+};
+int store_list(struct store *s, arena_t *a, const struct instance_filter *f,
+               struct instance **rows, size_t *n, int64_t *total, struct cc_error *err);
+/* Ids of rows in a state whose time column passed a limit (reaper). */
+int store_ids_expired(struct store *s, arena_t *a, int64_t now, int64_t **ids, size_t *n,
+                      struct cc_error *err);
+int store_ids_stale(struct store *s, arena_t *a, const char *state, int64_t before,
+                    int64_t **ids, size_t *n, struct cc_error *err);
+int store_ids_live(struct store *s, arena_t *a, int64_t **ids, size_t *n, struct cc_error *err);
+
+int store_event(struct store *s, const char *kind, int64_t actor_user_id, int64_t instance_id,
+                const char *account_kind, int64_t account_id, int64_t challenge_id,
+                const char *detail, int64_t now, struct cc_error *err);
+int store_set_status(struct store *s, const char *name, const char *value, int64_t now,
+                     struct cc_error *err);
+int store_get_status(struct store *s, arena_t *a, const char *name, const char **value,
+                     int64_t *updated_at, struct cc_error *err);
+
+#endif
