@@ -116,9 +116,10 @@ static void docker_label(json_t *labels, const char *key, int64_t value)
     json_object_set_new(labels, name, json_string(text));
 }
 
-static json_t *docker_labels(const struct backend_spec *spec)
+static json_t *docker_labels(const struct cc_config *cfg, const struct backend_spec *spec)
 {
     json_t *labels = json_object();
+    json_object_set_new(labels, DOCKER_LABEL "site", json_string(cfg->site));
     docker_label(labels, "instance", spec->instance_id);
     docker_label(labels, "account", spec->account_id);
     docker_label(labels, "challenge", spec->challenge_id);
@@ -214,7 +215,7 @@ static json_t *docker_create_body(arena_t *a, const struct cc_config *cfg,
         json_array_append_new(env, json_string(arena_printf(a, "%s=%s", spec->flag_env,
                                                             spec->flag)));
     json_object_set_new(body, "Env", env);
-    json_object_set_new(body, "Labels", docker_labels(spec));
+    json_object_set_new(body, "Labels", docker_labels(cfg, spec));
     json_object_set_new(body, "HostConfig", docker_host_config(cfg, spec, exposed));
     json_object_set_new(body, "ExposedPorts", exposed);
     return body;
@@ -520,8 +521,13 @@ static int docker_list(struct backend *b, arena_t *a, struct backend_object **ou
     *out = NULL;
     *n = 0;
     struct curlx_reply r;
-    /* A constant filter: every container carrying the instance label. */
-    const char *filters = curlx_urlencode(a, "{\"label\":[\"" DOCKER_LABEL "instance\"]}");
+    /* Our site's containers only: another site on the same engine is not ours. */
+    json_t *f = json_pack("{s:[s, s+]}", "label", DOCKER_LABEL "instance", DOCKER_LABEL "site=",
+                          b->cfg->site);
+    char *ftext = json_dumps(f, JSON_COMPACT);
+    json_decref(f);
+    const char *filters = curlx_urlencode(a, ftext ? ftext : "{}");
+    free(ftext);
     const char *path = arena_printf(a, "/containers/json?all=1&filters=%s", filters);
     if (docker_call(b->impl, a, "GET", path, NULL, &r, err) < 0)
         return -1;

@@ -81,6 +81,9 @@ static const struct opt opts[] = {
      "process limit inside each container"},
     {"cap_add", T_STR, O(cap_add), "CHOWN,SETUID,SETGID,NET_BIND_SERVICE", 0, 0, "", false,
      "capabilities kept after dropping all"},
+    {"site", T_STR, O(site), "ctfd-containers", 0, 0, "", false,
+     "this site's name: engine objects are named SITE-ID and labelled ctfd-containers.site=SITE; "
+     "sites sharing an engine need different names"},
     {"max_containers_per_account", T_INT, O(max_containers_per_account), "1", 1, 1000, "", false,
      "live containers per account (team or user), over all challenges"},
     {"max_containers", T_INT, O(max_containers), "0", 0, 1000000, "", false,
@@ -303,6 +306,10 @@ static int config_check(struct cc_config *c, char *err, size_t errlen)
         return snprintf(err, errlen, "listen: must be an absolute socket path"), -1;
     if (strlen(c->listen) >= 100)
         return snprintf(err, errlen, "listen: socket path longer than 100 bytes"), -1;
+    size_t sl = strlen(c->site);
+    if (sl == 0 || sl > 40 || strspn(c->site, "abcdefghijklmnopqrstuvwxyz0123456789-") != sl ||
+        c->site[0] == '-')
+        return snprintf(err, errlen, "site: 1 to 40 characters of a-z, 0-9 and '-'"), -1;
     if (c->flag_key_file[0] == '\0')
         return snprintf(err, errlen, "flag_key_file: must be set"), -1;
     if (c->database_password_file[0])

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend.h"
 #include "config.h"
 #include "log.h"
 
@@ -708,7 +709,7 @@ int store_insert_instance(struct store *s, arena_t *a, struct instance *inst,
              AI(inst->created_at), AI(inst->created_at), AI(inst->deadline)) < 0)
         return -1;
     inst->id = (int64_t)r.insert_id;
-    inst->name = arena_printf(a, "ctfd-containers-%" PRId64, inst->id);
+    inst->name = backend_object_name(a, s->cfg->site, inst->id);
     inst->state = "starting";
     inst->live = true;
     return EXEC(s, NULL, Q_SET_NAME, &r, err, AS(inst->name), AI(inst->id));
