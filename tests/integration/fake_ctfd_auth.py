@@ -75,3 +75,20 @@ class Auth:
                 self.end_headers()
 
         return Handler
+
+
+if __name__ == "__main__":
+    # scripts/run serves this on CTFd's port until the real plugin endpoint
+    # exists: python3 fake_ctfd_auth.py PORT ADMIN_ID...
+    import sys
+    import time
+
+    auth = Auth.__new__(Auth)
+    auth.admins = {int(a) for a in sys.argv[2:]}
+    auth.teams, auth.calls, auth.fail_with = {}, 0, None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Auth._handler(auth))
+    server.daemon_threads = True
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass

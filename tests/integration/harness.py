@@ -216,6 +216,18 @@ def sqlq(v):
 
 
 # ---------------------------------------------------------------- the app
+# Each test file gets its own block of host ports, so files running in
+# parallel on one engine never ask for the same port.
+PORT_BLOCKS = {"api": 0, "proc": 1, "races": 2, "racecap": 3, "valgrind": 4, "bench": 5}
+
+
+def port_range(db_name):
+    tag = db_name.split("_")[2] if db_name.count("_") >= 3 else db_name
+    block = PORT_BLOCKS.get(tag, 6 + sum(map(ord, tag)) % 20)
+    low = 33000 + block * 1000
+    return f"{low}-{low + 999}"
+
+
 class App:
     """ctfd-containers as a child process (master + workers + reaper)."""
 
@@ -233,7 +245,7 @@ class App:
             "listen_group": "www-data",
             "workers": 4,
             "flag_key_file": os.path.join(workdir, "flag.key"),
-            "port_range": f"{42000 + (os.getpid() % 50) * 300}-{42299 + (os.getpid() % 50) * 300}",
+            "port_range": port_range(db.name),
             "cooldown_seconds": 0,
             "reaper_interval_ms": 200,
             "orphan_grace_seconds": 0,
