@@ -443,6 +443,32 @@ def expiry_by_reaper(site):
 
 
 @case
+def flag_key_file_private(site):
+    """the flag key file was created 0600 by the app (32 random bytes as hex)"""
+    path = site.app.options["flag_key_file"]
+    eq(oct(os.stat(path).st_mode & 0o777), oct(0o600), "mode")
+    with open(path) as fh:
+        eq(len(fh.read().strip()), 64, "64 hex characters")
+
+
+@case
+def database_reconnect(site):
+    """the server drops every connection of the app: the next requests reconnect and succeed"""
+    db = site.db
+    ids = db.rows(f"SELECT id FROM information_schema.processlist WHERE db = '{db.name}' "
+                  f"AND id <> CONNECTION_ID()")
+    check(ids, "the app holds connections")
+    for (cid,) in ids:
+        db.sql(f"KILL CONNECTION {cid}", db=None)
+    for _ in range(8):  # enough to reach every worker
+        r = site.client.status(ALICE, WEB)
+        eq(r.status, 200, f"after the kill {r}")
+    r = site.client.start(ALICE, WEB)
+    eq(r.status, 200, f"a start after the kill {r}")
+    eq(site.client.stop(ALICE, WEB).status, 200, "stop")
+
+
+@case
 def token_auth(site):
     """an access token (Authorization: Token) works for the JSON API without a CSRF nonce"""
     r = site.client.call("GET", "/api/v1/admin/containers", ADMIN, token=True)
