@@ -175,6 +175,7 @@ struct admission {
     char flag[FLAG_MAX_LEN + 1];
     struct backend_port ports[BACKEND_MAX_PORTS];
     size_t nports;
+    int64_t prev_action;      /* the cooldown clock before this start touched it */
 };
 
 static int new_flag(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
@@ -211,11 +212,11 @@ static int admit_locked(struct ctx *c, const struct ctfd_challenge *ch, const st
     bool found;
     int retry = 0;
     enum cc_err e;
-    if (store_lock_account(s, c->id.account_kind, c->id.account_id, &acc.last_action_at, err) <
-            0 ||
+    if (store_lock_account(s, c->id.account_kind, c->id.account_id, &ad->prev_action, err) < 0 ||
         store_find_live(s, c->arena, c->id.account_kind, c->id.account_id, ch->id, &ad->old,
                         &found, err) < 0)
         return -1;
+    acc.last_action_at = ad->prev_action;
     ad->revert = found;
     if (found) {
         e = lifecycle_check_revert(l, &acc, lifecycle_state_parse(ad->old.state), c->now, &retry);
@@ -233,9 +234,11 @@ static int admit_locked(struct ctx *c, const struct ctfd_challenge *ch, const st
         err->retry_after = retry;
         return -1;
     }
+    /* The old row ends now (its slot goes to the new one); its host ports stay
+     * reserved until its engine object is gone. */
     bool changed;
-    if (found && store_end(s, ad->old.id, "reverted", "reverted by its account", c->now,
-                           &changed, err) < 0)
+    if (found && store_end_keep_ports(s, ad->old.id, "reverted", "reverted by its account",
+                                      c->now, &changed, err) < 0)
         return -1;
     return 0;
 }
@@ -248,7 +251,7 @@ static int reserve(struct ctx *c, const struct ctfd_challenge *ch, const struct 
     ad->inst = (struct instance){
         .account_kind = c->id.account_kind, .account_id = c->id.account_id,
         .user_id = c->id.user.id, .challenge_id = ch->id,
-        .backend = ch->backend ? ch->backend : cfg->backend, .image = ch->image,
+        .backend = cfg->backend, .image = ch->image,
         .created_at = c->now, .deadline = lifecycle_deadline(l, c->now)};
     if (store_insert_instance(s, c->arena, &ad->inst, err) < 0)
         return -1;
@@ -297,6 +300,11 @@ static int check_spec(struct ctx *c, const struct ctfd_challenge *ch, struct adm
     }
     if (ch->image[0] == '\0')
         return err_set(err, ERR_CHALLENGE_MISCONFIGURED, NULL);
+    if (ch->backend && strcmp(ch->backend, c->app->cfg->backend) != 0) {
+        log_error("challenge %lld: backend '%.16s' is not the one this app runs ('%s')",
+                  (long long)ch->id, ch->backend, c->app->cfg->backend);
+        return err_set(err, ERR_CHALLENGE_MISCONFIGURED, NULL);
+    }
     return 0;
 }
 
@@ -320,6 +328,51 @@ static void fill_spec(struct ctx *c, const struct ctfd_challenge *ch, const stru
     memcpy(spec->ports, ad->ports, sizeof(ad->ports));
 }
 
+/* Remove the container a revert replaced, then free its host ports. A
+ * failure leaves both to the reaper (the row is no longer live: an orphan). */
+static void remove_reverted(struct app *app, const struct instance *old)
+{
+    struct cc_error err = {0};
+    if (app->backend->ops->stop(app->backend, old->name, &err) < 0) {
+        log_warn("container %lld: removing the reverted container failed (%s); the reaper "
+                 "retries", (long long)old->id, err_code_str(err.code));
+        return;
+    }
+    store_free_ports(app->store, old->id, &err);
+}
+
+/* A start that failed gives back its slot and its cooldown. */
+static void start_failed(struct ctx *c, const struct admission *ad, const struct cc_error *err)
+{
+    struct cc_error e2;
+    bool changed;
+    log_warn("container %lld: start failed: %s (%s)", (long long)ad->inst.id,
+             err_code_str(err->code), err_message(err));
+    store_end(c->app->store, ad->inst.id, "failed", err_code_str(err->code), c->now, &changed,
+              &e2);
+    store_restore_action(c->app->store, c->id.account_kind, c->id.account_id, c->now,
+                         ad->prev_action, &e2);
+}
+
+/* Another process holds a host port we reserved: reserve new ones and retry. */
+static int new_ports(struct ctx *c, struct admission *ad, struct cc_error *err)
+{
+    struct store *s = c->app->store;
+    if (store_begin(s, err) < 0)
+        return -1;
+    int rc = store_free_ports(s, ad->inst.id, err);
+    for (size_t i = 0; rc == 0 && i < ad->nports; i++) {
+        int64_t port;
+        rc = store_reserve_port(s, ad->inst.id, c->app->cfg->port_min, c->app->cfg->port_max,
+                                &port, err);
+        ad->ports[i].host_port = (int)port;
+    }
+    if (rc == 0 && store_commit(s, err) == 0)
+        return 0;
+    store_rollback(s);
+    return -1;
+}
+
 /* Run the engine side of an admitted start, then publish the row. */
 static int launch(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
                   struct cc_error *err)
@@ -328,18 +381,22 @@ static int launch(struct ctx *c, const struct ctfd_challenge *ch, struct admissi
     struct backend_spec spec;
     struct backend_started out = {0};
     bool changed;
-    if (ad->revert && app->backend->ops->stop(app->backend, ad->old.name, err) < 0)
-        log_warn("container %lld: removing the reverted container failed; the reaper retries",
-                 (long long)ad->old.id);
-    fill_spec(c, ch, ad, &spec);
-    int rc = app->backend->ops->start(app->backend, c->arena, &spec, &out, err);
+    if (ad->revert)
+        remove_reverted(app, &ad->old);
+    int rc = -1;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        fill_spec(c, ch, ad, &spec);
+        rc = app->backend->ops->start(app->backend, c->arena, &spec, &out, err);
+        if (rc == 0 || !(err->code == ERR_START_FAILED && err->temporary) || attempt == 2)
+            break;
+        log_info("container %lld: %s; trying other host ports", (long long)ad->inst.id,
+                 err_message(err));
+        if (new_ports(c, ad, err) < 0)
+            break;
+    }
     flag_wipe(ad->flag, sizeof(ad->flag));
     if (rc < 0) {
-        struct cc_error e2;
-        log_warn("container %lld: start failed: %s", (long long)ad->inst.id,
-                 err_code_str(err->code));
-        store_end(app->store, ad->inst.id, "failed", err_code_str(err->code), c->now, &changed,
-                  &e2);
+        start_failed(c, ad, err);
         return -1;
     }
     const char *ports = ops_format_ports(c->arena, ad->ports, ad->nports);

@@ -76,7 +76,7 @@ void *arena_alloc(arena_t *a, size_t n)
 {
     const size_t align = sizeof(max_align_t);
     size_t need = (n + align - 1) / align * align;
-    if (need < n) {
+    if (need < n || need > SIZE_MAX - sizeof(struct block)) {
         fputs("arena: allocation size overflow\n", stderr);
         abort();
     }

@@ -76,11 +76,6 @@ void backend_close(struct backend *b)
     free(b);
 }
 
-const char *backend_object_name(arena_t *a, const char *site, int64_t instance_id)
-{
-    return arena_printf(a, "%s-%lld", site, (long long)instance_id);
-}
-
 /* ---- readiness probe ---------------------------------------------------- */
 
 static int64_t backend_now_ms(void)

@@ -97,8 +97,6 @@ struct backend {
 struct backend *backend_open(const char *name, const struct cc_config *cfg,
                              struct cc_error *err);
 void backend_close(struct backend *b);
-/* The name every engine object of this instance gets: SITE-ID. */
-const char *backend_object_name(arena_t *a, const char *site, int64_t instance_id);
 
 /* Readiness probe the backends share: connect to host:port until the service
  * answers at the application level, retrying every ~20 ms until timeout_ms.

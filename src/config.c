@@ -104,6 +104,10 @@ static const struct opt opts[] = {
      "an engine object with no live row is removed once this old"},
     {"starting_grace_seconds", T_INT, O(starting_grace_seconds), "120", 10, 3600, "s", false,
      "a row still starting after this long belongs to a crashed start and is cleaned up"},
+    {"stopping_grace_seconds", T_INT, O(stopping_grace_seconds), "60", 5, 3600, "s", false,
+     "a row still stopping after this long is stopped again by the reaper"},
+    {"reconcile_interval_seconds", T_INT, O(reconcile_interval_seconds), "10", 1, 3600, "s",
+     false, "how often the reaper compares the engine's objects with the database"},
 };
 #undef O
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -163,7 +167,7 @@ static int set_value(struct cc_config *c, const struct opt *o, const char *v, ch
     case T_DOUBLE:
         errno = 0;
         d = strtod(v, &end);
-        if (*v == '\0' || errno || *end != '\0' || d < o->min || d > o->max) {
+        if (*v == '\0' || errno || *end != '\0' || !(d >= o->min && d <= o->max)) { /* NaN too */
             snprintf(err, errlen, "%s: '%.64s' is not a number from %g to %g", o->name, v, o->min,
                      o->max);
             return -1;
@@ -310,6 +314,11 @@ static int config_check(struct cc_config *c, char *err, size_t errlen)
     if (sl == 0 || sl > 40 || strspn(c->site, "abcdefghijklmnopqrstuvwxyz0123456789-") != sl ||
         c->site[0] == '-')
         return snprintf(err, errlen, "site: 1 to 40 characters of a-z, 0-9 and '-'"), -1;
+    if (c->starting_grace_seconds <= c->ready_timeout_seconds + c->docker_timeout_seconds)
+        return snprintf(err, errlen,
+                        "starting_grace_seconds: must exceed ready_timeout_seconds + "
+                        "docker_timeout_seconds (a slow start is not a crashed one)"),
+               -1;
     if (c->flag_key_file[0] == '\0')
         return snprintf(err, errlen, "flag_key_file: must be set"), -1;
     if (c->database_password_file[0])
@@ -385,6 +394,7 @@ void config_print_doc(FILE *out)
 {
     fputs("| key | default | unit | what it does |\n|---|---|---|---|\n", out);
     for (size_t i = 0; i < NOPTS; i++)
-        fprintf(out, "| `%s` | `%s` | %s | %s |\n", opts[i].name, opts[i].def, opts[i].unit,
-                opts[i].doc);
+        fprintf(out, "| `%s` | %s%s%s | %s | %s |\n", opts[i].name, opts[i].def[0] ? "`" : "",
+                opts[i].def[0] ? opts[i].def : "(empty)", opts[i].def[0] ? "`" : "",
+                opts[i].unit, opts[i].doc);
 }

@@ -58,6 +58,8 @@ struct cc_config {
     int64_t reaper_interval_ms;
     int64_t orphan_grace_seconds;
     int64_t starting_grace_seconds;
+    int64_t stopping_grace_seconds;
+    int64_t reconcile_interval_seconds;
 };
 
 /* Defaults, then the file (may be NULL), then the environment (envp may be

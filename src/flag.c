@@ -610,7 +610,8 @@ static int key_create(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-/* 0 with *fd open on a regular file only its owner may read; -1 with err. */
+/* 0 with *fd open on a regular file only its owner (and, read-only, its group:
+ * the CTFd plugin's user reads the same key) may access; -1 with err. */
 static int key_open(const char *path, int *fd, char *err, size_t errlen)
 {
     struct stat st;
@@ -624,8 +625,8 @@ static int key_open(const char *path, int *fd, char *err, size_t errlen)
         st.st_mode = 0;
     } else if (!S_ISREG(st.st_mode))
         why = "not a regular file";
-    else if ((st.st_mode & 077) != 0)
-        why = "group or others have access; chmod 600 it";
+    else if ((st.st_mode & 037) != 0)
+        why = "others have access, or the group more than read; chmod 600 (or 640) it";
     if (why != NULL) {
         close(*fd);
         return set_err(err, errlen, "key file %s: %s (mode %04o)", path, why,

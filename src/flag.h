@@ -39,7 +39,8 @@ int flag_generate(const char *tmpl, char *out, size_t outlen);
 
 /* Load the master key from path, creating it (0600, 32 random bytes written
  * as 64 hex characters and a newline, O_EXCL so two processes never both
- * create it) when absent. Refuses a key file readable by group or others, or
+ * create it) when absent. Refuses a key file others may access or its group may
+ * write (0600 or 0640: the CTFd plugin's user may read it through the group), or
  * not exactly 64 hex characters (a trailing newline allowed). Derives enc, mac
  * and key_id. Returns 0, or -1 with a reason (never the key) in err. */
 int flag_keys_load(const char *path, struct flag_keys *keys, char *err, size_t errlen);

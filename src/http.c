@@ -311,8 +311,10 @@ void http_reply_error(struct http_resp *w, const struct cc_error *err)
     w->status = err_status(err->code);
     w->content_type = "application/json";
     w->retry_after = err->retry_after;
+    /* A 500 shows nothing internal: the specific message stays in the log. */
+    const char *msg = err->code == ERR_INTERNAL ? err_default_message(err->code) : err_message(err);
     json_t *doc = json_pack("{s:b, s:s, s:s}", "success", 0, "code", err_code_str(err->code),
-                            "message", err_message(err));
+                            "message", msg);
     if (err->retry_after > 0)
         json_object_set_new(doc, "retry_after", json_integer(err->retry_after));
     put_json(w, doc);

@@ -244,6 +244,7 @@ static void reload(const char *path)
         log_warn("reload: listen cannot change without a restart; still %s", cfg->listen);
     struct cc_config *old = cfg;
     cfg = next;
+    log_init("master", (enum log_level)log_level_parse(cfg->log_level));
     int nold = 0;
     pid_t olds[MAX_CHILDREN];
     for (int i = 0; i < MAX_CHILDREN; i++)
@@ -262,7 +263,7 @@ static void reload(const char *path)
     }
     fill(slot_free(), R_REAPER);
     config_free(old);
-    log_info("reload: configuration applied; %d workers replaced", nold);
+    log_info("reload: configuration applied; %d children (workers and reaper) replaced", nold);
 }
 
 static int master(const char *path)
@@ -325,6 +326,19 @@ static int check_schema(void)
                   "--migrate", (long long)v, store_latest_version());
         return -1;
     }
+    return 0;
+}
+
+/* A backend this build lacks must stop start-up, not crash-loop the workers. */
+static int check_backend(void)
+{
+    struct cc_error err = {0};
+    struct backend *b = backend_open(cfg->backend, cfg, &err);
+    if (b == NULL) {
+        log_error("backend: %s", err_message(&err));
+        return -1;
+    }
+    backend_close(b);
     return 0;
 }
 
@@ -402,7 +416,7 @@ int main(int argc, char **argv)
     } else if (mode == O_RECONCILE) {
         rc = one_shot("reconcile");
     } else {
-        rc = check_schema() < 0 ? 1 : master(path);
+        rc = check_schema() < 0 || check_backend() < 0 ? 1 : master(path);
     }
     flag_wipe(&keys, sizeof(keys));
     config_free(cfg);

@@ -60,6 +60,8 @@ static const char *proto_name(enum backend_proto p)
 static int parse_item(const char *s, const char **end, struct backend_port *p)
 {
     char *e;
+    if (*s < '0' || *s > '9')
+        return -1; /* strtol would take a sign or blanks */
     long port = strtol(s, &e, 10);
     if (e == s || port < 1 || port > 65535 || *e != '/')
         return -1;
@@ -90,6 +92,9 @@ int ops_parse_ports(const char *spec, struct backend_port *ports, size_t cap, si
     while (*s) {
         if (*n >= cap || parse_item(s, &s, &ports[*n]) < 0)
             return -1;
+        for (size_t i = 0; i < *n; i++)
+            if (ports[i].internal == ports[*n].internal)
+                return -1; /* one container port, one published port */
         (*n)++;
         while (*s == ' ')
             s++;
@@ -127,9 +132,11 @@ int ops_parse_stored_ports(const char *s, struct backend_port *ports, size_t cap
         if (e == s + 1 || hp < 0 || hp > 65535)
             return -1;
         ports[(*n)++].host_port = (int)hp;
-        s = *e == ',' ? e + 1 : e;
         if (*e != ',' && *e != '\0')
             return -1;
+        if (*e == ',' && e[1] == '\0')
+            return -1;
+        s = *e == ',' ? e + 1 : e;
     }
     return 0;
 }

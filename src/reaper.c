@@ -70,8 +70,10 @@ static void stale(struct app *app, arena_t *a, const char *state, int64_t grace,
             rep->failures++;
             continue;
         }
-        const char *end = strcmp(state, "starting") == 0 ? "failed" : "stopped";
-        if (store_end(app->store, inst.id, end, "its process died; cleaned up by the reaper", now,
+        const char *end = strcmp(state, "starting") == 0 ? "failed"
+                          : lifecycle_expired(inst.deadline, now) ? "expired"
+                                                                  : "stopped";
+        if (store_end(app->store, inst.id, end, "its stop or start did not finish; the reaper finished it", now,
                       &changed, &err) == 0 && changed)
             (*count)++;
     }
@@ -140,15 +142,30 @@ static void lost(struct app *app, arena_t *a, const struct backend_object *objs,
     }
 }
 
+/* Host ports of ended rows (a revert keeps them until its old container is
+ * gone) are freed once the engine lists no object for the row. */
+static void ended_ports(struct app *app, arena_t *a, const struct backend_object *objs, size_t n,
+                        struct reconcile_report *rep)
+{
+    int64_t *ids;
+    size_t nids;
+    struct cc_error err = {0};
+    if (store_ids_ports_ended(app->store, a, &ids, &nids, &err) < 0)
+        return;
+    for (size_t i = 0; i < nids; i++)
+        if (!listed(objs, n, ids[i]) && store_free_ports(app->store, ids[i], &err) == 0)
+            rep->ports_freed++;
+}
+
 static void save_report(struct app *app, const struct reconcile_report *r, int64_t now)
 {
     char buf[256];
     struct cc_error err;
     snprintf(buf, sizeof(buf),
              "{\"expired\":%d,\"orphans_removed\":%d,\"lost\":%d,\"stale_starts\":%d,"
-             "\"stale_stops\":%d,\"failures\":%d}",
+             "\"stale_stops\":%d,\"ports_freed\":%d,\"failures\":%d}",
              r->expired, r->orphans_removed, r->lost, r->stale_starts, r->stale_stops,
-             r->failures);
+             r->ports_freed, r->failures);
     store_set_status(app->store, "reconcile", buf, now, &err);
 }
 
@@ -158,7 +175,7 @@ int reaper_reconcile(struct app *app, arena_t *a, int64_t now, struct reconcile_
     size_t n;
     struct cc_error err = {0};
     stale(app, a, "starting", app->cfg->starting_grace_seconds, now, &rep->stale_starts, rep);
-    stale(app, a, "stopping", 60, now, &rep->stale_stops, rep);
+    stale(app, a, "stopping", app->cfg->stopping_grace_seconds, now, &rep->stale_stops, rep);
     int64_t listed_at = time(NULL);
     if (app->backend->ops->list(app->backend, a, &objs, &n, &err) < 0) {
         log_warn("reconcile: engine listing failed (%s); nothing decided",
@@ -168,6 +185,7 @@ int reaper_reconcile(struct app *app, arena_t *a, int64_t now, struct reconcile_
     }
     orphans(app, a, objs, n, now, rep);
     lost(app, a, objs, n, listed_at, rep);
+    ended_ports(app, a, objs, n, rep);
     save_report(app, rep, now);
     return 0;
 }
@@ -176,9 +194,9 @@ void reaper_print(const struct reconcile_report *r, FILE *out)
 {
     fprintf(out,
             "expired %d, orphans removed %d, lost %d, stale starts %d, stale stops %d, "
-            "failures %d\n",
+            "ports freed %d, failures %d\n",
             r->expired, r->orphans_removed, r->lost, r->stale_starts, r->stale_stops,
-            r->failures);
+            r->ports_freed, r->failures);
 }
 
 static void sleep_ms(int64_t ms)
@@ -216,7 +234,7 @@ int reaper_run(const struct cc_config *cfg, const struct flag_keys *keys)
         struct reconcile_report rep = {0};
         int64_t now = time(NULL);
         reaper_expire(&app, a, now, &rep);
-        if (now - last_reconcile >= 10) {
+        if (now - last_reconcile >= cfg->reconcile_interval_seconds) {
             reaper_reconcile(&app, a, now, &rep);
             last_reconcile = now;
         }

@@ -8,7 +8,7 @@
 #include "ops.h"
 
 struct reconcile_report {
-    int expired, orphans_removed, lost, stale_starts, stale_stops, failures;
+    int expired, orphans_removed, lost, stale_starts, stale_stops, ports_freed, failures;
 };
 
 /* Runs until SIGTERM. Returns the exit code. */

@@ -14,7 +14,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "backend.h"
 #include "config.h"
 #include "log.h"
 
@@ -25,7 +24,7 @@ enum stmt_id {
     Q_PORT_INSERT, Q_PORTS_USED, Q_FLAG_INSERT, Q_FLAG_GET, Q_MARK_RUNNING, Q_CAS_STATE,
     Q_END, Q_PORTS_FREE, Q_FLAG_RETIRE, Q_EXTEND, Q_LIST, Q_LIST_COUNT, Q_IDS_EXPIRED,
     Q_IDS_STALE, Q_IDS_LIVE, Q_EVENT, Q_STATUS_SET, Q_STATUS_GET, Q_SCHEMA_GET, Q_SCHEMA_SET,
-    Q_LOCK_MIGRATE, Q_UNLOCK_MIGRATE, Q_PING,
+    Q_LOCK_MIGRATE, Q_UNLOCK_MIGRATE, Q_PING, Q_ACCOUNT_RESTORE, Q_PORTS_ENDED,
     Q__MAX
 };
 
@@ -33,6 +32,10 @@ enum stmt_id {
     "i.id, i.account_kind, i.account_id, i.user_id, i.challenge_id, i.backend, i.name, "       \
     "i.engine_id, i.image, i.state, i.live, i.host, i.ports, i.created_at, i.updated_at, "     \
     "i.started_at, i.deadline, i.renewals, i.ended_at, i.end_reason"
+#define NAME_JOINS                                                                             \
+    "LEFT JOIN teams t ON i.account_kind = 'team' AND t.id = i.account_id "                   \
+    "LEFT JOIN users u ON i.account_kind = 'user' AND u.id = i.account_id "                   \
+    "LEFT JOIN challenges c ON c.id = i.challenge_id"
 #define LIST_FILTER                                                                            \
     " WHERE (? = 0 OR i.challenge_id = ?) AND (? = 0 OR i.account_id = ?)"                    \
     " AND ((? = '' AND i.live = 1) OR i.state = ?)"
@@ -41,7 +44,7 @@ static const char *const sql[Q__MAX] = {
     [Q_USER] = "SELECT id, team_id, type, banned, hidden, verified, name FROM users WHERE id = ?",
     [Q_TEAM] = "SELECT id, banned, hidden, name FROM teams WHERE id = ?",
     [Q_CONFIG] = "SELECT `key`, value FROM config WHERE `key` IN "
-                 "('user_mode', 'start', 'end', 'paused', 'verify_emails')",
+                 "('user_mode', 'start', 'end', 'paused', 'verify_emails') ORDER BY id",
     [Q_CHALLENGE] = "SELECT c.id, c.name, c.state, c.requirements, d.image, d.ports, "
                     "d.flag_template, d.flag_env, d.memory_mb, d.cpus, d.lifetime_seconds, "
                     "d.max_renewals, d.backend FROM challenges c "
@@ -49,8 +52,11 @@ static const char *const sql[Q__MAX] = {
     [Q_CHALLENGE_EXISTS] = "SELECT id FROM challenges WHERE id = ?",
     [Q_SOLVED_TEAM] = "SELECT challenge_id FROM solves WHERE team_id = ?",
     [Q_SOLVED_USER] = "SELECT challenge_id FROM solves WHERE user_id = ?",
-    [Q_ACCOUNT_ENSURE] = "INSERT IGNORE INTO container_accounts (account_kind, account_id) "
-                         "VALUES (?, ?)",
+    /* Not INSERT IGNORE: its shared lock on an existing row, upgraded by the
+     * FOR UPDATE that follows, deadlocks concurrent actions of one account.
+     * ON DUPLICATE KEY UPDATE takes the exclusive lock at once. */
+    [Q_ACCOUNT_ENSURE] = "INSERT INTO container_accounts (account_kind, account_id) "
+                         "VALUES (?, ?) ON DUPLICATE KEY UPDATE account_id = account_id",
     [Q_ACCOUNT_LOCK] = "SELECT last_action_at FROM container_accounts "
                        "WHERE account_kind = ? AND account_id = ? FOR UPDATE",
     [Q_ACCOUNT_TOUCH] = "UPDATE container_accounts SET last_action_at = ? "
@@ -62,7 +68,9 @@ static const char *const sql[Q__MAX] = {
     [Q_FIND_LIVE] = "SELECT " INSTANCE_COLS " FROM container_instances i WHERE "
                     "i.account_kind = ? AND i.account_id = ? AND i.challenge_id = ? "
                     "AND i.live = 1 FOR UPDATE",
-    [Q_GET_INSTANCE] = "SELECT " INSTANCE_COLS " FROM container_instances i WHERE i.id = ?",
+    [Q_GET_INSTANCE] = "SELECT " INSTANCE_COLS ", COALESCE(t.name, u.name, ''), "
+                       "COALESCE(c.name, '') FROM container_instances i " NAME_JOINS
+                       " WHERE i.id = ?",
     [Q_INSERT_INSTANCE] =
         "INSERT INTO container_instances (account_kind, account_id, user_id, challenge_id, "
         "backend, name, image, state, live, created_at, updated_at, deadline, renewals) "
@@ -88,10 +96,7 @@ static const char *const sql[Q__MAX] = {
     [Q_EXTEND] = "UPDATE container_instances SET deadline = ?, renewals = renewals + 1, "
                  "updated_at = ? WHERE id = ? AND state = 'running' AND renewals = ?",
     [Q_LIST] = "SELECT " INSTANCE_COLS ", COALESCE(t.name, u.name, ''), COALESCE(c.name, '') "
-               "FROM container_instances i "
-               "LEFT JOIN teams t ON i.account_kind = 'team' AND t.id = i.account_id "
-               "LEFT JOIN users u ON i.account_kind = 'user' AND u.id = i.account_id "
-               "LEFT JOIN challenges c ON c.id = i.challenge_id" LIST_FILTER
+               "FROM container_instances i " NAME_JOINS LIST_FILTER
                " ORDER BY i.deadline ASC, i.id ASC LIMIT ? OFFSET ?",
     [Q_LIST_COUNT] = "SELECT COUNT(*) FROM container_instances i" LIST_FILTER,
     [Q_IDS_EXPIRED] = "SELECT id FROM container_instances WHERE live = 1 AND state = 'running' "
@@ -112,6 +117,11 @@ static const char *const sql[Q__MAX] = {
     [Q_LOCK_MIGRATE] = "SELECT GET_LOCK('ctfd-containers-migrate', 60)",
     [Q_UNLOCK_MIGRATE] = "SELECT RELEASE_LOCK('ctfd-containers-migrate')",
     [Q_PING] = "SELECT 1",
+    [Q_ACCOUNT_RESTORE] = "UPDATE container_accounts SET last_action_at = ? "
+                          "WHERE account_kind = ? AND account_id = ? AND last_action_at = ?",
+    [Q_PORTS_ENDED] = "SELECT DISTINCT p.instance_id FROM container_ports p "
+                      "LEFT JOIN container_instances i ON i.id = p.instance_id "
+                      "WHERE i.live IS NULL LIMIT 500",
 };
 
 static const char *const stmt_names[Q__MAX] = {
@@ -121,7 +131,7 @@ static const char *const stmt_names[Q__MAX] = {
     "port_insert", "ports_used", "flag_insert", "flag_get", "mark_running", "cas_state",
     "end", "ports_free", "flag_retire", "extend", "list", "list_count", "ids_expired",
     "ids_stale", "ids_live", "event", "status_set", "status_get", "schema_get", "schema_set",
-    "lock_migrate", "unlock_migrate", "ping",
+    "lock_migrate", "unlock_migrate", "ping", "account_restore", "ports_ended",
 };
 
 struct store {
@@ -378,7 +388,7 @@ static int exec(struct store *s, arena_t *a, enum stmt_id id, const struct arg *
     if (lost_connection(e))
         s->broken = true;
     if (e == ER_DUP_ENTRY)
-        return err_set(err, ERR_INTERNAL, "duplicate");
+        return err_set(err, ERR_INTERNAL, NULL); /* callers that expect it read last_errno */
     if (e != ER_LOCK_DEADLOCK && e != ER_LOCK_WAIT_TIMEOUT && e != ER_NO_SUCH_TABLE)
         log_error("database: %s failed (error %u)", stmt_names[id], e);
     return err_set(err, ERR_DATABASE_UNAVAILABLE, NULL);
@@ -524,11 +534,21 @@ int store_settings(struct store *s, arena_t *a, struct ctfd_settings *out, struc
     memset(out, 0, sizeof(*out));
     if (EXEC0(s, a, Q_CONFIG, &r, err) < 0)
         return -1;
-    /* `key` is not unique in CTFd's table: the last row read wins, as in CTFd. */
+    /* `key` is not unique in CTFd's table: the first row wins, as in CTFd's
+     * get_config (Q_CONFIG orders by id). */
+    unsigned seen = 0;
+    static const char *const keys[] = {"user_mode", "start", "end", "paused", "verify_emails"};
     for (size_t i = 0; i < r.nrows; i++) {
         const char *k = r.rows[i].v[0], *v = r.rows[i].v[1];
         if (k == NULL)
             continue;
+        unsigned bit = 0;
+        for (unsigned j = 0; j < 5; j++)
+            if (strcmp(k, keys[j]) == 0)
+                bit = 1u << j;
+        if (bit == 0 || (seen & bit))
+            continue;
+        seen |= bit;
         if (strcmp(k, "user_mode") == 0)
             out->team_mode = v && strcmp(v, "teams") == 0;
         else if (strcmp(k, "start") == 0)
@@ -695,8 +715,11 @@ int store_get_instance(struct store *s, arena_t *a, int64_t id, struct instance 
     if (EXEC(s, a, Q_GET_INSTANCE, &r, err, AI(id)) < 0)
         return -1;
     *found = r.nrows > 0;
-    if (*found)
+    if (*found) {
         instance_from(&r.rows[0], out);
+        out->account_name = col_str(&r.rows[0], 20);
+        out->challenge_name = col_str(&r.rows[0], 21);
+    }
     return 0;
 }
 
@@ -709,7 +732,8 @@ int store_insert_instance(struct store *s, arena_t *a, struct instance *inst,
              AI(inst->created_at), AI(inst->created_at), AI(inst->deadline)) < 0)
         return -1;
     inst->id = (int64_t)r.insert_id;
-    inst->name = backend_object_name(a, s->cfg->site, inst->id);
+    /* The engine object's name: SITE-ID (sites sharing an engine differ in SITE). */
+    inst->name = arena_printf(a, "%s-%" PRId64, s->cfg->site, inst->id);
     inst->state = "starting";
     inst->live = true;
     return EXEC(s, NULL, Q_SET_NAME, &r, err, AS(inst->name), AI(inst->id));
@@ -830,16 +854,45 @@ int store_cas_state(struct store *s, int64_t id, const char *from, const char *t
 }
 
 static int end_rows(struct store *s, int64_t id, const char *state, const char *reason,
-                    int64_t now, bool *changed, struct cc_error *err)
+                    int64_t now, bool free_ports, bool *changed, struct cc_error *err)
 {
     struct result r;
     if (EXEC(s, NULL, Q_END, &r, err, AS(state), AI(now), AI(now), AS(reason ? reason : ""),
              AI(id)) < 0)
         return -1;
     *changed = r.affected == 1;
-    if (EXEC(s, NULL, Q_PORTS_FREE, &r, err, AI(id)) < 0)
+    if (free_ports && EXEC(s, NULL, Q_PORTS_FREE, &r, err, AI(id)) < 0)
         return -1;
     return EXEC(s, NULL, Q_FLAG_RETIRE, &r, err, AI(now), AI(id));
+}
+
+int store_end_keep_ports(struct store *s, int64_t id, const char *state, const char *reason,
+                         int64_t now, bool *changed, struct cc_error *err)
+{
+    return end_rows(s, id, state, reason, now, false, changed, err);
+}
+
+int store_free_ports(struct store *s, int64_t id, struct cc_error *err)
+{
+    struct result r;
+    return EXEC(s, NULL, Q_PORTS_FREE, &r, err, AI(id));
+}
+
+int store_ids_ports_ended(struct store *s, arena_t *a, int64_t **ids, size_t *n,
+                          struct cc_error *err)
+{
+    struct result r;
+    if (EXEC0(s, a, Q_PORTS_ENDED, &r, err) < 0)
+        return -1;
+    return ids_from(&r, a, ids, n);
+}
+
+int store_restore_action(struct store *s, const char *kind, int64_t account_id, int64_t now,
+                         int64_t previous, struct cc_error *err)
+{
+    struct result r;
+    return EXEC(s, NULL, Q_ACCOUNT_RESTORE, &r, err, AI(previous), AS(kind), AI(account_id),
+                AI(now));
 }
 
 int store_end(struct store *s, int64_t id, const char *state, const char *reason, int64_t now,
@@ -847,11 +900,12 @@ int store_end(struct store *s, int64_t id, const char *state, const char *reason
 {
     *changed = false;
     if (s->in_tx)
-        return end_rows(s, id, state, reason, now, changed, err);
+        return end_rows(s, id, state, reason, now, true, changed, err);
     for (int attempt = 0; attempt < 3; attempt++) {
         if (store_begin(s, err) < 0)
             return -1;
-        if (end_rows(s, id, state, reason, now, changed, err) == 0 && store_commit(s, err) == 0)
+        if (end_rows(s, id, state, reason, now, true, changed, err) == 0 &&
+            store_commit(s, err) == 0)
             return 0;
         store_rollback(s);
         if (!store_retryable(s))

@@ -153,6 +153,18 @@ int store_cas_state(struct store *s, int64_t id, const char *from, const char *t
  * retire its flag. Own transaction unless one is open. */
 int store_end(struct store *s, int64_t id, const char *state, const char *reason, int64_t now,
               bool *changed, struct cc_error *err);
+/* Like store_end inside an open transaction, but the host ports stay reserved
+ * until the engine object is gone (store_free_ports): a revert. */
+int store_end_keep_ports(struct store *s, int64_t id, const char *state, const char *reason,
+                         int64_t now, bool *changed, struct cc_error *err);
+int store_free_ports(struct store *s, int64_t id, struct cc_error *err);
+/* Rows that ended but still hold host ports (their engine object may live). */
+int store_ids_ports_ended(struct store *s, arena_t *a, int64_t **ids, size_t *n,
+                          struct cc_error *err);
+/* Undo a touch of the cooldown clock after a failed start, unless another
+ * action of the account touched it since. */
+int store_restore_action(struct store *s, const char *kind, int64_t account_id, int64_t now,
+                         int64_t previous, struct cc_error *err);
 int store_extend(struct store *s, int64_t id, int64_t renewals_seen, int64_t new_deadline,
                  int64_t now, bool *changed, struct cc_error *err);
 

@@ -82,7 +82,7 @@ CREATE TABLE IF NOT EXISTS container_flags (
     KEY container_flags_challenge (challenge_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- Audit trail: admin actions, flag reveals, flag sharing, reaper reports.
+-- Audit trail: admin actions, flag reveals, flag sharing (written by the plugin).
 CREATE TABLE IF NOT EXISTS container_events (
     id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     at BIGINT NOT NULL,

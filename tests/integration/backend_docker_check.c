@@ -258,7 +258,7 @@ static void check_labels(struct backend *b, arena_t *a, const struct backend_spe
 static void case_web(struct backend *b, struct curlx *cx, arena_t *a)
 {
     struct backend_spec s = web_spec(1, port_base);
-    s.name = backend_object_name(a, "ccbackendtest", s.instance_id);
+    s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
     struct backend_started out = {0};
     struct cc_error e;
     err_clear(&e);
@@ -279,7 +279,7 @@ static void case_web(struct backend *b, struct curlx *cx, arena_t *a)
 static void case_clash_engine(struct backend *b, arena_t *a)
 {
     struct backend_spec s = web_spec(2, port_base);
-    s.name = backend_object_name(a, "ccbackendtest", s.instance_id);
+    s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
     struct backend_started out = {0};
     struct cc_error e;
     err_clear(&e);
@@ -298,7 +298,7 @@ static void case_clash_listener(struct backend *b, arena_t *a)
     int port = port_base + 2;
     int fd = listen_on(port);
     struct backend_spec s = web_spec(3, port);
-    s.name = backend_object_name(a, "ccbackendtest", s.instance_id);
+    s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
     struct backend_started out = {0};
     struct cc_error e;
     err_clear(&e);
@@ -315,7 +315,7 @@ static void case_clash_listener(struct backend *b, arena_t *a)
 
 static void case_stop(struct backend *b, arena_t *a)
 {
-    const char *name = backend_object_name(a, "ccbackendtest", id_base + 1);
+    const char *name = arena_printf(a, "ccbackendtest-%lld", (long long)(id_base + 1));
     struct cc_error e;
     err_clear(&e);
     int64_t t0 = now_ms();
@@ -335,7 +335,7 @@ static void case_missing_image(struct backend *b, arena_t *a)
 {
     struct backend_spec s = web_spec(4, port_base);
     s.image = MISSING_IMAGE;
-    s.name = backend_object_name(a, "ccbackendtest", s.instance_id);
+    s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
     struct backend_started out = {0};
     struct cc_error e;
     err_clear(&e);
@@ -364,7 +364,7 @@ static void case_unreachable(arena_t *a)
     ok(rc < 0 && e.code == ERR_ENGINE_UNAVAILABLE && e.temporary,
        "ping on an unreachable endpoint: ENGINE_UNAVAILABLE temporary (%s)", err_message(&e));
     struct backend_spec s = web_spec(5, port_base);
-    s.name = backend_object_name(a, "ccbackendtest", s.instance_id);
+    s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
     struct backend_started out = {0};
     err_clear(&e);
     rc = b->ops->start(b, a, &s, &out, &e);
@@ -395,7 +395,7 @@ static void case_exits(struct backend *b, arena_t *a)
 {
     struct backend_spec s = web_spec(6, port_base);
     s.flag_env = "NOTFLAG";
-    s.name = backend_object_name(a, "ccbackendtest", s.instance_id);
+    s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
     struct backend_started out = {0};
     struct cc_error e;
     err_clear(&e);
@@ -413,7 +413,7 @@ static void case_not_ready(struct backend *b, struct cc_config *cfg, arena_t *a)
 {
     struct backend_spec s = web_spec(7, port_base);
     s.ports[0].internal = 8081; /* nothing listens there */
-    s.name = backend_object_name(a, "ccbackendtest", s.instance_id);
+    s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
     struct backend_started out = {0};
     struct cc_error e;
     err_clear(&e);
@@ -436,7 +436,7 @@ static void case_tcp(struct backend *b, arena_t *a)
     s.image = TCP_IMAGE;
     s.ports[0] = (struct backend_port){.internal = 9000, .proto = PROTO_TCP,
                                        .host_port = port_base + 1};
-    s.name = backend_object_name(a, "ccbackendtest", s.instance_id);
+    s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
     struct backend_started out = {0};
     struct cc_error e;
     err_clear(&e);
@@ -455,7 +455,7 @@ static void case_tcp(struct backend *b, arena_t *a)
 static void case_leftover(struct backend *b, struct curlx *cx, arena_t *a)
 {
     struct backend_spec s = web_spec(9, port_base);
-    s.name = backend_object_name(a, "ccbackendtest", s.instance_id);
+    s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
     json_t *body = json_pack("{s:s, s:{s:s}}", "Image", WEB_IMAGE, "Labels",
                              "ctfd-containers.instance",
                              arena_printf(a, "%lld", (long long)s.instance_id));

@@ -193,19 +193,12 @@ static void test_alloc_overflow_aborts(void **state)
 }
 
 /* A size that rounds without overflow but overflows with the block header
- * (sizeof(struct block) + need wraps to a tiny malloc) must abort too.
- * KNOWN BUG (reported to the lead): block_new() in src/arena.c does not
- * check `size > SIZE_MAX - sizeof(struct block)`, so today this writes past
- * a 0-byte malloc. Built only with -DCC_TEST_KNOWN_BUGS until block_new
- * checks it (cmocka's skip() prints "not ok # SKIP", which automake's TAP
- * driver counts as a failure); then drop the #if. */
-#ifdef CC_TEST_KNOWN_BUGS
+ * (sizeof(struct block) + need would wrap to a tiny malloc) must abort too. */
 static void test_alloc_header_overflow_aborts(void **state)
 {
     assert_true(dies_by_abort(SIZE_MAX - 40));
     assert_true(dies_by_abort(SIZE_MAX - 63));
 }
-#endif
 
 /* ---- strdup / strndup / printf ----------------------------------------------- */
 
@@ -361,9 +354,7 @@ int main(void)
         cmocka_unit_test(test_reset_keeps_working),
         cmocka_unit_test(test_free_null_is_noop),
         cmocka_unit_test(test_alloc_overflow_aborts),
-#ifdef CC_TEST_KNOWN_BUGS
         cmocka_unit_test(test_alloc_header_overflow_aborts),
-#endif
         cmocka_unit_test(test_strndup_table),
         cmocka_unit_test(test_strndup_copies_exactly_n),
         cmocka_unit_test(test_strdup_and_printf),

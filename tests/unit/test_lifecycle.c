@@ -80,8 +80,7 @@ static void test_check_start_table(void **state)
         l.max_per_account = cases[i].per_account;
         l.max_total = cases[i].max_total;
         l.cooldown = cases[i].cooldown;
-        struct lc_account a = {cases[i].last_action_at, cases[i].live_count,
-                               cases[i].live_total};
+        struct lc_account a = {cases[i].last_action_at, cases[i].live_count, cases[i].live_total};
         int retry = -1;
         enum cc_err e = lifecycle_check_start(&l, &a, cases[i].now, &retry);
         expect_err(i, e, cases[i].want, retry, cases[i].retry_after);
@@ -154,8 +153,7 @@ static void test_check_extend_table(void **state)
         l.max_renewals = cases[i].max_renewals;
         struct lc_account a = {cases[i].last_action_at, 1, 1};
         int retry = -1;
-        enum cc_err e =
-            lifecycle_check_extend(&l, &a, cases[i].st, cases[i].renewals, NOW, &retry);
+        enum cc_err e = lifecycle_check_extend(&l, &a, cases[i].st, cases[i].renewals, NOW, &retry);
         expect_err(i, e, cases[i].want, retry, cases[i].retry_after);
     }
 }
@@ -165,9 +163,9 @@ static void test_cooldown_left_table(void **state)
     static const struct {
         int64_t cooldown, last, now, want;
     } cases[] = {
-        {300, 0, NOW, 0},          {300, -5, NOW, 0},       {0, NOW, NOW, 0},
-        {-1, NOW, NOW, 0},         {300, NOW, NOW, 300},    {300, NOW - 1, NOW, 299},
-        {300, NOW - 300, NOW, 0},  {300, NOW - 301, NOW, 0}, {60, NOW + 10, NOW, 70},
+        {300, 0, NOW, 0},         {300, -5, NOW, 0},        {0, NOW, NOW, 0},
+        {-1, NOW, NOW, 0},        {300, NOW, NOW, 300},     {300, NOW - 1, NOW, 299},
+        {300, NOW - 300, NOW, 0}, {300, NOW - 301, NOW, 0}, {60, NOW + 10, NOW, 70},
     };
     for (size_t i = 0; i < N(cases); i++) {
         struct lc_limits l = base;
@@ -214,8 +212,8 @@ static void test_seconds_left_and_expired_table(void **state)
     };
     for (size_t i = 0; i < N(cases); i++) {
         int64_t left = lifecycle_seconds_left(cases[i].deadline, cases[i].now);
-        if (left != cases[i].left || lifecycle_expired(cases[i].deadline, cases[i].now) !=
-                                         cases[i].expired)
+        if (left != cases[i].left ||
+            lifecycle_expired(cases[i].deadline, cases[i].now) != cases[i].expired)
             fail_msg("case %zu: left %lld, want %lld", i, (long long)left,
                      (long long)cases[i].left);
         assert_true(left >= 0);
@@ -271,8 +269,7 @@ static void test_ctf_time_table(void **state)
         enum cc_err e = lifecycle_check_ctf_time(cases[i].start, cases[i].end, cases[i].paused,
                                                  cases[i].admin, cases[i].now);
         if (e != cases[i].want)
-            fail_msg("case %zu: got %s, want %s", i, err_code_str(e),
-                     err_code_str(cases[i].want));
+            fail_msg("case %zu: got %s, want %s", i, err_code_str(e), err_code_str(cases[i].want));
     }
 }
 
@@ -289,16 +286,16 @@ static void test_prereqs_table(void **state)
         size_t ne;
         bool want;
     } cases[] = {
-        {{0}, 0, {0}, 0, {0}, 0, true},                   /* none */
-        {{1}, 1, {1}, 1, {1}, 1, true},                   /* solved */
-        {{1}, 1, {0}, 0, {1}, 1, false},                  /* unsolved existing blocks */
-        {{1, 2}, 2, {2}, 1, {1, 2}, 2, false},            /* one missing */
-        {{1, 2}, 2, {2, 1}, 2, {1, 2, 3}, 3, true},       /* order does not matter */
-        {{7}, 1, {0}, 0, {1, 2}, 2, true},                /* deleted prerequisite ignored */
-        {{7, 1}, 2, {1}, 1, {1}, 1, true},                /* deleted one + solved one */
-        {{7, 1}, 2, {0}, 0, {1}, 1, false},               /* deleted one + unsolved one */
-        {{1}, 1, {1, 9, 8}, 3, {0}, 0, true},             /* nothing exists: nothing blocks */
-        {{3, 3}, 2, {3}, 1, {3}, 1, true},                /* duplicates */
+        {{0}, 0, {0}, 0, {0}, 0, true},             /* none */
+        {{1}, 1, {1}, 1, {1}, 1, true},             /* solved */
+        {{1}, 1, {0}, 0, {1}, 1, false},            /* unsolved existing blocks */
+        {{1, 2}, 2, {2}, 1, {1, 2}, 2, false},      /* one missing */
+        {{1, 2}, 2, {2, 1}, 2, {1, 2, 3}, 3, true}, /* order does not matter */
+        {{7}, 1, {0}, 0, {1, 2}, 2, true},          /* deleted prerequisite ignored */
+        {{7, 1}, 2, {1}, 1, {1}, 1, true},          /* deleted one + solved one */
+        {{7, 1}, 2, {0}, 0, {1}, 1, false},         /* deleted one + unsolved one */
+        {{1}, 1, {1, 9, 8}, 3, {0}, 0, true},       /* nothing exists: nothing blocks */
+        {{3, 3}, 2, {3}, 1, {3}, 1, true},          /* duplicates */
         {{5}, 1, {4, 6}, 2, {4, 5, 6}, 3, false},
     };
     for (size_t i = 0; i < N(cases); i++) {
