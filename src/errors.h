@@ -55,7 +55,14 @@
     X(ERR_ENGINE_UNAVAILABLE, "ENGINE_UNAVAILABLE", 503,                                          \
       "The container engine is unreachable; try again shortly.")                                  \
     X(ERR_DATABASE_UNAVAILABLE, "DATABASE_UNAVAILABLE", 503,                                      \
-      "The database is unreachable; try again shortly.")
+      "The database is unreachable; try again shortly.")                                          \
+    /* Answered by nginx (nginx/ctfd-containers.conf), never by the app: */                      \
+    X(ERR_FORBIDDEN, "FORBIDDEN", 403,                                                            \
+      "CTFd refused this request (session, token or CSRF nonce).")                                \
+    X(ERR_AUTH_UNAVAILABLE, "AUTH_UNAVAILABLE", 503,                                              \
+      "CTFd could not confirm who you are; try again shortly.")                                   \
+    X(ERR_APP_UNAVAILABLE, "APP_UNAVAILABLE", 503,                                                \
+      "The container service is not answering; try again shortly.")
 
 enum cc_err {
 #define CC_ERR_ENUM(e, code, status, msg) e,

@@ -469,6 +469,21 @@ def database_reconnect(site):
 
 
 @case
+def ctfd_down(site):
+    """CTFd's auth endpoint failing: 503 AUTH_UNAVAILABLE in the envelope, nothing changes"""
+    site.auth.fail_with = 502
+    try:
+        r = unchanged_5xx(site, site.client.start, ALICE, WEB)
+        eq((r.status, r.code), (503, "AUTH_UNAVAILABLE"), "auth down")
+    finally:
+        site.auth.fail_with = None
+
+
+def unchanged_5xx(site, fn, *args, **kw):
+    return unchanged(site, fn, *args, server_side=True, **kw)
+
+
+@case
 def token_auth(site):
     """an access token (Authorization: Token) works for the JSON API without a CSRF nonce"""
     r = site.client.call("GET", "/api/v1/admin/containers", ADMIN, token=True)
