@@ -229,6 +229,52 @@ static void shutdown_all(void)
         ;
 }
 
+/* The schema must be current before serving: --migrate makes it so. */
+static int check_schema(const struct cc_config *c)
+{
+    struct cc_error err = {0};
+    struct store *s = store_open(c, &err);
+    int64_t v = 0;
+    int rc = s ? store_schema_version(s, &v, &err) : -1;
+    store_close(s);
+    if (rc < 0) {
+        log_error("database %s unreachable: %s", c->database_name, err_message(&err));
+        return -1;
+    }
+    if (v < store_latest_version()) {
+        log_error("schema version %lld, this build needs %d: run ctfd-containers -c FILE "
+                  "--migrate", (long long)v, store_latest_version());
+        return -1;
+    }
+    return 0;
+}
+
+/* A backend this build lacks must stop start-up, not crash-loop the workers. */
+static int check_backend(const struct cc_config *c)
+{
+    struct cc_error err = {0};
+    struct backend *b = backend_open(c->backend, c, &err);
+    if (b == NULL) {
+        log_error("backend: %s", err_message(&err));
+        return -1;
+    }
+    backend_close(b);
+    return 0;
+}
+
+/* A setting only a restart applies (the socket is bound, the pid file and the
+ * keys were read): keep the running value, so that shutdown removes the
+ * socket and pid file it made rather than paths it never touched. */
+static void keep_running(char **next, char **running, const char *key)
+{
+    if (strcmp(*next, *running) == 0)
+        return;
+    log_warn("reload: %s cannot change without a restart; still %s", key, *running);
+    char *t = *next;
+    *next = *running;
+    *running = t; /* freed with the old configuration */
+}
+
 /* SIGHUP: load and check the new configuration; if good, start each new
  * child before retiring an old one, so some worker always accepts. */
 static void reload(const char *path)
@@ -240,8 +286,16 @@ static void reload(const char *path)
         config_free(next);
         return;
     }
-    if (strcmp(next->listen, cfg->listen) != 0)
-        log_warn("reload: listen cannot change without a restart; still %s", cfg->listen);
+    /* The same checks as at start-up: a database or backend the new workers
+     * cannot open would retire every working worker for a crash loop. */
+    if (check_schema(next) < 0 || check_backend(next) < 0) {
+        log_error("reload refused, keeping the running configuration (see above)");
+        config_free(next);
+        return;
+    }
+    keep_running(&next->listen, &cfg->listen, "listen");
+    keep_running(&next->pid_file, &cfg->pid_file, "pid_file");
+    keep_running(&next->flag_key_file, &cfg->flag_key_file, "flag_key_file");
     struct cc_config *old = cfg;
     cfg = next;
     log_init("master", (enum log_level)log_level_parse(cfg->log_level));
@@ -306,39 +360,6 @@ static int master(const char *path)
     if (cfg->pid_file[0])
         unlink(cfg->pid_file);
     log_info("master: stopped");
-    return 0;
-}
-
-/* The schema must be current before serving: --migrate makes it so. */
-static int check_schema(void)
-{
-    struct cc_error err = {0};
-    struct store *s = store_open(cfg, &err);
-    int64_t v = 0;
-    int rc = s ? store_schema_version(s, &v, &err) : -1;
-    store_close(s);
-    if (rc < 0) {
-        log_error("database %s unreachable: %s", cfg->database_name, err_message(&err));
-        return -1;
-    }
-    if (v < store_latest_version()) {
-        log_error("schema version %lld, this build needs %d: run ctfd-containers -c FILE "
-                  "--migrate", (long long)v, store_latest_version());
-        return -1;
-    }
-    return 0;
-}
-
-/* A backend this build lacks must stop start-up, not crash-loop the workers. */
-static int check_backend(void)
-{
-    struct cc_error err = {0};
-    struct backend *b = backend_open(cfg->backend, cfg, &err);
-    if (b == NULL) {
-        log_error("backend: %s", err_message(&err));
-        return -1;
-    }
-    backend_close(b);
     return 0;
 }
 
@@ -416,7 +437,7 @@ int main(int argc, char **argv)
     } else if (mode == O_RECONCILE) {
         rc = one_shot("reconcile");
     } else {
-        rc = check_schema() < 0 || check_backend() < 0 ? 1 : master(path);
+        rc = check_schema(cfg) < 0 || check_backend(cfg) < 0 ? 1 : master(path);
     }
     flag_wipe(&keys, sizeof(keys));
     config_free(cfg);

@@ -217,14 +217,16 @@ def sqlq(v):
 
 # ---------------------------------------------------------------- the app
 # Each test file gets its own block of host ports, so files running in
-# parallel on one engine never ask for the same port.
+# parallel on one engine never ask for the same port. The blocks lie below
+# Linux's ephemeral range (32768-60999): a client socket in TIME_WAIT on a
+# port there makes a later listen on it fail.
 PORT_BLOCKS = {"api": 0, "proc": 1, "races": 2, "racecap": 3, "valgrind": 4, "bench": 5}
 
 
 def port_range(db_name):
     tag = db_name.split("_")[2] if db_name.count("_") >= 3 else db_name
-    block = PORT_BLOCKS.get(tag, 6 + sum(map(ord, tag)) % 20)
-    low = 33000 + block * 1000
+    block = PORT_BLOCKS.get(tag, 6 + sum(map(ord, tag)) % 6)
+    low = 20000 + block * 1000
     return f"{low}-{low + 999}"
 
 
@@ -468,23 +470,33 @@ class Site:
         require_engine_and_images()
         from fake_ctfd_auth import Auth
         self.workdir = tempfile.mkdtemp(prefix=f"cc-{tag}-")
-        self.db = Database(f"cc_test_{tag}_{os.getpid()}")
-        self.auth = Auth()
-        self.app = App(self.workdir, self.db, **app_options)
-        self.nginx = None
-        self.app.start()
-        self.nginx = Nginx(self.workdir, self.app.socket, self.auth.port)
+        self.db = self.auth = self.app = self.nginx = None
+        try:
+            self.db = Database(f"cc_test_{tag}_{os.getpid()}")
+            self.auth = Auth()
+            self.app = App(self.workdir, self.db, **app_options)
+            self.app.start()
+            self.nginx = Nginx(self.workdir, self.app.socket, self.auth.port)
+        except BaseException:
+            self.close()  # a failed setup leaves no database, process or directory behind
+            raise
         self.client = Client(self.nginx.port)
 
     def close(self):
         if self.nginx:
             self.nginx.stop()
-        self.app.stop()
-        self.auth.close()
-        # Remove whatever containers this site left (the tests check there are none first).
-        for row in self.db.rows("SELECT name FROM container_instances"):
-            sh("docker", "rm", "-f", row[0], check=False)
-        self.db.drop()
+        if self.app:
+            self.app.stop()
+        if self.auth:
+            self.auth.close()
+        if self.db:
+            # Remove whatever containers this site left (the tests check there are none first).
+            try:
+                for row in self.db.rows("SELECT name FROM container_instances"):
+                    sh("docker", "rm", "-f", row[0], check=False)
+            except RuntimeError:
+                pass  # no tables yet
+            self.db.drop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def engine_names(self):
