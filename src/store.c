@@ -350,11 +350,15 @@ static int exec_once(struct store *s, arena_t *a, enum stmt_id id, const struct 
     res->affected = mysql_stmt_affected_rows(st);
     res->insert_id = mysql_stmt_insert_id(st);
     /* A result set is always read whole, so the connection stays in sync. */
-    arena_t *tmp = a ? NULL : arena_new(1024);
-    int rc = fetch_all(st, a ? a : tmp, res);
-    arena_free(tmp);
-    if (tmp)
-        res->rows = NULL;
+    int rc;
+    if (a != NULL) {
+        rc = fetch_all(st, a, res);
+    } else {
+        arena_t *tmp = arena_new(1024);
+        rc = fetch_all(st, tmp, res);
+        arena_free(tmp);
+        res->rows = NULL; /* the caller wanted no rows */
+    }
     if (rc < 0)
         s->last_errno = mysql_stmt_errno(st);
     mysql_stmt_free_result(st);

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Static checks that are habits (STYLE.md 7, 12): cppcheck finds nothing in
+# src/, and no source calls system(), popen() or a shell, or builds SQL with
+# printf (SQL text only in store.c's statement table and src/sql/).
+set -u
+src=${CC_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+build=${CC_BUILDDIR:-$src}
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+nok() { n=$((n + 1)); echo "not ok $n - $1"; shift; printf '%s\n' "$@" | sed 's/^/# /'; }
+
+if command -v cppcheck >/dev/null; then
+    out=$(cppcheck --quiet --enable=warning,performance,portability --std=c11 -D_GNU_SOURCE \
+        -I "$src/src" -I "$build/src" --suppress=missingIncludeSystem "$src"/src/*.c 2>&1)
+    if [ -z "$out" ]; then ok "cppcheck: src/ is clean"; else nok "cppcheck: src/ is clean" "$out"; fi
+else
+    n=$((n + 1)); echo "ok $n - cppcheck # SKIP cppcheck is not installed"
+fi
+
+hits=$(grep -nE '\b(system|popen|execl|execlp|execv|execvp)\s*\(' "$src"/src/*.c || true)
+if [ -z "$hits" ]; then ok "no system(), popen() or exec*() in src/"; else nok "no system(), popen() or exec*() in src/" "$hits"; fi
+
+# SQL keywords inside a printf-family format would mean SQL built from values.
+hits=$(grep -nE '(printf|snprintf|sb_printf|arena_printf)\s*\([^;]*"(SELECT|INSERT|UPDATE|DELETE|REPLACE) ' "$src"/src/*.c || true)
+if [ -z "$hits" ]; then ok "no SQL built with printf"; else nok "no SQL built with printf" "$hits"; fi
+
+hits=$(grep -ln 'mysql_real_query\|mysql_query(' "$src"/src/*.c || true)
+if [ -z "$hits" ]; then ok "SQL only through prepared statements (no mysql_query)"; else nok "SQL only through prepared statements" "$hits"; fi
+
+# The layering (STYLE.md): handlers never call libcurl or MariaDB; lifecycle has no I/O.
+hits=$(grep -lE '#include <(curl/curl|mysql)\.h>' "$src"/src/api_*.c "$src"/src/router.c "$src"/src/lifecycle.c || true)
+if [ -z "$hits" ]; then ok "handlers and rules include neither libcurl nor MariaDB"; else nok "layering" "$hits"; fi
+echo "1..$n"
