@@ -358,9 +358,15 @@ static void start_failed(struct ctx *c, const struct admission *ad, const struct
 static int new_ports(struct ctx *c, struct admission *ad, struct cc_error *err)
 {
     struct store *s = c->app->store;
+    const char *state;
     if (store_begin(s, err) < 0)
         return -1;
-    int rc = store_free_ports(s, ad->inst.id, err);
+    /* Lock the row first: a stop that ended it must not get ports back. */
+    int rc = store_lock_live_state(s, c->arena, ad->inst.id, &state, err);
+    if (rc == 0 && (state == NULL || strcmp(state, "starting") != 0))
+        rc = err_set(err, ERR_CONTAINER_BUSY, "The container was stopped while it was starting.");
+    if (rc == 0)
+        rc = store_free_ports(s, ad->inst.id, err);
     for (size_t i = 0; rc == 0 && i < ad->nports; i++) {
         int64_t port;
         rc = store_reserve_port(s, ad->inst.id, c->app->cfg->port_min, c->app->cfg->port_max,
@@ -386,6 +392,7 @@ static int launch(struct ctx *c, const struct ctfd_challenge *ch, struct admissi
     int rc = -1;
     for (int attempt = 0; attempt < 3; attempt++) {
         fill_spec(c, ch, ad, &spec);
+        err_clear(err); /* a retry's outcome must not carry the clash it retried */
         rc = app->backend->ops->start(app->backend, c->arena, &spec, &out, err);
         if (rc == 0 || !(err->code == ERR_START_FAILED && err->temporary) || attempt == 2)
             break;
@@ -403,9 +410,12 @@ static int launch(struct ctx *c, const struct ctfd_challenge *ch, struct admissi
     if (store_mark_running(app->store, ad->inst.id, out.engine_id, out.host, ports, c->now,
                            &changed, err) < 0 ||
         !changed) {
-        /* Stopped while starting (or the database failed): remove what we made. */
+        /* Stopped while starting (or the database failed): remove what we made,
+         * then free the ports the stopper left reserved for us. */
         struct cc_error e2;
-        app->backend->ops->stop(app->backend, ad->inst.name, &e2);
+        if (app->backend->ops->stop(app->backend, ad->inst.name, &e2) == 0 && changed == false &&
+            err->code == ERR_OK)
+            store_free_ports(app->store, ad->inst.id, &e2);
         if (err->code == ERR_OK)
             err_set(err, ERR_CONTAINER_BUSY, "The container was stopped while it was starting.");
         return -1;

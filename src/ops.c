@@ -22,14 +22,28 @@ int ops_stop(struct app *app, arena_t *a, const struct instance *inst, const cha
              const char *reason, int64_t now, struct cc_error *err)
 {
     bool changed = false;
-    if (strcmp(inst->state, "starting") == 0) {
+    const char *state = inst->state;
+    if (strcmp(state, "starting") == 0) {
         /* Ending the row is enough: the starter's mark_running fails and it
-         * removes its own engine object. */
-        if (end_row(app, inst, end_state, reason, now, err) < 0)
+         * removes its own engine object and frees the ports. Only if it is
+         * still starting: if it just turned running, stop it as running. */
+        if (store_end_if_state(app->store, inst->id, "starting", end_state, reason, now,
+                               &changed, err) < 0)
             return -1;
-        return 0;
+        if (changed) {
+            log_info("container %lld %s while starting (%s)", (long long)inst->id, end_state,
+                     reason);
+            return 0;
+        }
+        struct instance again;
+        bool found;
+        if (store_get_instance(app->store, a, inst->id, &again, &found, err) < 0)
+            return -1;
+        if (!found || !again.live)
+            return 0;
+        state = again.state;
     }
-    if (strcmp(inst->state, "running") == 0) {
+    if (strcmp(state, "running") == 0) {
         if (store_cas_state(app->store, inst->id, "running", "stopping", now, &changed, err) < 0)
             return -1;
         if (!changed) {

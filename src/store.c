@@ -24,7 +24,8 @@ enum stmt_id {
     Q_PORT_INSERT, Q_PORTS_USED, Q_FLAG_INSERT, Q_FLAG_GET, Q_MARK_RUNNING, Q_CAS_STATE,
     Q_END, Q_PORTS_FREE, Q_FLAG_RETIRE, Q_EXTEND, Q_LIST, Q_LIST_COUNT, Q_IDS_EXPIRED,
     Q_IDS_STALE, Q_IDS_LIVE, Q_EVENT, Q_STATUS_SET, Q_STATUS_GET, Q_SCHEMA_GET, Q_SCHEMA_SET,
-    Q_LOCK_MIGRATE, Q_UNLOCK_MIGRATE, Q_PING, Q_ACCOUNT_RESTORE, Q_PORTS_ENDED,
+    Q_LOCK_MIGRATE, Q_UNLOCK_MIGRATE, Q_PING, Q_ACCOUNT_RESTORE, Q_PORTS_ENDED, Q_END_IF_STATE,
+    Q_LOCK_LIVE_STATE,
     Q__MAX
 };
 
@@ -119,6 +120,10 @@ static const char *const sql[Q__MAX] = {
     [Q_PING] = "SELECT 1",
     [Q_ACCOUNT_RESTORE] = "UPDATE container_accounts SET last_action_at = ? "
                           "WHERE account_kind = ? AND account_id = ? AND last_action_at = ?",
+    [Q_END_IF_STATE] = "UPDATE container_instances SET state = ?, live = NULL, ended_at = ?, "
+                       "updated_at = ?, end_reason = ? WHERE id = ? AND live = 1 AND state = ?",
+    [Q_LOCK_LIVE_STATE] = "SELECT state FROM container_instances WHERE id = ? AND live = 1 "
+                          "FOR UPDATE",
     [Q_PORTS_ENDED] = "SELECT DISTINCT p.instance_id FROM container_ports p "
                       "LEFT JOIN container_instances i ON i.id = p.instance_id "
                       "WHERE i.live IS NULL LIMIT 500",
@@ -131,7 +136,8 @@ static const char *const stmt_names[Q__MAX] = {
     "port_insert", "ports_used", "flag_insert", "flag_get", "mark_running", "cas_state",
     "end", "ports_free", "flag_retire", "extend", "list", "list_count", "ids_expired",
     "ids_stale", "ids_live", "event", "status_set", "status_get", "schema_get", "schema_set",
-    "lock_migrate", "unlock_migrate", "ping", "account_restore", "ports_ended",
+    "lock_migrate", "unlock_migrate", "ping", "account_restore", "ports_ended", "end_if_state",
+    "lock_live_state",
 };
 
 struct store {
@@ -868,6 +874,30 @@ static int end_rows(struct store *s, int64_t id, const char *state, const char *
     if (free_ports && EXEC(s, NULL, Q_PORTS_FREE, &r, err, AI(id)) < 0)
         return -1;
     return EXEC(s, NULL, Q_FLAG_RETIRE, &r, err, AI(now), AI(id));
+}
+
+int store_end_if_state(struct store *s, int64_t id, const char *from, const char *state,
+                       const char *reason, int64_t now, bool *changed, struct cc_error *err)
+{
+    struct result r;
+    *changed = false;
+    if (EXEC(s, NULL, Q_END_IF_STATE, &r, err, AS(state), AI(now), AI(now),
+             AS(reason ? reason : ""), AI(id), AS(from)) < 0)
+        return -1;
+    *changed = r.affected == 1;
+    return *changed ? EXEC(s, NULL, Q_FLAG_RETIRE, &r, err, AI(now), AI(id)) : 0;
+}
+
+int store_lock_live_state(struct store *s, arena_t *a, int64_t id, const char **state,
+                          struct cc_error *err)
+{
+    struct result r;
+    *state = NULL;
+    if (EXEC(s, a, Q_LOCK_LIVE_STATE, &r, err, AI(id)) < 0)
+        return -1;
+    if (r.nrows)
+        *state = col_str(&r.rows[0], 0);
+    return 0;
 }
 
 int store_end_keep_ports(struct store *s, int64_t id, const char *state, const char *reason,

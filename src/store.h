@@ -158,6 +158,14 @@ int store_end(struct store *s, int64_t id, const char *state, const char *reason
 int store_end_keep_ports(struct store *s, int64_t id, const char *state, const char *reason,
                          int64_t now, bool *changed, struct cc_error *err);
 int store_free_ports(struct store *s, int64_t id, struct cc_error *err);
+/* End a live row only if it is still in state `from` (its host ports stay
+ * reserved: whoever removes its engine object frees them). */
+int store_end_if_state(struct store *s, int64_t id, const char *from, const char *state,
+                       const char *reason, int64_t now, bool *changed, struct cc_error *err);
+/* Lock a live row (FOR UPDATE, in a transaction) and read its state; NULL if
+ * it is no longer live. */
+int store_lock_live_state(struct store *s, arena_t *a, int64_t id, const char **state,
+                          struct cc_error *err);
 /* Rows that ended but still hold host ports (their engine object may live). */
 int store_ids_ports_ended(struct store *s, arena_t *a, int64_t **ids, size_t *n,
                           struct cc_error *err);
