@@ -30,4 +30,22 @@ if [ -z "$hits" ]; then ok "SQL only through prepared statements (no mysql_query
 # The layering (STYLE.md): handlers never call libcurl or MariaDB; lifecycle has no I/O.
 hits=$(grep -lE '#include <(curl/curl|mysql)\.h>' "$src"/src/api_*.c "$src"/src/router.c "$src"/src/lifecycle.c || true)
 if [ -z "$hits" ]; then ok "handlers and rules include neither libcurl nor MariaDB"; else nok "layering" "$hits"; fi
+# Docs for every knob and every code: each option --config-doc prints is in
+# docs/configuration.md, each code of src/errors.h in docs/api.md.
+missing=""
+if [ -x "$build/src/ctfd-containers" ]; then
+    for key in $("$build/src/ctfd-containers" --config-doc | sed -n 's/^| `\([a-z_]*\)`.*/\1/p'); do
+        grep -q "\`$key\`" "$src/docs/configuration.md" || missing="$missing $key"
+    done
+    if [ -z "$missing" ]; then ok "every option is documented in docs/configuration.md"
+    else nok "every option is documented in docs/configuration.md" "missing:$missing"; fi
+else
+    nok "every option is documented" "no binary at $build/src/ctfd-containers"
+fi
+missing=""
+for code in $(sed -n 's/.*X(ERR_[A-Z_]*, "\([A-Z_]*\)".*/\1/p' "$src/src/errors.h"); do
+    grep -q "\`$code\`" "$src/docs/api.md" || missing="$missing $code"
+done
+if [ -z "$missing" ]; then ok "every error code is documented in docs/api.md"
+else nok "every error code is documented in docs/api.md" "missing:$missing"; fi
 echo "1..$n"
