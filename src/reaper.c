@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "lifecycle.h"
 #include "log.h"
 
@@ -208,26 +209,10 @@ static void sleep_ms(int64_t ms)
 int reaper_run(const struct cc_config *cfg, const struct flag_keys *keys)
 {
     log_set_role("reaper");
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_term;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    struct cc_error err = {0};
-    struct app app = {.cfg = cfg, .keys = keys};
-    app.store = store_open(cfg, &err);
-    app.backend = backend_open(cfg->backend, cfg, &err);
-    if (app.store == NULL || app.backend == NULL) {
-        store_close(app.store);
-        backend_close(app.backend);
+    child_signals(on_term);
+    struct app app;
+    if (child_open(&app, cfg, keys, "reaper") < 0)
         return 1;
-    }
     arena_t *a = arena_new(64 * 1024);
     int64_t last_reconcile = 0;
     while (!reaper_stop) {
@@ -243,7 +228,6 @@ int reaper_run(const struct cc_config *cfg, const struct flag_keys *keys)
             sleep_ms(cfg->reaper_interval_ms);
     }
     arena_free(a);
-    store_close(app.store);
-    backend_close(app.backend);
+    child_close(&app);
     return 0;
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "child.h"
 #include "log.h"
 #include "router.h"
 
@@ -22,21 +23,6 @@ static void on_term(int sig)
     (void)sig;
     worker_stop = 1;
     FCGX_ShutdownPending();
-}
-
-static void worker_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_term; /* no SA_RESTART: accept() returns EINTR */
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
 }
 
 static long read_body(void *ctx, char *buf, size_t n)
@@ -98,17 +84,10 @@ static void handle(struct app *app, FCGX_Request *rq, arena_t *arena)
 int worker_run(const struct cc_config *cfg, int listen_fd, const struct flag_keys *keys)
 {
     log_set_role("worker");
-    worker_signals();
-    struct cc_error err = {0};
-    struct app app = {.cfg = cfg, .keys = keys};
-    app.store = store_open(cfg, &err);
-    app.backend = backend_open(cfg->backend, cfg, &err);
-    if (app.store == NULL || app.backend == NULL) {
-        log_error("worker: cannot start: %s", err_message(&err));
-        store_close(app.store);
-        backend_close(app.backend);
+    child_signals(on_term);
+    struct app app;
+    if (child_open(&app, cfg, keys, "worker") < 0)
         return 1;
-    }
     FCGX_Request rq;
     FCGX_InitRequest(&rq, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
     arena_t *arena = arena_new(64 * 1024);
@@ -119,7 +98,6 @@ int worker_run(const struct cc_config *cfg, int listen_fd, const struct flag_key
     }
     FCGX_Free(&rq, 0);
     arena_free(arena);
-    store_close(app.store);
-    backend_close(app.backend);
+    child_close(&app);
     return 0;
 }
