@@ -13,7 +13,7 @@ die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 CC_PACKAGES="autoconf automake libtool pkg-config make gcc libc6-dev
  libfcgi-dev libjansson-dev libmariadb-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
  nginx mariadb-server mariadb-client docker.io busybox-static python3 ca-certificates
- iproute2 procps valgrind cppcheck"
+ iproute2 procps valgrind cppcheck openssl"
 
 cc_packages() {
     local missing=() p

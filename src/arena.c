@@ -60,13 +60,17 @@ void arena_free(arena_t *a)
 
 void arena_reset(arena_t *a)
 {
-    /* Keep the oldest block (the last in the list): it is the usual size. */
+    /* Keep the oldest block (the last in the list): it is the usual size.
+     * Every byte handed out is wiped first: a request's secrets (the flag
+     * in an engine request, a revealed flag) never outlive it in memory. */
     struct block *b = a->head;
     while (b->next != NULL) {
         struct block *next = b->next;
+        explicit_bzero(b->data, b->used);
         free(b);
         b = next;
     }
+    explicit_bzero(b->data, b->used);
     b->used = 0;
     a->head = b;
     a->total = 0;

@@ -13,7 +13,8 @@ typedef struct arena arena_t;
 
 arena_t *arena_new(size_t block_size);
 void arena_free(arena_t *a);
-/* Returns the arena to empty, keeping its first block for the next request. */
+/* Returns the arena to empty, keeping its first block for the next request;
+ * everything handed out is wiped first (secrets do not outlive a request). */
 void arena_reset(arena_t *a);
 /* Zeroed memory, aligned for any type; aborts on exhaustion (nothing to recover). */
 void *arena_alloc(arena_t *a, size_t n);

@@ -16,6 +16,7 @@ struct curlx {
     char *tcp_host;  /* NULL for a unix socket */
     char *unix_path; /* NULL for tcp */
     long timeout_s;
+    char errbuf[CURL_ERROR_SIZE]; /* libcurl's detail (e.g. OpenSSL's reason); never a body */
 };
 
 /* Where a reply body goes while it arrives. */
@@ -101,6 +102,7 @@ static int curlx_setup(struct curlx *cx, const char *ca, const char *cert, const
     cx->headers = h;
     int bad = 0;
     bad |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cx->errbuf) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, cx->headers) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, connect_s) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT, cx->timeout_s) != CURLE_OK;
@@ -203,8 +205,10 @@ static int curlx_fail(const struct curlx *cx, CURLcode rc, const struct curlx_si
     if (s->over || rc == CURLE_FILESIZE_EXCEEDED)
         return err_set(err, ERR_INTERNAL, "engine reply larger than %zu bytes",
                        CURLX_MAX_REPLY);
-    return err_set(err, ERR_ENGINE_UNAVAILABLE, "engine connection failed: %s",
-                   curl_easy_strerror(rc));
+    /* With TLS 1.3 a refused client certificate shows up only as a failed
+     * send or receive: libcurl's error buffer carries OpenSSL's reason. */
+    return err_set(err, ERR_ENGINE_UNAVAILABLE, "engine connection failed: %s%s%.120s",
+                   curl_easy_strerror(rc), cx->errbuf[0] ? ": " : "", cx->errbuf);
 }
 
 int curlx_request(struct curlx *cx, arena_t *a, const char *method, const char *path,
@@ -225,6 +229,7 @@ int curlx_request(struct curlx *cx, arena_t *a, const char *method, const char *
     curlx_set_method(cx->curl, method, payload ? payload : "", plen);
     curl_easy_setopt(cx->curl, CURLOPT_URL, arena_printf(a, "%s%s", cx->base, path));
     curl_easy_setopt(cx->curl, CURLOPT_WRITEDATA, &sink);
+    cx->errbuf[0] = '\0';
     CURLcode rc = curl_easy_perform(cx->curl);
     /* Forget the payload: it may carry a flag, and the handle outlives it. */
     curl_easy_setopt(cx->curl, CURLOPT_POSTFIELDS, NULL);

@@ -382,7 +382,9 @@ static int one_shot(const char *what)
             rc = 0;
         reaper_print(&rep, stdout);
         if (rc)
-            fprintf(stderr, "ctfd-containers: reconcile failed: %s\n", err_message(&err));
+            fprintf(stderr, "ctfd-containers: reconcile failed: %s\n",
+                    err.code != ERR_OK ? err_message(&err)
+                                       : "the engine or the database did not answer (see the log)");
         arena_free(a);
         backend_close(app.backend);
     }

@@ -491,6 +491,25 @@ def token_auth(site):
 
 
 @case
+def reconcile_once_removes_orphan(site):
+    """--reconcile-once removes an engine object with our labels and no live row, and says so"""
+    name = f"{site.app.options['site']}-99999"
+    sh("docker", "run", "-d", "--name", name, "--label", "ctfd-containers.instance=99999",
+       "--label", f"ctfd-containers.site={site.app.options['site']}", "-e", "FLAG=x",
+       "ctfd-containers/demo-web:latest")
+    try:
+        r = site.app.run("--reconcile-once")
+        check("orphans removed 1" in r.stdout, f"report: {r.stdout!r}")
+        eq(sh("docker", "ps", "-a", "-q", "--filter", f"name=^{name}$").stdout.strip(), "",
+           "the orphan is gone")
+        r = site.client.call("GET", "/api/v1/admin/containers/status", ADMIN)
+        eq(r.status, 200, "status route")
+        check("orphans_removed" in r.data["last_reconcile"], f"stored report {r.data}")
+    finally:
+        sh("docker", "rm", "-f", name, check=False)
+
+
+@case
 def nothing_leaked(site):
     """at the end: no live rows, no engine objects, no ports held; no flag in the log"""
     eq(site.db.live_count(), 0, "live rows")
