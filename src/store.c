@@ -25,7 +25,7 @@ enum stmt_id {
     Q_END, Q_PORTS_FREE, Q_FLAG_RETIRE, Q_EXTEND, Q_LIST, Q_LIST_COUNT, Q_IDS_EXPIRED,
     Q_IDS_STALE, Q_IDS_LIVE, Q_EVENT, Q_STATUS_SET, Q_STATUS_GET, Q_SCHEMA_GET, Q_SCHEMA_SET,
     Q_LOCK_MIGRATE, Q_UNLOCK_MIGRATE, Q_PING, Q_ACCOUNT_RESTORE, Q_PORTS_ENDED, Q_END_IF_STATE,
-    Q_LOCK_LIVE_STATE,
+    Q_LOCK_LIVE_STATE, Q_READ_LIVE,
     Q__MAX
 };
 
@@ -124,6 +124,9 @@ static const char *const sql[Q__MAX] = {
                        "updated_at = ?, end_reason = ? WHERE id = ? AND live = 1 AND state = ?",
     [Q_LOCK_LIVE_STATE] = "SELECT state FROM container_instances WHERE id = ? AND live = 1 "
                           "FOR UPDATE",
+    [Q_READ_LIVE] = "SELECT " INSTANCE_COLS " FROM container_instances i WHERE "
+                    "i.account_kind = ? AND i.account_id = ? AND i.challenge_id = ? "
+                    "AND i.live = 1",
     [Q_PORTS_ENDED] = "SELECT DISTINCT p.instance_id FROM container_ports p "
                       "LEFT JOIN container_instances i ON i.id = p.instance_id "
                       "WHERE i.live IS NULL LIMIT 500",
@@ -137,7 +140,7 @@ static const char *const stmt_names[Q__MAX] = {
     "end", "ports_free", "flag_retire", "extend", "list", "list_count", "ids_expired",
     "ids_stale", "ids_live", "event", "status_set", "status_get", "schema_get", "schema_set",
     "lock_migrate", "unlock_migrate", "ping", "account_restore", "ports_ended", "end_if_state",
-    "lock_live_state",
+    "lock_live_state", "read_live",
 };
 
 struct store {
@@ -710,7 +713,10 @@ int store_find_live(struct store *s, arena_t *a, const char *kind, int64_t accou
                     int64_t challenge_id, struct instance *out, bool *found, struct cc_error *err)
 {
     struct result r;
-    if (EXEC(s, a, Q_FIND_LIVE, &r, err, AS(kind), AI(account_id), AI(challenge_id)) < 0)
+    /* Locking read inside a transaction; a plain read for lookups outside one
+     * (a status poll must never wait behind a start's row locks). */
+    enum stmt_id id = s->in_tx ? Q_FIND_LIVE : Q_READ_LIVE;
+    if (EXEC(s, a, id, &r, err, AS(kind), AI(account_id), AI(challenge_id)) < 0)
         return -1;
     *found = r.nrows > 0;
     if (*found)

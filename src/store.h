@@ -118,7 +118,8 @@ int store_lock_capacity(struct store *s, struct cc_error *err);
 int store_count_live_account(struct store *s, const char *kind, int64_t account_id, int64_t *n,
                              struct cc_error *err);
 int store_count_live_total(struct store *s, int64_t *n, struct cc_error *err);
-/* The account's live container for a challenge, locked FOR UPDATE. */
+/* The account's live container for a challenge; locked FOR UPDATE when
+ * called inside a transaction, a plain read otherwise. */
 int store_find_live(struct store *s, arena_t *a, const char *kind, int64_t account_id,
                     int64_t challenge_id, struct instance *out, bool *found, struct cc_error *err);
 int store_get_instance(struct store *s, arena_t *a, int64_t id, struct instance *out, bool *found,
