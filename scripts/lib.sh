@@ -9,11 +9,12 @@ CC_BUILD=${CC_BUILD:-$CC_ROOT/build}
 step() { echo "==> [${SECONDS}s] $*"; }
 die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 
-# Debian packages: the build, the tests, nginx, MariaDB, Docker.
+# Debian packages: the build, the tests, nginx, MariaDB, Docker, and curl for
+# the try-it lines that scripts/run and the README print.
 CC_PACKAGES="autoconf automake libtool pkg-config make gcc libc6-dev
  libfcgi-dev libjansson-dev libmariadb-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
  nginx mariadb-server mariadb-client docker.io busybox-static python3 ca-certificates
- iproute2 procps valgrind cppcheck openssl"
+ iproute2 procps valgrind cppcheck openssl curl"
 
 cc_packages() {
     local missing=() p
