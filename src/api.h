@@ -38,6 +38,16 @@ void api_admin_stop(struct ctx *c);
 void api_admin_stop_all(struct ctx *c);
 void api_admin_flag(struct ctx *c);
 void api_admin_status(struct ctx *c);
+/* The HTML admin page (admin_page.c). */
+void admin_page_list(struct ctx *c);
+void admin_page_events(struct ctx *c);
+void admin_page_stop_all_confirm(struct ctx *c);
+void admin_page_stop_all(struct ctx *c);
+void admin_page_extend(struct ctx *c);
+void admin_page_stop(struct ctx *c);
+void admin_page_flag(struct ctx *c);
+/* An error as an HTML page in the admin layout (for the router's 404/405). */
+void admin_page_error(struct ctx *c, const struct cc_error *err);
 
 /* Shared by both APIs (api_container.c): a container as JSON. */
 json_t *api_container_json(const struct instance *inst, int64_t max_renewals, int64_t now);

@@ -84,6 +84,13 @@ static const struct opt opts[] = {
     {"site", T_STR, O(site), "ctfd-containers", 0, 0, "", false,
      "this site's name: engine objects are named SITE-ID and labelled ctfd-containers.site=SITE; "
      "sites sharing an engine need different names"},
+    {"ctfd_admin_stylesheets", T_STR, O(ctfd_admin_stylesheets),
+     "/themes/admin/static/assets/main-css-CoszOyzj.css,"
+     "/themes/admin/static/assets/fonts-css-B0NUqHPX.css,"
+     "/themes/admin/static/assets/admin-css-Byz8fAWo.css",
+     0, 0, "URLs", false,
+     "CTFd's admin stylesheets the admin page links (CTFd 3.8.7's; another CTFd release names "
+     "them differently: see its themes/admin/static/assets)"},
     {"max_containers_per_account", T_INT, O(max_containers_per_account), "1", 1, 1000, "", false,
      "live containers per account (team or user), over all challenges"},
     {"max_containers", T_INT, O(max_containers), "0", 0, 1000000, "", false,

@@ -44,7 +44,8 @@ struct cc_config {
     double default_cpus;
     int64_t pids_limit;
     char *cap_add;                /* comma-separated capabilities kept after dropping all */
-    char *site;                   /* names and labels engine objects: many sites, one engine */
+    char *site;
+    char *ctfd_admin_stylesheets; /* CTFd's admin CSS, linked by the admin page */                   /* names and labels engine objects: many sites, one engine */
     /* rules */
     int64_t max_containers_per_account;
     int64_t max_containers;       /* global capacity, 0 = unlimited */

@@ -56,6 +56,8 @@
       "The container engine is unreachable; try again shortly.")                                  \
     X(ERR_DATABASE_UNAVAILABLE, "DATABASE_UNAVAILABLE", 503,                                      \
       "The database is unreachable; try again shortly.")                                          \
+    X(ERR_NONCE_INVALID, "NONCE_INVALID", 403,                                                    \
+      "This form is out of date or did not come from this page; reload it and try again.")       \
     /* Answered by nginx (nginx/ctfd-containers.conf), never by the app: */                      \
     X(ERR_FORBIDDEN, "FORBIDDEN", 403,                                                            \
       "CTFd refused this request (session, token or CSRF nonce).")                                \

@@ -261,6 +261,31 @@ json_t *http_body_json(struct http_req *r, bool allow_empty, struct cc_error *er
     return http_parse_json(r->body, r->body_len, err);
 }
 
+int http_body_form(struct http_req *r, struct http_kv *out, size_t cap, size_t *n,
+                   struct cc_error *err)
+{
+    static const char want[] = "application/x-www-form-urlencoded";
+    *n = 0;
+    if (read_body(r, err) < 0)
+        return -1;
+    if (r->body_len == 0)
+        return 0;
+    if (strncasecmp(r->content_type, want, sizeof(want) - 1) != 0)
+        return err_set(err, ERR_UNSUPPORTED_MEDIA_TYPE, "Send the form as %s.", want);
+    if (memchr(r->body, '\0', r->body_len) != NULL ||
+        http_parse_query(r->arena, r->body, out, cap, n) < 0)
+        return err_set(err, ERR_BAD_REQUEST, "The form is malformed or too long.");
+    return 0;
+}
+
+const char *http_kv_get(const struct http_kv *kv, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(kv[i].key, key) == 0)
+            return kv[i].value;
+    return NULL;
+}
+
 int http_json_id(json_t *obj, const char *field, bool required, int64_t *out,
                  struct cc_error *err)
 {

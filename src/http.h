@@ -84,6 +84,13 @@ int http_query_only(const struct http_req *r, const char *const *allowed, struct
 json_t *http_body_json(struct http_req *r, bool allow_empty, struct cc_error *err);
 /* Parse a JSON object from bytes (exposed for the fuzz target). */
 json_t *http_parse_json(const char *buf, size_t len, struct cc_error *err);
+/* Read the body (once, capped) as application/x-www-form-urlencoded into kv
+ * pairs (percent-decoded, bounded like a query string). An empty body gives
+ * no pairs. */
+int http_body_form(struct http_req *r, struct http_kv *out, size_t cap, size_t *n,
+                   struct cc_error *err);
+/* The value of key among kv pairs; NULL if absent. */
+const char *http_kv_get(const struct http_kv *kv, size_t n, const char *key);
 /* A field of a JSON object as an id (integer, or a string of digits). */
 int http_json_id(json_t *obj, const char *field, bool required, int64_t *out,
                  struct cc_error *err);

@@ -24,7 +24,23 @@ static const struct route routes[] = {
     {"/api/v1/admin/containers/", "", {[M_PATCH] = api_admin_extend, [M_DELETE] = api_admin_stop},
      "PATCH, DELETE"},
     {"/api/v1/admin/containers/", "/flag", {[M_GET] = api_admin_flag}, "GET"},
+    {"/admin/containers", NULL, {[M_GET] = admin_page_list}, "GET"},
+    {"/admin/containers/events", NULL, {[M_GET] = admin_page_events}, "GET"},
+    {"/admin/containers/stop-all", NULL,
+     {[M_GET] = admin_page_stop_all_confirm, [M_POST] = admin_page_stop_all}, "GET, POST"},
+    {"/admin/containers/extend", NULL, {[M_POST] = admin_page_extend}, "POST"},
+    {"/admin/containers/stop", NULL, {[M_POST] = admin_page_stop}, "POST"},
+    {"/admin/containers/flag", NULL, {[M_POST] = admin_page_flag}, "POST"},
 };
+
+/* Under /admin/containers errors are pages; elsewhere JSON. */
+static void fail(struct ctx *c, const struct cc_error *err)
+{
+    if (strncmp(c->req->path, "/admin/containers", 17) == 0)
+        admin_page_error(c, err);
+    else
+        api_fail(c, err);
+}
 
 /* Does path match the route? Sets *id for routes with an id. */
 static bool matches(const struct route *r, const char *path, int64_t *id)
@@ -56,10 +72,10 @@ void router_dispatch(struct ctx *c)
         handler_fn h = c->req->method < M_OTHER ? r->on[c->req->method] : NULL;
         if (h == NULL) {
             err_set(&err, ERR_METHOD_NOT_ALLOWED, "Allowed here: %s.", r->allowed);
-            return api_fail(c, &err);
+            return fail(c, &err);
         }
         return h(c);
     }
     err_set(&err, ERR_NOT_FOUND, NULL);
-    api_fail(c, &err);
+    fail(c, &err);
 }

@@ -25,7 +25,7 @@ enum stmt_id {
     Q_END, Q_PORTS_FREE, Q_FLAG_RETIRE, Q_EXTEND, Q_LIST, Q_LIST_COUNT, Q_IDS_EXPIRED,
     Q_IDS_STALE, Q_IDS_LIVE, Q_EVENT, Q_STATUS_SET, Q_STATUS_GET, Q_SCHEMA_GET, Q_SCHEMA_SET,
     Q_LOCK_MIGRATE, Q_UNLOCK_MIGRATE, Q_PING, Q_ACCOUNT_RESTORE, Q_PORTS_ENDED, Q_END_IF_STATE,
-    Q_LOCK_LIVE_STATE, Q_READ_LIVE,
+    Q_LOCK_LIVE_STATE, Q_READ_LIVE, Q_LIST_DESC, Q_LIVE_BY_CHALLENGE, Q_EVENTS, Q_EVENTS_COUNT,
     Q__MAX
 };
 
@@ -100,6 +100,23 @@ static const char *const sql[Q__MAX] = {
                "FROM container_instances i " NAME_JOINS LIST_FILTER
                " ORDER BY i.deadline ASC, i.id ASC LIMIT ? OFFSET ?",
     [Q_LIST_COUNT] = "SELECT COUNT(*) FROM container_instances i" LIST_FILTER,
+    [Q_LIST_DESC] = "SELECT " INSTANCE_COLS ", COALESCE(t.name, u.name, ''), COALESCE(c.name, '') "
+                    "FROM container_instances i " NAME_JOINS LIST_FILTER
+                    " ORDER BY i.deadline DESC, i.id DESC LIMIT ? OFFSET ?",
+    [Q_LIVE_BY_CHALLENGE] = "SELECT i.challenge_id, COALESCE(c.name, ''), COUNT(*) "
+                            "FROM container_instances i "
+                            "LEFT JOIN challenges c ON c.id = i.challenge_id WHERE i.live = 1 "
+                            "GROUP BY i.challenge_id, c.name ORDER BY COUNT(*) DESC, "
+                            "i.challenge_id LIMIT 200",
+    [Q_EVENTS] = "SELECT e.id, e.at, e.kind, e.actor_user_id, COALESCE(au.name, ''), "
+                 "e.instance_id, e.account_kind, e.account_id, COALESCE(t.name, u.name, ''), "
+                 "e.challenge_id, COALESCE(c.name, ''), e.detail FROM container_events e "
+                 "LEFT JOIN users au ON au.id = e.actor_user_id "
+                 "LEFT JOIN teams t ON e.account_kind = 'team' AND t.id = e.account_id "
+                 "LEFT JOIN users u ON e.account_kind = 'user' AND u.id = e.account_id "
+                 "LEFT JOIN challenges c ON c.id = e.challenge_id "
+                 "WHERE (? = '' OR e.kind = ?) ORDER BY e.id DESC LIMIT ? OFFSET ?",
+    [Q_EVENTS_COUNT] = "SELECT COUNT(*) FROM container_events e WHERE (? = '' OR e.kind = ?)",
     [Q_IDS_EXPIRED] = "SELECT id FROM container_instances WHERE live = 1 AND state = 'running' "
                       "AND deadline <= ? ORDER BY deadline LIMIT 200",
     [Q_IDS_STALE] = "SELECT id FROM container_instances WHERE live = 1 AND state = ? "
@@ -140,7 +157,7 @@ static const char *const stmt_names[Q__MAX] = {
     "end", "ports_free", "flag_retire", "extend", "list", "list_count", "ids_expired",
     "ids_stale", "ids_live", "event", "status_set", "status_get", "schema_get", "schema_set",
     "lock_migrate", "unlock_migrate", "ping", "account_restore", "ports_ended", "end_if_state",
-    "lock_live_state", "read_live",
+    "lock_live_state", "read_live", "list_desc", "live_by_challenge", "events", "events_count",
 };
 
 struct store {
@@ -976,8 +993,8 @@ int store_list(struct store *s, arena_t *a, const struct instance_filter *f,
     if (count(s, Q_LIST_COUNT, cargs, 6, total, err) < 0)
         return -1;
     struct result r;
-    if (EXEC(s, a, Q_LIST, &r, err, FILTER_ARGS(f, st), AI(f->per_page),
-             AI((f->page - 1) * f->per_page)) < 0)
+    if (EXEC(s, a, f->newest_deadline_first ? Q_LIST_DESC : Q_LIST, &r, err, FILTER_ARGS(f, st),
+             AI(f->per_page), AI((f->page - 1) * f->per_page)) < 0)
         return -1;
     *rows = arena_alloc(a, sizeof(struct instance) * (r.nrows ? r.nrows : 1));
     *n = r.nrows;
@@ -1158,4 +1175,51 @@ int store_migrate(struct store *s, FILE *report, struct cc_error *err)
     EXEC0(s, a, Q_UNLOCK_MIGRATE, &r, &ignore);
     arena_free(a);
     return rc;
+}
+
+int store_live_by_challenge(struct store *s, arena_t *a, struct challenge_count **rows, size_t *n,
+                            struct cc_error *err)
+{
+    struct result r;
+    if (EXEC0(s, a, Q_LIVE_BY_CHALLENGE, &r, err) < 0)
+        return -1;
+    *rows = arena_alloc(a, sizeof(**rows) * (r.nrows ? r.nrows : 1));
+    *n = r.nrows;
+    for (size_t i = 0; i < r.nrows; i++) {
+        (*rows)[i].challenge_id = col_i64(&r.rows[i], 0, 0);
+        (*rows)[i].challenge_name = col_str(&r.rows[i], 1) ? col_str(&r.rows[i], 1) : "";
+        (*rows)[i].live = col_i64(&r.rows[i], 2, 0);
+    }
+    return 0;
+}
+
+int store_events(struct store *s, arena_t *a, const char *kind, int64_t page, int64_t per_page,
+                 struct event **rows, size_t *n, int64_t *total, struct cc_error *err)
+{
+    const char *k = kind ? kind : "";
+    struct arg cargs[] = {AS(k), AS(k)};
+    if (count(s, Q_EVENTS_COUNT, cargs, 2, total, err) < 0)
+        return -1;
+    struct result r;
+    if (EXEC(s, a, Q_EVENTS, &r, err, AS(k), AS(k), AI(per_page), AI((page - 1) * per_page)) < 0)
+        return -1;
+    *rows = arena_alloc(a, sizeof(**rows) * (r.nrows ? r.nrows : 1));
+    *n = r.nrows;
+    for (size_t i = 0; i < r.nrows; i++) {
+        struct row *w = &r.rows[i];
+        struct event *e = &(*rows)[i];
+        e->id = col_i64(w, 0, 0);
+        e->at = col_i64(w, 1, 0);
+        e->kind = col_str(w, 2) ? col_str(w, 2) : "";
+        e->actor_user_id = col_i64(w, 3, 0);
+        e->actor_name = col_str(w, 4) ? col_str(w, 4) : "";
+        e->instance_id = col_i64(w, 5, 0);
+        e->account_kind = col_str(w, 6);
+        e->account_id = col_i64(w, 7, 0);
+        e->account_name = col_str(w, 8) ? col_str(w, 8) : "";
+        e->challenge_id = col_i64(w, 9, 0);
+        e->challenge_name = col_str(w, 10) ? col_str(w, 10) : "";
+        e->detail = col_str(w, 11) ? col_str(w, 11) : "";
+    }
+    return 0;
 }

@@ -183,6 +183,7 @@ struct instance_filter {
     int64_t account_id;       /* 0 = any */
     const char *state;        /* NULL/"live" = live rows */
     int64_t page, per_page;
+    bool newest_deadline_first; /* default: least time left first */
 };
 int store_list(struct store *s, arena_t *a, const struct instance_filter *f,
                struct instance **rows, size_t *n, int64_t *total, struct cc_error *err);
@@ -192,6 +193,32 @@ int store_ids_expired(struct store *s, arena_t *a, int64_t now, int64_t **ids, s
 int store_ids_stale(struct store *s, arena_t *a, const char *state, int64_t before,
                     int64_t **ids, size_t *n, struct cc_error *err);
 int store_ids_live(struct store *s, arena_t *a, int64_t **ids, size_t *n, struct cc_error *err);
+
+struct challenge_count {
+    int64_t challenge_id;
+    const char *challenge_name;
+    int64_t live;
+};
+/* Live containers per challenge, most first. */
+int store_live_by_challenge(struct store *s, arena_t *a, struct challenge_count **rows, size_t *n,
+                            struct cc_error *err);
+
+struct event {
+    int64_t id, at;
+    const char *kind;          /* flag_reveal, admin_stop, admin_extend, admin_stop_all, flag_share */
+    int64_t actor_user_id;     /* 0 = none */
+    const char *actor_name;
+    int64_t instance_id;       /* 0 = none */
+    const char *account_kind;  /* NULL = none */
+    int64_t account_id;
+    const char *account_name;
+    int64_t challenge_id;
+    const char *challenge_name;
+    const char *detail;
+};
+/* Events newest first; kind NULL or "" = every kind. */
+int store_events(struct store *s, arena_t *a, const char *kind, int64_t page, int64_t per_page,
+                 struct event **rows, size_t *n, int64_t *total, struct cc_error *err);
 
 int store_event(struct store *s, const char *kind, int64_t actor_user_id, int64_t instance_id,
                 const char *account_kind, int64_t account_id, int64_t challenge_id,

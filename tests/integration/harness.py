@@ -400,9 +400,17 @@ class Reply:
         return f"<{self.status} {self.raw[:300]!r}>"
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 303 is an answer to check (the admin page's post/redirect/get), not to follow."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
 class Client:
     def __init__(self, port):
         self.base = f"http://127.0.0.1:{port}"
+        self.opener = urllib.request.build_opener(_NoRedirect)
 
     def call(self, method, path, user=None, body=None, token=False, csrf=True, headers=None,
              raw=None, content_type="application/json", timeout=60):
@@ -423,7 +431,7 @@ class Client:
             h["Content-Type"] = content_type
         req = urllib.request.Request(self.base + path, data=data, method=method, headers=h)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+            with self.opener.open(req, timeout=timeout) as r:
                 return Reply(r.status, dict(r.headers), r.read().decode("utf-8", "replace"))
         except urllib.error.HTTPError as e:
             return Reply(e.code, dict(e.headers), e.read().decode("utf-8", "replace"))
