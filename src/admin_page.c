@@ -94,6 +94,16 @@ static const char *utc(arena_t *a, int64_t t)
                         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+/* "07:13:20": the date is in the cell's title (events of one event day). */
+static const char *clock_of(arena_t *a, int64_t t)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (t <= 0 || gmtime_r(&tt, &tm) == NULL)
+        return "";
+    return arena_printf(a, "%02d:%02d:%02d", tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
 static const char *duration(arena_t *a, int64_t s)
 {
     if (s >= 3600)
@@ -189,15 +199,31 @@ static void pagination(struct ctx *c, struct tpl_ctx *t, const char *path,
                   page >= pages);
 }
 
+static uint64_t memo_generation = 1;
+
 static int64_t max_renewals_of(struct ctx *c, int64_t challenge_id)
 {
+    /* A page lists many containers of few challenges: remember the answers
+     * within one render (memo_generation moves on with every page) instead
+     * of a query per row. */
+    static struct {
+        uint64_t generation;
+        int64_t id, max;
+    } memo[8];
+    size_t slot = (size_t)challenge_id % 8;
+    if (memo[slot].generation == memo_generation && memo[slot].id == challenge_id)
+        return memo[slot].max;
     struct ctfd_challenge ch;
     bool found;
     struct cc_error err;
+    int64_t max = c->app->cfg->max_renewals;
     if (store_challenge(c->app->store, c->arena, challenge_id, &ch, &found, &err) == 0 && found &&
         ch.max_renewals >= 0)
-        return ch.max_renewals;
-    return c->app->cfg->max_renewals;
+        max = ch.max_renewals;
+    memo[slot].generation = memo_generation;
+    memo[slot].id = challenge_id;
+    memo[slot].max = max;
+    return max;
 }
 
 static void row(struct ctx *c, struct tpl_ctx *t, const struct instance *i)
@@ -217,8 +243,11 @@ static void row(struct ctx *c, struct tpl_ctx *t, const struct instance *i)
     tpl_set(r, "short_id", i->engine_id ? arena_strndup(c->arena, i->engine_id, 12) : "");
     tpl_set(r, "image", i->image ? i->image : "");
     tpl_set(r, "backend", i->backend ? i->backend : "");
-    tpl_set(r, "started", utc(c->arena, i->started_at ? i->started_at : i->created_at));
+    int64_t started = i->started_at ? i->started_at : i->created_at;
+    tpl_set(r, "started", utc(c->arena, started));
+    tpl_set(r, "started_time", clock_of(c->arena, started));
     tpl_set(r, "deadline", utc(c->arena, i->deadline));
+    tpl_set(r, "deadline_time", clock_of(c->arena, i->deadline));
     tpl_set(r, "left", i->live ? duration(c->arena, left) : "0s");
     tpl_set(r, "left_class", i->live && left < 300 ? "cc-left-low" : "");
     tpl_set_int(r, "renewals", i->renewals);
@@ -318,6 +347,7 @@ void admin_page_list(struct ctx *c)
     struct instance *rows;
     size_t n;
     int64_t total;
+    memo_generation++;
     if (admin(c, &err) < 0 || list_query(c, &q, &err) < 0 ||
         store_list(c->app->store, c->arena, &q.f, &rows, &n, &total, &err) < 0)
         return error_page(c, &err);
@@ -491,6 +521,7 @@ static void audit(struct ctx *c, const char *kind, const struct instance *i, con
 
 void admin_page_extend(struct ctx *c)
 {
+    memo_generation++;
     struct cc_error err = {0};
     struct http_kv form[HTTP_MAX_PARAMS];
     size_t nform;

@@ -24,6 +24,7 @@ class Auth:
         self.teams = {}
         self.calls = 0
         self.fail_with = None  # e.g. 502 to simulate CTFd down
+        self.default_user = None  # screenshots only: no cookie means this user
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         server.daemon_threads = True
         self.server = server
@@ -70,6 +71,8 @@ class Auth:
                 if m:
                     return int(m.group(1)), True
                 m = re.search(r"(?:^|;\s*)session=s(\d+)(?:;|$)", self.headers.get("Cookie", ""))
+                if m is None and auth.default_user is not None:
+                    return auth.default_user, True
                 return (int(m.group(1)), False) if m else (None, False)
 
             def _answer(self, status, headers=None):
@@ -90,7 +93,7 @@ if __name__ == "__main__":
 
     auth = Auth.__new__(Auth)
     auth.admins = {int(a) for a in sys.argv[2:]}
-    auth.teams, auth.calls, auth.fail_with = {}, 0, None
+    auth.teams, auth.calls, auth.fail_with, auth.default_user = {}, 0, None, None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Auth._handler(auth))
     server.daemon_threads = True
     try:

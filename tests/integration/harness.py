@@ -157,7 +157,8 @@ class Database:
                 self.sql(fh.read())
 
     def sql(self, text, db=""):
-        args = ["mariadb", "--socket", MYSQL_SOCKET, "-uroot", "--batch", "--skip-column-names"]
+        args = ["mariadb", "--socket", MYSQL_SOCKET, "-uroot", "--batch", "--skip-column-names",
+                "--default-character-set=utf8mb4"]
         if db is not None:
             args.append(db or self.name)
         return sh(*args, input=text).stdout
@@ -323,6 +324,7 @@ pid {dir}/nginx.pid;
 error_log {dir}/nginx-error.log warn;
 events {{ worker_connections 1024; }}
 http {{
+    include /etc/nginx/mime.types;
     access_log {dir}/nginx-access.log;
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
@@ -334,6 +336,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         include {srcdir}/nginx/ctfd-containers.conf;
+        {extra}
         location / {{ return 404 'CTFd stand-in'; }}
     }}
 }}
@@ -341,7 +344,7 @@ http {{
 
 
 class Nginx:
-    def __init__(self, workdir, app_socket, auth_port):
+    def __init__(self, workdir, app_socket, auth_port, extra=""):
         if not os.path.exists(NGINX):
             raise Skip("nginx is not installed")
         try:
@@ -355,7 +358,7 @@ class Nginx:
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as fh:
             fh.write(NGINX_CONF.format(dir=self.dir, auth_port=auth_port, socket=app_socket,
-                                       port=self.port, srcdir=SRCDIR))
+                                       port=self.port, srcdir=SRCDIR, extra=extra))
         sh(NGINX, "-t", "-q", "-p", self.dir, "-c", conf)
         self.proc = subprocess.Popen([NGINX, "-p", self.dir, "-c", conf],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -474,7 +477,7 @@ def connection_of(reply):
 class Site:
     """Database + app + stand-in auth + nginx, torn down together."""
 
-    def __init__(self, tag, **app_options):
+    def __init__(self, tag, nginx_extra="", **app_options):
         require_engine_and_images()
         from fake_ctfd_auth import Auth
         self.workdir = tempfile.mkdtemp(prefix=f"cc-{tag}-")
@@ -484,7 +487,7 @@ class Site:
             self.auth = Auth()
             self.app = App(self.workdir, self.db, **app_options)
             self.app.start()
-            self.nginx = Nginx(self.workdir, self.app.socket, self.auth.port)
+            self.nginx = Nginx(self.workdir, self.app.socket, self.auth.port, nginx_extra)
         except BaseException:
             self.close()  # a failed setup leaves no database, process or directory behind
             raise
