@@ -34,6 +34,33 @@ static void set_stylesheets(struct tpl_ctx *t, arena_t *a, const char *list)
     }
 }
 
+/* A fragment (a row, the pagination, the empty state) rendered by the engine
+ * from our own template, for the page to insert with tpl_set_raw(). A failure
+ * is a bug in a template: the page then answers 500 (see page()). */
+static bool fragment_failed;
+
+static const char *fragment(struct ctx *c, const char *name, const struct tpl_ctx *t)
+{
+    char err[256];
+    strbuf_t sb;
+    sb_init(&sb, c->arena);
+    if (tpl_render(t, tpl_get(name), &sb, err, sizeof(err)) < 0) {
+        log_error("admin page: template %s: %s", name, err);
+        fragment_failed = true;
+        return "";
+    }
+    return sb_str(&sb);
+}
+
+static void empty_state(struct ctx *c, struct tpl_ctx *t, bool empty, const char *heading,
+                        const char *text)
+{
+    struct tpl_ctx *e = tpl_ctx_new(c->arena);
+    tpl_set(e, "heading", heading);
+    tpl_set(e, "text", text);
+    tpl_set_raw(t, "empty_html", empty ? fragment(c, "empty.html", e) : "");
+}
+
 /* Render a content template, then the layout around it. */
 static void page(struct ctx *c, int status, const char *heading, const char *name,
                  struct tpl_ctx *content)
@@ -48,10 +75,12 @@ static void page(struct ctx *c, int status, const char *heading, const char *nam
     tpl_set(layout, "heading", heading);
     tpl_set(layout, "version", PACKAGE_VERSION);
     tpl_set_flag(layout, "team_mode", c->id.settings.team_mode);
-    if (tpl_render(content, tpl_get(name), &body, err, sizeof(err)) < 0 ||
+    if (fragment_failed || tpl_render(content, tpl_get(name), &body, err, sizeof(err)) < 0 ||
         (tpl_set_raw(layout, "content", sb_str(&body)),
          tpl_render(layout, tpl_get("layout.html"), &html, err, sizeof(err)) < 0)) {
-        log_error("admin page: template %s: %s", name, err);
+        if (!fragment_failed)
+            log_error("admin page: template %s: %s", name, err);
+        fragment_failed = false;
         status = 500;
         sb_init(&html, c->arena);
         sb_puts(&html, "<!DOCTYPE html><title>Error</title><p>The page could not be rendered.</p>");
@@ -181,12 +210,14 @@ static void add_page_link(struct tpl_ctx *t, const char *label, const char *href
 
 /* Previous, a window of page numbers around the current one, next. */
 static void pagination(struct ctx *c, struct tpl_ctx *t, const char *path,
-                       const struct list_query *q, int64_t total)
+                       const struct list_query *q, int64_t total, const char *noun)
 {
     int64_t pages = (total + q->f.per_page - 1) / q->f.per_page, page = q->f.page;
+    tpl_set_raw(t, "pagination_html", "");
     if (pages <= 1 && page == 1)
         return;
-    struct tpl_ctx *p = tpl_add_item(t, "pagination");
+    struct tpl_ctx *p = tpl_ctx_new(c->arena);
+    tpl_set(p, "noun", noun);
     tpl_set_int(p, "total", total);
     tpl_set_int(p, "page", page);
     tpl_set_int(p, "pages_total", pages);
@@ -197,6 +228,7 @@ static void pagination(struct ctx *c, struct tpl_ctx *t, const char *path,
                       i == page, false);
     add_page_link(p, "Next", page_href(c, path, q, page < pages ? page + 1 : pages), false,
                   page >= pages);
+    tpl_set_raw(t, "pagination_html", fragment(c, "pagination.html", p));
 }
 
 static uint64_t memo_generation = 1;
@@ -226,9 +258,11 @@ static int64_t max_renewals_of(struct ctx *c, int64_t challenge_id)
     return max;
 }
 
-static void row(struct ctx *c, struct tpl_ctx *t, const struct instance *i)
+static void row(struct ctx *c, strbuf_t *rows, const struct instance *i)
 {
-    struct tpl_ctx *r = tpl_add_item(t, "rows");
+    struct tpl_ctx *r = tpl_ctx_new(c->arena);
+    const char *n = http_param(c->req, "CTFD_NONCE");
+    tpl_set(r, "nonce", n ? n : "");
     int64_t left = lifecycle_seconds_left(i->deadline, c->now);
     tpl_set_int(r, "id", i->id);
     tpl_set(r, "account_href", account_href(c->arena, i->account_kind, i->account_id));
@@ -260,6 +294,7 @@ static void row(struct ctx *c, struct tpl_ctx *t, const struct instance *i)
         tpl_set(tpl_add_item(r, "ports"), "connection",
                 json_string_value(json_object_get(json_array_get(ports, k), "connection")));
     json_decref(j);
+    sb_puts(rows, fragment(c, "container_row.html", r));
 }
 
 /* After a 303, the page says what happened: fixed texts chosen by a key, and
@@ -358,15 +393,18 @@ void admin_page_list(struct ctx *c)
     tpl_set(t, "account_word", c->id.settings.team_mode ? "Team" : "User");
     notice(c, t);
     filters(c, t, &q);
+    strbuf_t html;
+    sb_init(&html, c->arena);
     for (size_t i = 0; i < n; i++)
-        row(c, t, &rows[i]);
+        row(c, &html, &rows[i]);
+    tpl_set_raw(t, "rows_html", sb_str(&html));
     tpl_set_flag(t, "has_rows", n > 0);
-    tpl_set_flag(t, "empty", n == 0);
-    tpl_set(t, "empty_text", total > 0 ? "This page is past the last one."
-                             : strcmp(q.f.state, "live") == 0
-                                 ? "No team or user has a live container matching these filters."
-                                 : "No container matches these filters.");
-    pagination(c, t, "/admin/containers", &q, total);
+    empty_state(c, t, n == 0, "No containers here",
+                total > 0 ? "This page is past the last one."
+                : strcmp(q.f.state, "live") == 0
+                    ? "No team or user has a live container matching these filters."
+                    : "No container matches these filters.");
+    pagination(c, t, "/admin/containers", &q, total, "container(s)");
     page(c, 200, "Containers", "containers.html", t);
 }
 
@@ -449,8 +487,10 @@ void admin_page_events(struct ctx *c)
     for (size_t i = 0; i < n; i++)
         event_row(c, t, &rows[i]);
     tpl_set_flag(t, "has_rows", n > 0);
-    tpl_set_flag(t, "empty", n == 0);
-    pagination(c, t, "/admin/containers/events", &q, total);
+    empty_state(c, t, n == 0, total > 0 ? "No events here" : "No events yet",
+                total > 0 ? "This page is past the last one."
+                          : "Flag sharing and admin actions appear here, newest first.");
+    pagination(c, t, "/admin/containers/events", &q, total, "event(s)");
     page(c, 200, "Container events", "events.html", t);
 }
 
