@@ -41,7 +41,9 @@ static void send_response(FCGX_Request *rq, struct http_resp *w)
     char head[1024];
     int n = snprintf(head, sizeof(head),
                      "Status: %s\r\nContent-Type: %s\r\nCache-Control: no-store\r\n"
-                     "X-Content-Type-Options: nosniff\r\n",
+                     "X-Content-Type-Options: nosniff\r\n"
+                     /* the admin page's forms must not be framed (clickjacking) */
+                     "X-Frame-Options: DENY\r\nReferrer-Policy: same-origin\r\n",
                      http_status_line(w->status), w->content_type);
     if (w->location && n < (int)sizeof(head))
         n += snprintf(head + n, sizeof(head) - (size_t)n, "Location: %s\r\n", w->location);

@@ -110,6 +110,7 @@ def empty_state(site):
     check("/admin/challenges" in p.links and "/admin/users" in p.links, "CTFd's admin navigation")
     check(any("main-css" in (l or "") for l in []) or "main-css" in r.raw, "CTFd's admin CSS linked")
     eq(p.ids.get("cc-live-total"), "0", "count")
+    eq(r.headers.get("X-Frame-Options"), "DENY", "never framed (its forms change state)")
 
 
 @case
