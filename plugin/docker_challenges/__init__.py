@@ -1,23 +1,36 @@
-"""CTFd plugin `docker_challenges`: per-team challenge instances served by the instancer service.
+"""CTFd plugin `docker_challenges`: the CTFd side of ctfd-containers.
 
-`load(app)` only wires things up. The plugin keeps no state of its own beyond the challenge
-columns and three settings, starts no thread, and talks to the service over HTTP only.
+- the challenge type `docker` (table `docker_challenge`, the contract the C application reads;
+  created by the plugin's migration), with admin forms that check the settings exactly as the
+  application will;
+- flag checks against the application's per-container flags (`container_flags`), static flags
+  still accepted, another account's flag refused and recorded;
+- the identity endpoint nginx asks before every request to the application
+  (/plugins/docker_challenges/auth);
+- the player view (Start, Extend, Revert, Stop, connection info, countdown), which talks to the
+  application's /api/v1/container through nginx;
+- the admin menu entry "Containers" (/admin/containers, a page the application serves).
+
+The plugin talks to no service and starts nothing: it shares CTFd's database with the app.
 """
 
-from CTFd.api import CTFd_API_v1
 from CTFd.plugins import register_admin_plugin_menu_bar, register_plugin_assets_directory
 from CTFd.plugins.challenges import CHALLENGE_CLASSES
+from CTFd.plugins.migrations import upgrade
 
-from . import admin, api, schema
-from .challenge_type import PLUGIN_DIR, DockerChallengeType
+from . import auth
+from .challenge_type import PLUGIN_DIR, DockerChallengeType, FlagCheckUnavailable, unavailable_answer
 
 
 def load(app):
-    schema.ensure(app.db)  # the docker_challenge table and its later columns, on any database
+    from CTFd.api import CTFd_API_v1  # importing it needs an app: CTFd loads plugins inside one
+
+    upgrade(plugin_name=PLUGIN_DIR)  # SQLite: create_all(); others: migrations/
     CHALLENGE_CLASSES["docker"] = DockerChallengeType
-    app.jinja_env.globals["docker_challenges_dir"] = PLUGIN_DIR  # for the forms' shared include
+    CTFd_API_v1.errorhandler(FlagCheckUnavailable)(unavailable_answer)
+    app.jinja_env.globals["docker_challenges_dir"] = PLUGIN_DIR  # the forms' shared include
     register_plugin_assets_directory(app, base_path=f"/plugins/{PLUGIN_DIR}/assets/")
-    CTFd_API_v1.add_namespace(api.namespace(), "/containers")
-    CTFd_API_v1.add_namespace(admin.namespace(), "/docker_admin")
-    app.register_blueprint(admin.blueprint(PLUGIN_DIR))
-    register_admin_plugin_menu_bar("Instances", "/admin/docker_challenges")
+    app.register_blueprint(auth.blueprint())
+    # Answer the auth endpoint before CTFd's own before_request hooks (see auth.py).
+    app.before_request_funcs.setdefault(None, []).insert(0, auth.preempt)
+    register_admin_plugin_menu_bar("Containers", "/admin/containers")

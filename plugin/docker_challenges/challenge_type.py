@@ -1,25 +1,41 @@
-"""The `docker` challenge type: CTFd's BaseChallenge, with the challenge definition kept in
-step with the service and flags checked by the service (static flags count too)."""
+"""The `docker` challenge type: CTFd's BaseChallenge plus the container settings and flags.
+
+Create/update check the settings exactly as the C application will (validate.py) and answer
+a sentence naming the field when one is wrong. attempt() looks the submission up among the
+containers' flags first (flagcheck.py) and falls back to the challenge's static flags.
+"""
 
 import logging
+from collections import namedtuple
 
 from CTFd.exceptions.challenges import ChallengeCreateException, ChallengeUpdateException
-from CTFd.models import Flags, db
-from CTFd.plugins.challenges import BaseChallenge, ChallengeResponse, calculate_value
-from CTFd.plugins.dynamic_challenges.decay import DECAY_FUNCTIONS
-from CTFd.plugins.flags import FlagException, get_flag_class
-from flask import abort
+from CTFd.models import db
+from CTFd.plugins.challenges import BaseChallenge, ChallengeResponse
+from CTFd.utils import config as ctfd_config
+from CTFd.utils.user import get_current_user, is_admin
+from flask import has_request_context
+from sqlalchemy.exc import SQLAlchemyError
 
-from . import config
-from .client import ServiceError
+from . import flagcheck, validate
 from .models import DockerChallenge
-from .owners import current_owner
-from .spec import SpecError, service_id, split_form, to_service_spec
 
 log = logging.getLogger(__name__)
-#: the folder this plugin was installed as (CTFd.plugins.<folder>), so no name is hard-wired
+#: the folder this plugin is installed as (CTFd.plugins.<folder>)
 PLUGIN_DIR = __name__.split(".")[-2]
 ASSETS = f"/plugins/{PLUGIN_DIR}/assets/"
+
+_Form = namedtuple("_Form", ["form"])
+
+
+class FlagCheckUnavailable(Exception):
+    """The container flags could not be looked up: the attempt is answered 503 and not counted
+    (see `unavailable_answer`, registered on CTFd's API in load())."""
+
+
+def unavailable_answer(exc):
+    # CTFd's attempt envelope, so the core theme shows the sentence under the flag input.
+    message = "Your flag could not be checked right now; please submit it again in a moment."
+    return {"success": False, "data": {"status": "unavailable", "message": message}}, 503
 
 
 class DockerChallengeType(BaseChallenge):
@@ -31,121 +47,89 @@ class DockerChallengeType(BaseChallenge):
         "view": ASSETS + "view.html",
     }
     scripts = {
-        "create": ASSETS + "create.js",
-        "update": ASSETS + "update.js",
+        "create": ASSETS + "admin.js",
+        "update": ASSETS + "admin.js",
         "view": ASSETS + "view.js",
     }
     challenge_model = DockerChallenge
 
     @classmethod
     def create(cls, request):
-        core, docker = _form(request, ChallengeCreateException)
-        core.pop("type", None)
-        for attr in ("initial", "minimum", "decay"):  # blank when scoring is static
-            if core.get(attr) in ("", None):
-                core.pop(attr, None)
-        challenge = DockerChallenge(**core, **docker)
-        if challenge.function in DECAY_FUNCTIONS:
-            if core.get("value") and not core.get("initial"):
-                challenge.initial = core["value"]
-            for attr in ("initial", "minimum", "decay"):
-                if getattr(challenge, attr) is None:
-                    raise ChallengeCreateException(f"Missing '{attr}' but function is {challenge.function}")
-        db.session.add(challenge)
-        db.session.flush()  # an id, for the service's challenge id
-        return _save(challenge, ChallengeCreateException)
+        data = _checked(request, creating=True, error=ChallengeCreateException)
+        return super().create(_Form(data))
 
     @classmethod
     def read(cls, challenge):
         data = super().read(challenge)
-        # Players see how long an instance lives; never the image, template or resources.
-        try:
-            lifetime = to_service_spec(challenge).get("lifetime") or {}
-        except SpecError:  # a stored advanced spec that no longer parses: the form's figures
-            lifetime = {}
-        data["docker"] = {
-            "lifetime": lifetime.get("seconds", challenge.docker_lifetime),
-            "max_extensions": lifetime.get("max_extensions", challenge.docker_max_extensions),
-        }
+        # read() is what players get for the challenge: the container settings only for admins.
+        if has_request_context() and is_admin():
+            data["docker"] = {
+                key: (str(v) if key == "cpus" and v is not None else v)
+                for key, v in ((k, getattr(challenge, k)) for k in DockerChallenge.SETTINGS)
+            }
         return data
 
     @classmethod
     def update(cls, challenge, request):
-        core, docker = _form(request, ChallengeUpdateException)
-        for attr, given in {**core, **docker}.items():
-            value = given
-            if attr in ("initial", "minimum", "decay"):
-                try:
-                    value = float(given)
-                except (TypeError, ValueError) as exc:
-                    raise ChallengeUpdateException(f"Invalid input for '{attr}'") from exc
-            setattr(challenge, attr, value)
-        return _save(challenge, ChallengeUpdateException)
-
-    @classmethod
-    def delete(cls, challenge):
-        try:
-            config.admin_client().delete_challenge(service_id(challenge.id))
-        except ServiceError as exc:
-            if exc.code != "CHALLENGE_NOT_FOUND":
-                # CTFd's delete endpoint has no error channel; the service keeps a stale
-                # definition, which `instancer challenge delete ctfd-<id>` removes.
-                log.warning(
-                    "docker challenge %s deleted in CTFd but not in the service: %s", challenge.id, exc.code
-                )
-        super().delete(challenge)
+        data = _checked(request, creating=False, error=ChallengeUpdateException)
+        return super().update(challenge, _Form(data))
 
     @classmethod
     def attempt(cls, challenge, request):
         data = request.form or request.get_json()
-        submission = str(data.get("submission", "")).strip()
-        for flag in Flags.query.filter_by(challenge_id=challenge.id).all():
+        submission = data["submission"].strip()
+        user = get_current_user()
+        if user is not None:
+            if ctfd_config.is_teams_mode():
+                kind, account_id = "team", user.team_id
+            else:
+                kind, account_id = "user", user.id
+            # An admin's preview (?preview=true) checks a flag but is not a submission.
+            preview = bool(request.args.get("preview")) and is_admin()
             try:
-                if get_flag_class(flag.type).compare(flag, submission):
-                    return ChallengeResponse(status="correct", message="Correct")
-            except FlagException as exc:
-                return ChallengeResponse(status="incorrect", message=str(exc))
-        owner = current_owner()
-        if owner is None or not submission:
-            return ChallengeResponse(status="incorrect", message="Incorrect")
-        try:
-            verdict = config.platform_client().verify(service_id(challenge.id), owner, submission[:1024])
-        except ServiceError as exc:
-            log.warning("flag check for challenge %s failed: %s", challenge.id, exc.code)
-            # Not "incorrect": that would record a wrong submission against the team's attempts.
-            abort(503, "The instance service is unavailable, so your flag could not be checked; try again.")
-        if verdict.get("correct"):
-            return ChallengeResponse(status="correct", message="Correct")
-        # A shared flag is simply wrong for the submitter; admins see the sharing event.
-        return ChallengeResponse(status="incorrect", message="Incorrect")
+                verdict = flagcheck.check(
+                    db.session,
+                    submission,
+                    challenge.id,
+                    kind,
+                    account_id,
+                    user.id,
+                    record=not preview,
+                )
+            except SQLAlchemyError:
+                db.session.rollback()
+                log.exception("docker_challenges: flag lookup failed for challenge %s", challenge.id)
+                verdict = None
+            if verdict is None:
+                # The lookup failed: a static flag may still be right; otherwise do not count
+                # a wrong attempt that was never judged.
+                response = super().attempt(challenge, request)
+                if response.status == "correct":
+                    return response
+                raise FlagCheckUnavailable()
+            if verdict.status != "unknown":
+                return ChallengeResponse(status=verdict.status, message=verdict.message)
+        return super().attempt(challenge, request)
 
 
-def _form(request, error):
-    """(core fields, docker fields) of the admin's form, or `error` saying what is wrong."""
+def _checked(request, creating, error):
+    """The request's fields with the container settings checked and converted."""
+    given = request.form or request.get_json() or {}
+    if not isinstance(given, dict) and not hasattr(given, "items"):
+        raise error("Send the challenge's fields as a JSON object.")
+    data = dict(given)
     try:
-        return split_form(dict(request.form or request.get_json()))
-    except SpecError as exc:
-        raise error(str(exc)) from exc
-
-
-def _save(challenge, error):
-    """Push the definition to the service, then commit (a refusal rolls everything back)."""
-    _push(challenge, error)
-    db.session.commit()
-    return calculate_value(challenge) if challenge.function in DECAY_FUNCTIONS else challenge
-
-
-def _push(challenge, error):
-    """Store the challenge's definition in the service, or fail the admin's request with why."""
-    try:
-        spec = to_service_spec(challenge)
-        config.admin_client().put_challenge(service_id(challenge.id), spec)
-    except SpecError as exc:
+        settings = validate.clean(data, creating=creating)
+    except validate.SettingError as exc:
         db.session.rollback()
-        raise error(str(exc)) from exc
-    except ServiceError as exc:
-        db.session.rollback()
-        detail = "; ".join(f"{e['loc']}: {e['message']}" for e in exc.details.get("errors", []))
-        raise error(
-            f"The instance service refused the challenge ({exc.code}): {exc.message} {detail}".strip()
-        ) from exc
+        raise error(str(exc)) from None
+    for key in data:
+        if key not in settings and not _is_model_attribute(key):
+            db.session.rollback()
+            raise error(f"Unknown field '{key}'.")
+    data.update(settings)
+    return data
+
+
+def _is_model_attribute(key):
+    return not key.startswith("_") and key != "SETTINGS" and hasattr(DockerChallenge, key)

@@ -1,7 +1,9 @@
-"""The `docker` challenge: a CTFd challenge plus what the instancer service needs to run it.
+"""The `docker` challenge: CTFd's polymorphic subtype table `docker_challenge`.
 
-Columns carry a `docker_` prefix so they never clash with `Challenges` columns (CTFd 3.8.1
-added initial/minimum/decay/function to the base table; the dynamic plugin had to rename).
+Its columns are the contract with the C application (docs/schema.md, "docker_challenge: the
+contract with the plugin"), which reads them at every start, revert, extend and status. On
+SQLite CTFd creates the table from this model (`create_all`); on MariaDB, MySQL and PostgreSQL
+the plugin's migration (migrations/) does, with the same columns. Keep both in step.
 """
 
 from CTFd.models import Challenges, db
@@ -10,24 +12,37 @@ from CTFd.models import Challenges, db
 class DockerChallenge(Challenges):
     __tablename__ = "docker_challenge"
     __mapper_args__ = {"polymorphic_identity": "docker"}
-    id = db.Column(db.Integer, db.ForeignKey("challenges.id", ondelete="CASCADE"), primary_key=True)
-    docker_image = db.Column(db.String(255), nullable=False, default="")
-    #: exposed ports, "8080/http, 9000/tcp"
-    docker_ports = db.Column(db.String(255), nullable=False, default="")
-    docker_flag_template = db.Column(db.String(256), nullable=False, default="flag{{{hex:32}}}")
-    docker_flag_env = db.Column(db.String(128), nullable=False, default="FLAG")
-    docker_flag_file = db.Column(db.String(255), nullable=False, default="")
-    docker_lifetime = db.Column(db.Integer, nullable=False, default=3600)
-    docker_extension = db.Column(db.Integer, nullable=False, default=3600)
-    docker_max_extensions = db.Column(db.Integer, nullable=False, default=5)
-    docker_max_remaining = db.Column(db.Integer, nullable=False, default=7200)
-    docker_memory_mib = db.Column(db.Integer, nullable=False, default=256)
-    docker_cpus = db.Column(db.Float, nullable=False, default=0.5)
-    docker_pids = db.Column(db.Integer, nullable=False, default=256)
-    #: live instances of this challenge at most (0: only the service's global capacity)
-    docker_capacity = db.Column(db.Integer, nullable=False, default=0)
-    #: a JSON object merged over the spec the fields above make (egress, pool, placement,
-    #: several containers...); "" or NULL for none. Added after the first release: schema.py
-    #: adds it to tables made before, where old rows hold NULL (nullable, so that one ALTER
-    #: works on SQLite, PostgreSQL and MySQL alike: MySQL allows no literal default on TEXT).
-    docker_spec_extra = db.Column(db.Text, nullable=True, default="")
+    id = db.Column(
+        db.Integer,
+        db.ForeignKey("challenges.id", ondelete="CASCADE", name="docker_challenge_ibfk_1"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    #: the image to run; must already be on the engine (the app never pulls)
+    image = db.Column(db.String(255), nullable=False)
+    #: comma-separated PORT/PROTO, PROTO http or tcp, e.g. "80/http,1337/tcp"
+    ports = db.Column(db.String(255), nullable=False)
+    #: e.g. "CTF{<hex:32>}" (syntax in src/flag.c; checked by validate.check_flag_template)
+    flag_template = db.Column(db.String(255), nullable=False)
+    #: the environment variable the container gets its flag in
+    flag_env = db.Column(db.String(64), nullable=False, default="FLAG", server_default="FLAG")
+    #: NULL: the application's defaults (default_memory_mb, default_cpus, timeout_seconds,
+    #: max_renewals, backend)
+    memory_mb = db.Column(db.Integer, nullable=True)
+    cpus = db.Column(db.Numeric(5, 2), nullable=True)
+    lifetime_seconds = db.Column(db.Integer, nullable=True)
+    max_renewals = db.Column(db.Integer, nullable=True)
+    backend = db.Column(db.String(16), nullable=True)
+
+    #: the columns above besides id, in table order
+    SETTINGS = (
+        "image",
+        "ports",
+        "flag_template",
+        "flag_env",
+        "memory_mb",
+        "cpus",
+        "lifetime_seconds",
+        "max_renewals",
+        "backend",
+    )

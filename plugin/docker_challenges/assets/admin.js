@@ -1,135 +1,223 @@
-// Admin "Instances" page: every instance, filters, pagination, extend/stop, stop all of a
-// challenge, and the flag-sharing events; refreshed every 5 s. Names are user-controlled,
-// so everything is inserted as text, never as HTML.
+// Admin create/update forms of a `docker` challenge (CTFd 3.8 admin theme).
+//
+// - The ports line becomes a list editor (PORT + http|tcp per row) that writes the line back,
+//   so CTFd's own form serialisation sends `ports` as the C application reads it.
+// - The flag template is checked as you type with the rules of src/flag.c (the server checks
+//   again with the same rules and has the last word); an invalid one blocks the form's submit
+//   with the reason shown at the field.
+// Loaded once on the update page and on every choice of the type on the create page: each
+// fieldset is set up once.
 (function () {
-  let page = 1;
-  const $ = (id) => document.getElementById(id);
+  "use strict";
 
-  function call(method, path) {
-    return CTFd.fetch(path, { method: method }).then((r) =>
-      r.json().catch(() => ({ success: false, error: { code: "SERVICE_UNAVAILABLE", message: "no answer" } }))
-    );
-  }
+  const MAX_PORTS = 8;
+  const BITS = { hex: 4.0, alnum: 5.954196310386875, lower: 5.169925001442312 };
 
-  function cell(row, text) {
-    const td = document.createElement("td");
-    td.textContent = text === null || text === undefined ? "" : String(text);
-    row.appendChild(td);
-    return td;
-  }
-
-  function button(label, kind, onclick) {
-    const b = document.createElement("button");
-    b.className = "btn btn-sm btn-outline-" + kind + " mr-1";
-    b.textContent = label;
-    b.onclick = onclick;
-    return b;
-  }
-
-  function showError(response) {
-    const box = $("admin-error");
-    if (response.success) {
-      box.classList.add("d-none");
-      return false;
-    }
-    const e = response.error || {};
-    box.textContent = (e.code || "ERROR") + ": " + (e.message || "");
-    box.classList.remove("d-none");
-    return true;
-  }
-
-  function minutes(seconds) {
-    const m = Math.floor(seconds / 60);
-    return m + ":" + String(seconds % 60).padStart(2, "0");
-  }
-
-  function query() {
-    const params = new URLSearchParams({ page: page, per_page: 25 });
-    if ($("filter-challenge").value) params.set("challenge_id", $("filter-challenge").value);
-    if ($("filter-state").value) params.set("state", $("filter-state").value);
-    return params.toString();
-  }
-
-  function loadInstances() {
-    return call("GET", "/api/v1/docker_admin/instances?" + query()).then((response) => {
-      if (showError(response)) return;
-      const body = $("instances-table").querySelector("tbody");
-      body.replaceChildren();
-      response.data.items.forEach((i) => {
-        const row = document.createElement("tr");
-        row.dataset.instance = i.id;
-        cell(row, i.owner_info.name + " (" + i.owner + ")");
-        cell(row, i.challenge_info.name);
-        cell(row, i.state);
-        cell(row, i.connection.map((c) => c.url || c.command).join(" "));
-        cell(row, ["starting", "running"].includes(i.state) ? minutes(i.remaining_seconds) : "");
-        cell(row, i.extensions_used + " used, " + i.extensions_left + " left");
-        const actions = cell(row, "");
-        if (["starting", "running"].includes(i.state)) {
-          actions.appendChild(button("Extend", "primary", () => call("POST", "/api/v1/docker_admin/instances/" + i.id + "/extend").then(refresh)));
-          actions.appendChild(button("Stop", "danger", () => call("DELETE", "/api/v1/docker_admin/instances/" + i.id).then(refresh)));
-        }
-        body.appendChild(row);
-      });
-      const pages = Math.max(1, Math.ceil(response.data.total / response.data.per_page));
-      const nav = $("pages");
-      nav.replaceChildren();
-      for (let n = 1; n <= pages; n++) {
-        const li = document.createElement("li");
-        li.className = "page-item" + (n === page ? " active" : "");
-        const a = document.createElement("a");
-        a.className = "page-link";
-        a.href = "#";
-        a.textContent = n;
-        a.onclick = (ev) => {
-          ev.preventDefault();
-          page = n;
-          refresh();
-        };
-        li.appendChild(a);
-        nav.appendChild(li);
+  // Same checks, order and messages as src/flag.c (validate.check_flag_template), then the
+  // plugin's blank rule; {bits, length} when valid, {error} when not.
+  function checkTemplate(t) {
+    const bytes = new TextEncoder().encode(t);
+    if (bytes.length === 0) return { error: "flag template: empty; use e.g. CTF{<hex:32>}" };
+    if (bytes.length > 255) return { error: "flag template: " + bytes.length + " bytes; at most 255 are allowed" };
+    for (let i = 0; i < bytes.length; i++) {
+      const c = bytes[i];
+      if (c < 0x20 || c > 0x7e) {
+        return { error: "flag template: byte 0x" + c.toString(16).padStart(2, "0") + " at position " + i + " is not printable ASCII" };
       }
-    });
+    }
+    let pos = 0, length = 0, bits = 0;
+    while (pos < t.length) {
+      if (t[pos] === ">") {
+        return { error: "flag template: '>' at position " + pos + " is outside a placeholder; '<' and '>' cannot be literals" };
+      }
+      if (t[pos] === "<") {
+        let end = pos + 1;
+        while (end < t.length && t[end] !== "<" && t[end] !== ">") end++;
+        if (end >= t.length || t[end] !== ">") {
+          return { error: "flag template: unclosed '<' at position " + pos + "; a placeholder ends with '>' and '<' cannot be a literal" };
+        }
+        const body = t.slice(pos + 1, end);
+        const colon = body.indexOf(":");
+        const name = colon < 0 ? body : body.slice(0, colon);
+        if (!Object.prototype.hasOwnProperty.call(BITS, name)) {
+          return { error: "flag template: unknown placeholder '" + name.slice(0, 32) + "' at position " + pos + "; use <hex:N>, <alnum:N> or <lower:N>" };
+        }
+        if (colon < 0) {
+          return { error: "flag template: placeholder at position " + pos + " has no ':N' length (e.g. <" + name + ":16>)" };
+        }
+        const digits = body.slice(colon + 1);
+        if (!/^[1-9][0-9]{0,2}$/.test(digits) || Number(digits) > 128) {
+          return { error: "flag template: length '" + digits.slice(0, 16) + "' at position " + pos + " must be a number from 1 to 128" };
+        }
+        length += Number(digits);
+        bits += Number(digits) * BITS[name];
+        pos = end + 1;
+      } else {
+        let end = pos;
+        while (end < t.length && t[end] !== "<" && t[end] !== ">") end++;
+        length += end - pos;
+        pos = end;
+      }
+    }
+    if (length > 255) return { error: "flag template: a flag could be " + length + " characters; at most 255 are allowed" };
+    if (bits < 64) {
+      const shown = Math.trunc(bits * 100) / 100;
+      return { error: "flag template: only " + shown + " random bits; at least 64 are required (e.g. <hex:16>)" };
+    }
+    // The plugin's own rule (validate.check_template_field): CTFd strips submissions.
+    if (t !== t.replace(/^ +| +$/g, "")) {
+      return { error: "flag template: starts or ends with a blank; CTFd strips blanks around a submission, so such a flag could never be submitted" };
+    }
+    return { bits: bits, length: length };
   }
 
-  function loadShares() {
-    return call("GET", "/api/v1/docker_admin/flag-shares?per_page=50").then((response) => {
-      if (!response.success) return;
-      const body = $("shares-table").querySelector("tbody");
-      body.replaceChildren();
-      response.data.items.forEach((s) => {
-        const row = document.createElement("tr");
-        cell(row, new Date(s.created_at).toLocaleString());
-        cell(row, s.submitter_info.name + " (" + s.submitter + ")");
-        cell(row, s.flag_owner_info.name + " (" + s.flag_owner + ")");
-        cell(row, s.challenge_info.name);
-        cell(row, s.instance);
-        body.appendChild(row);
+  function parsePorts(line) {
+    return line
+      .split(",")
+      .map((item) => item.trim())
+      .filter((item) => item !== "")
+      .map((item) => {
+        const m = /^([0-9]+)\/(http|tcp)$/.exec(item);
+        return m ? { port: m[1], proto: m[2] } : { port: item.replace(/\/.*/, ""), proto: /tcp/.test(item) ? "tcp" : "http" };
       });
+  }
+
+  function element(tag, attrs, children) {
+    const el = document.createElement(tag);
+    Object.keys(attrs || {}).forEach((k) => {
+      if (k === "text") el.textContent = attrs[k];
+      else el.setAttribute(k, attrs[k]);
+    });
+    (children || []).forEach((c) => el.appendChild(c));
+    return el;
+  }
+
+  function setupPorts(fieldset) {
+    const line = fieldset.querySelector("input[name=ports]");
+    const box = fieldset.querySelector(".docker-port-rows");
+    const status = fieldset.querySelector(".docker-ports-status");
+    if (!line || !box) return;
+    line.type = "hidden"; // the rows below edit it
+    let rows = parsePorts(line.value);
+    if (rows.length === 0) rows = [{ port: "", proto: "http" }];
+
+    function write() {
+      line.value = rows
+        .filter((r) => String(r.port).trim() !== "")
+        .map((r) => String(r.port).trim() + "/" + r.proto)
+        .join(",");
+      const seen = {};
+      let problem = "";
+      rows.forEach((r, i) => {
+        const p = String(r.port).trim();
+        if (p === "") return;
+        if (!/^[0-9]+$/.test(p) || Number(p) < 1 || Number(p) > 65535) problem = "Port " + (i + 1) + ": a number from 1 to 65535.";
+        else if (seen[Number(p)]) problem = "Port " + Number(p) + " is listed twice; list each container port once.";
+        seen[Number(p)] = true;
+      });
+      if (!problem && line.value === "") problem = "At least one port is required.";
+      status.textContent = problem;
+      // Keep the browser from submitting a list the server would refuse.
+      const first = box.querySelector("input");
+      if (first) first.setCustomValidity(problem);
+    }
+
+    function render() {
+      box.replaceChildren();
+      rows.forEach((r, i) => {
+        const port = element("input", {
+          type: "number", min: "1", max: "65535", step: "1", class: "form-control docker-port",
+          placeholder: "port", "aria-label": "Container port " + (i + 1),
+        });
+        port.value = r.port;
+        port.addEventListener("input", () => {
+          r.port = port.value;
+          write();
+        });
+        const proto = element("select", { class: "form-control custom-select docker-proto", "aria-label": "Protocol of port " + (i + 1) }, [
+          element("option", { value: "http", text: "http (a link)" }),
+          element("option", { value: "tcp", text: "tcp (nc host port)" }),
+        ]);
+        proto.value = r.proto;
+        proto.addEventListener("change", () => {
+          r.proto = proto.value;
+          write();
+        });
+        const remove = element("button", { type: "button", class: "btn btn-outline-danger", title: "Remove this port", text: "Remove" });
+        remove.disabled = rows.length === 1;
+        remove.addEventListener("click", () => {
+          rows.splice(i, 1);
+          render();
+        });
+        box.appendChild(
+          element("div", { class: "input-group mb-2 docker-port-row" }, [
+            port,
+            element("div", { class: "input-group-append" }, [proto, remove]),
+          ])
+        );
+      });
+      if (rows.length < MAX_PORTS) {
+        const add = element("button", { type: "button", class: "btn btn-sm btn-outline-secondary docker-port-add", text: "Add a port" });
+        add.addEventListener("click", () => {
+          rows.push({ port: "", proto: "tcp" });
+          render();
+          const inputs = box.querySelectorAll("input.docker-port");
+          inputs[inputs.length - 1].focus();
+        });
+        box.appendChild(add);
+      }
+      write();
+    }
+    render();
+  }
+
+  function setupTemplate(fieldset) {
+    const input = fieldset.querySelector("input[name=flag_template]");
+    const status = fieldset.querySelector(".docker-template-status");
+    if (!input || !status) return;
+    function check() {
+      const r = checkTemplate(input.value);
+      if (r.error) {
+        status.className = "form-text docker-template-status text-danger";
+        status.textContent = r.error;
+        input.setCustomValidity(r.error);
+      } else {
+        status.className = "form-text docker-template-status text-muted";
+        status.textContent = Math.floor(r.bits) + " random bits; flags of up to " + r.length + " characters.";
+        input.setCustomValidity("");
+      }
+    }
+    input.addEventListener("input", check);
+    check();
+  }
+
+  function setupLifetime(fieldset) {
+    const input = fieldset.querySelector("input[name=lifetime_seconds]");
+    const hint = fieldset.querySelector(".docker-lifetime-hint");
+    if (!input || !hint) return;
+    function show() {
+      const s = Number(input.value);
+      if (!input.value || !(s > 0)) {
+        hint.textContent = "";
+        return;
+      }
+      const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+      hint.textContent = "= " + (h ? h + " h " : "") + (m || !h ? m + " min" : "") + (s % 60 ? " " + (s % 60) + " s" : "");
+    }
+    input.addEventListener("input", show);
+    show();
+  }
+
+  function setup() {
+    document.querySelectorAll("fieldset[data-docker-fields]").forEach((fieldset) => {
+      if (fieldset.dataset.dockerReady) return;
+      fieldset.dataset.dockerReady = "1";
+      setupPorts(fieldset);
+      setupTemplate(fieldset);
+      setupLifetime(fieldset);
     });
   }
 
-  function refresh() {
-    return Promise.all([loadInstances(), loadShares()]).then(() => {
-      $("refreshed").textContent = "Refreshed " + new Date().toLocaleTimeString();
-    });
-  }
-
-  function boot() {
-    $("apply-filter").onclick = () => {
-      page = 1;
-      refresh();
-    };
-    $("stop-challenge").onclick = () => {
-      const id = $("filter-challenge").value;
-      if (!id) return alert("Enter a challenge id in the filter first.");
-      if (!confirm("Stop every instance of challenge " + id + "?")) return;
-      call("DELETE", "/api/v1/docker_admin/instances?challenge_id=" + encodeURIComponent(id)).then(refresh);
-    };
-    refresh();
-    setInterval(refresh, 5000);
-  }
-
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);
-  else boot();
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", setup);
+  else setup();
 })();

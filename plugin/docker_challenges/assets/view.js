@@ -1,221 +1,383 @@
-// Player view of a `docker` challenge: Start / Extend / Revert / Stop of the team's own
-// instance, its connection info with copy buttons and a live countdown. Loaded by the core
-// theme on every open of the challenge (and, harmlessly, on the admin "new challenge" page).
+// Player view of a `docker` challenge (CTFd 3.8 core theme, Alpine 3).
+//
+// Registers the Alpine component `dockerContainer` used by view.html. It talks to the
+// container application through nginx with CTFd.fetch (which sends the session's CSRF nonce):
+//   GET    /api/v1/container?challenge_id=N   status ({} when there is none)
+//   POST   /api/v1/container {challenge_id}   start, or revert when one is live
+//   PATCH  /api/v1/container?challenge_id=N   extend
+//   DELETE /api/v1/container?challenge_id=N   stop
+// Polling is bounded: every 5 s while the container is starting or stopping (at most 3
+// minutes), and nothing at all once the challenge window is closed. The countdown runs
+// locally from seconds_left.
+//
+// This script is loaded again on every opening of a challenge, and also by the admin pages
+// (new challenge, preview), so it only defines things and must not fail there.
 (function () {
-  // This script is loaded again on every open: stop the countdown of the previous load.
-  if (window.__dockerChallengeTimer) clearInterval(window.__dockerChallengeTimer);
+  "use strict";
+
   const internal = CTFd._internal.challenge;
   internal.data = undefined;
   internal.renderer = null; // TODO: remove with CTFd 4.0, like the stock view.js
   internal.render = null;
   internal.preRender = function () {};
-  internal.postRender = function () {
-    // The view is injected by Alpine after this runs: wait for it.
-    setTimeout(docker.refresh, 0);
-  };
+  internal.postRender = function () {};
+  // The core theme submits through its Alpine component; this is for older themes.
   internal.submit = function (preview) {
     const body = {
-      challenge_id: parseInt(CTFd.lib.$("#challenge-id").val()),
+      challenge_id: parseInt(CTFd.lib.$("#challenge-id").val(), 10),
       submission: CTFd.lib.$("#challenge-input").val(),
     };
-    const params = preview ? "?preview=true" : "";
-    return CTFd.fetch("/api/v1/challenges/attempt" + params, {
+    return CTFd.fetch("/api/v1/challenges/attempt" + (preview ? "?preview=true" : ""), {
       method: "POST",
       body: JSON.stringify(body),
     }).then((r) => r.json());
   };
 
-  const MESSAGES = {
-    INSTANCE_LIMIT_REACHED: "You already run an instance of another challenge.",
-    COOLDOWN: "Please wait a few seconds before starting or reverting again.",
-    EXTENSION_TOO_SOON: "Extended too recently; try again later.",
-    EXTENSION_LIMIT_REACHED: "No extensions left for this instance.",
-    CAPACITY_REACHED: "All instances are in use right now. Try again in a few minutes.",
-    SERVICE_UNAVAILABLE: "The instance service is unavailable. Try again later.",
-    ENGINE_UNAVAILABLE: "The instance service is unavailable. Try again later.",
-    INSTANCE_START_FAILED: "The instance failed to start. Try again, or tell the organisers.",
-    INSTANCE_NOT_RUNNING: "The instance is not running.",
-    INSTANCE_NOT_FOUND: "You have no running instance of this challenge.",
-    CTF_NOT_RUNNING: "The CTF is not running.",
+  const POLL_MS = 5000;
+  const MAX_POLLS = 36; // 3 minutes of "starting"/"stopping"
+
+  // Every error code of docs/api.md (and the ones nginx answers), as a sentence for a player.
+  const SENTENCES = {
+    BAD_REQUEST: "The request was not understood. Reload the page and try again.",
+    INVALID_JSON: "The request was not understood. Reload the page and try again.",
+    INVALID_FIELD: "The request was not understood. Reload the page and try again.",
+    CONFIRM_REQUIRED: "Confirm that every container should stop.",
+    NOT_AUTHENTICATED: "Log in to CTFd first.",
+    FORBIDDEN: "CTFd refused this request; your session may have expired. Reload the page and try again.",
+    AUTH_UNAVAILABLE: "CTFd could not confirm who you are. Try again in a few seconds.",
+    APP_UNAVAILABLE: "The container service is not answering. Try again in a few seconds.",
+    USER_BANNED: "Your account is banned.",
+    USER_HIDDEN: "Your account is hidden, so it cannot use containers. Ask the organisers.",
+    TEAM_REQUIRED: "Join or create a team first.",
+    TEAM_BANNED: "Your team is banned.",
+    TEAM_HIDDEN: "Your team is hidden, so it cannot use containers. Ask the organisers.",
+    EMAIL_UNVERIFIED: "Confirm your email address first.",
+    ADMIN_REQUIRED: "Only admins may do this.",
+    NONCE_INVALID: "This page is out of date. Reload it and try again.",
+    CTF_NOT_STARTED: "The CTF has not started yet.",
+    CTF_ENDED: "The CTF is over.",
     CTF_PAUSED: "The CTF is paused.",
-    NO_TEAM: "Join a team first.",
-    RATE_LIMITED: "Too many requests; wait a minute and try again.",
+    CHALLENGE_LOCKED: "This challenge is locked.",
+    PREREQUISITES_UNMET: "Solve this challenge's prerequisites first.",
+    NOT_FOUND: "The container service does not know this request. Reload the page.",
+    CHALLENGE_NOT_FOUND: "This challenge has no container any more. Tell the organisers.",
+    CONTAINER_NOT_FOUND: "There is no running container for this challenge.",
+    METHOD_NOT_ALLOWED: "The container service refused this request. Reload the page and try again.",
+    CONTAINER_LIMIT_REACHED: "You already run as many containers as allowed. Stop one of another challenge first.",
+    RENEWAL_LIMIT_REACHED: "This container cannot be extended any more.",
+    CONTAINER_BUSY: "The container is starting or stopping. Try again in a moment.",
+    BODY_TOO_LARGE: "The request was too large. Reload the page and try again.",
+    UNSUPPORTED_MEDIA_TYPE: "The request was not understood. Reload the page and try again.",
+    COOLDOWN: "Please wait a little before starting, reverting or extending again.",
+    INTERNAL_ERROR: "Something went wrong on the container service. Try again, or tell the organisers.",
+    CHALLENGE_MISCONFIGURED: "This challenge is misconfigured. Tell the organisers.",
+    IMAGE_MISSING: "This challenge's image is missing on the server. Tell the organisers.",
+    START_FAILED: "Your container failed to start. Try again, and tell the organisers if it keeps failing.",
+    CAPACITY_FULL: "All container slots are in use. Try again in a few minutes.",
+    PORTS_EXHAUSTED: "No network port is free right now. Try again later.",
+    ENGINE_UNAVAILABLE: "The container engine cannot be reached. Try again shortly.",
+    DATABASE_UNAVAILABLE: "The database cannot be reached. Try again shortly.",
+  };
+  // Answers without our JSON envelope (a proxy's own error page), by HTTP status.
+  const BY_STATUS = {
+    401: "NOT_AUTHENTICATED",
+    403: "FORBIDDEN",
+    404: null, // the container routes are not set up on this site
+    413: "BODY_TOO_LARGE",
+    429: "COOLDOWN",
+    500: "AUTH_UNAVAILABLE",
+    502: "APP_UNAVAILABLE",
+    503: "APP_UNAVAILABLE",
+    504: "APP_UNAVAILABLE",
   };
 
-  const docker = {
-    timer: null,
-    instance: null,
-    el(id) {
-      return document.getElementById(id);
-    },
-    challengeId() {
-      const box = docker.el("docker-instance");
-      return box ? parseInt(box.dataset.challengeId) : null;
-    },
-    call(method, path, body) {
-      const options = { method: method };
-      if (body) options.body = JSON.stringify(body);
-      return CTFd.fetch(path, options).then((r) =>
-        r
-          .json()
-          .catch(() => ({}))
-          .then((data) => {
-            if (data.success !== undefined) return data;
-            // Not our envelope: CTFd's own rate limiter (429) or a proxy error page.
-            const code = r.status === 429 ? "RATE_LIMITED" : "SERVICE_UNAVAILABLE";
-            return { success: false, error: { code: code, message: data.message || "" } };
-          })
-      );
-    },
-    refresh() {
-      const id = docker.challengeId();
-      if (id === null) return;
-      docker.call("GET", "/api/v1/containers?challenge_id=" + id).then((r) => docker.showFor(id, r));
-    },
-    act(method, path, extra, busyText) {
-      const id = docker.challengeId();
-      docker.busy(busyText);
-      const body = Object.assign({ challenge_id: id }, extra || {});
-      return docker.call(method, path, body).then((r) => docker.showFor(id, r));
-    },
-    showFor(id, response) {
-      // An answer for a challenge whose window has since been closed (or replaced) is dropped.
-      if (docker.challengeId() === id) docker.show(response);
-    },
-    start() {
-      return docker.act("POST", "/api/v1/containers", null, "Starting your instance…");
-    },
-    extend() {
-      return docker.act("PATCH", "/api/v1/containers", null, "Extending…");
-    },
-    revert() {
-      return docker.act("POST", "/api/v1/containers/revert", null, "Reverting to a fresh instance…");
-    },
-    stop(instanceId) {
-      const extra = instanceId ? { instance_id: instanceId } : null;
-      return docker.act("DELETE", "/api/v1/containers", extra, "Stopping…").then(() => {
-        if (instanceId) docker.refresh();
-      });
-    },
-    busy(text) {
-      docker.message("", null);
-      docker.el("docker-status").textContent = text;
-      ["docker-start", "docker-extend", "docker-revert", "docker-stop"].forEach((b) => {
-        const button = docker.el(b);
-        if (button) button.disabled = true;
-      });
-    },
-    show(response) {
-      if (!docker.el("docker-instance")) return; // the modal was closed
-      ["docker-start", "docker-extend", "docker-revert", "docker-stop"].forEach((b) => (docker.el(b).disabled = false));
-      if (!response.success) {
-        docker.error(response.error || {});
-        return;
-      }
-      const instance = response.data.instance;
-      docker.instance = instance && ["starting", "running"].includes(instance.state) ? instance : null;
-      docker.render();
-    },
-    error(error) {
-      const code = error.code || "SERVICE_UNAVAILABLE";
-      const text = MESSAGES[code] || error.message || code;
-      const running = (error.details && error.details.instances) || [];
-      docker.message(text, "warning", running[0]);
-      if (code === "SERVICE_UNAVAILABLE" || code === "ENGINE_UNAVAILABLE") {
-        docker.el("docker-status").textContent = "Unavailable";
-      } else {
-        docker.render();
-      }
-    },
-    message(text, kind, runningInstance) {
-      const box = docker.el("docker-message");
-      if (!box) return;
-      box.className = "alert" + (kind ? " alert-" + kind : " d-none");
-      box.textContent = text;
-      if (runningInstance) {
-        const name = runningInstance.challenge_name || "another challenge";
-        box.textContent = text + " It runs " + name + ". ";
-        const button = document.createElement("button");
-        button.className = "btn btn-sm btn-outline-danger ms-2";
-        button.id = "docker-stop-other";
-        button.textContent = "Stop it";
-        button.onclick = () => docker.stop(runningInstance.id);
-        box.appendChild(button);
-      }
-    },
-    render() {
-      const instance = docker.instance;
-      docker.el("docker-start").classList.toggle("d-none", !!instance);
-      ["docker-extend", "docker-revert", "docker-stop"].forEach((b) => docker.el(b).classList.toggle("d-none", !instance));
-      const list = docker.el("docker-connection");
-      list.replaceChildren();
-      if (!instance) {
-        docker.el("docker-status").textContent = "No instance running.";
-        docker.el("docker-timer").textContent = "";
-        clearInterval(docker.timer);
-        return;
-      }
-      docker.el("docker-status").textContent = instance.state === "running" ? "Running" : "Starting…";
-      instance.connection.forEach((c) => list.appendChild(docker.connectionLine(c)));
-      docker.el("docker-extend").disabled = instance.extensions_left <= 0;
-      docker.countdown(instance);
-    },
-    connectionLine(c) {
-      // One exposed port: the URL or command, other commands that work as well, and a hint
-      // (e.g. that a tcp-tls port needs openssl/ncat --ssl, not plain nc).
-      const item = document.createElement("li");
-      item.className = "mb-2";
-      item.appendChild(docker.copyable(c.url || c.command || c.host + ":" + c.port, !!c.url, "docker-connection-text"));
-      (c.alternatives || []).forEach((alt) => item.appendChild(docker.copyable(alt, false, "docker-connection-alt small")));
-      if (c.hint) {
-        const hint = document.createElement("small");
-        hint.className = "text-muted d-block docker-hint";
-        hint.textContent = c.hint;
-        item.appendChild(hint);
-      }
-      return item;
-    },
-    copyable(text, isUrl, className) {
-      const row = document.createElement("div");
-      row.className = "d-flex align-items-center gap-2 mb-1";
-      const code = document.createElement(isUrl ? "a" : "code");
-      code.className = className;
-      code.textContent = text;
-      if (isUrl) {
-        code.href = text;
-        code.target = "_blank";
-        code.rel = "noopener";
-      }
-      const copy = document.createElement("button");
-      copy.type = "button";
-      copy.className = "btn btn-sm btn-outline-secondary docker-copy";
-      copy.textContent = "Copy";
-      copy.onclick = () => {
-        if (navigator.clipboard) navigator.clipboard.writeText(text);
-        copy.textContent = "Copied";
-      };
-      row.append(code, copy);
-      return row;
-    },
-    countdown(instance) {
-      clearInterval(docker.timer);
-      const ends = Date.now() + instance.remaining_seconds * 1000;
-      const tick = () => {
-        const timer = docker.el("docker-timer");
-        if (!timer) return clearInterval(docker.timer);
-        const left = Math.max(0, Math.round((ends - Date.now()) / 1000));
-        const m = Math.floor(left / 60);
-        const s = String(left % 60).padStart(2, "0");
-        timer.textContent =
-          "Time left: " + m + ":" + s + " · extensions left: " + instance.extensions_left;
-        if (left === 0) {
-          clearInterval(docker.timer);
-          setTimeout(docker.refresh, 2000);
+  // 5400 -> "1 h 30 min", 1800 -> "30 min", 213 -> "3 min 33 s", 45 -> "45 s"
+  function duration(seconds) {
+    seconds = Math.max(0, Math.round(seconds));
+    const h = Math.floor(seconds / 3600);
+    const m = Math.floor((seconds % 3600) / 60);
+    const s = seconds % 60;
+    const parts = [];
+    if (h) parts.push(h + " h");
+    if (m) parts.push(m + " min");
+    if (s && !h) parts.push(s + " s");
+    return parts.length ? parts.join(" ") : "0 s";
+  }
+
+  function explain(status, body) {
+    const code = body && typeof body.code === "string" ? body.code : BY_STATUS[status];
+    let text = code && SENTENCES[code];
+    if (!text) {
+      if (body && typeof body.message === "string" && body.message) text = body.message;
+      else if (status === 404) text = "Containers are not set up on this site. Tell the organisers.";
+      else text = "The container service answered with an error (HTTP " + status + "). Try again.";
+    }
+    const retry = body && Number(body.retry_after);
+    if (retry > 0) text += " You can try again in " + duration(retry) + ".";
+    return text;
+  }
+
+  function storageKey(id) {
+    return "docker-challenges-extend-" + id;
+  }
+
+  function dockerContainer() {
+    return {
+      challengeId: 0,
+      container: null, // the app's container object, or null when there is none
+      loading: true,
+      busy: "", // what is being done, while a request runs
+      error: "",
+      notice: "",
+      copied: -1,
+      now: Date.now(),
+      endsAt: 0,
+      polls: 0,
+      halted: false,
+      _poll: null,
+      _tick: null,
+      _modal: null,
+      _onHidden: null,
+      _onShown: null,
+
+      init() {
+        this.challengeId = parseInt(this.$el.dataset.challengeId, 10);
+        this._modal = this.$el.closest(".modal");
+        if (this._modal) {
+          this._onHidden = () => this.halt();
+          this._onShown = () => {
+            if (this.halted && this.$el.isConnected) {
+              this.halted = false;
+              this.refresh();
+            }
+          };
+          this._modal.addEventListener("hidden.bs.modal", this._onHidden);
+          this._modal.addEventListener("shown.bs.modal", this._onShown);
         }
-      };
-      tick();
-      docker.timer = window.__dockerChallengeTimer = setInterval(tick, 1000);
-    },
-  };
-  internal.docker = docker;
+        this.refresh();
+      },
+
+      destroy() {
+        this.halt();
+        if (this._modal) {
+          this._modal.removeEventListener("hidden.bs.modal", this._onHidden);
+          this._modal.removeEventListener("shown.bs.modal", this._onShown);
+        }
+      },
+
+      // The window was closed (or the view replaced): no more requests or timers.
+      halt() {
+        this.halted = true;
+        clearTimeout(this._poll);
+        clearInterval(this._tick);
+        this._poll = this._tick = null;
+      },
+
+      alive() {
+        return !this.halted && this.$el.isConnected;
+      },
+
+      async call(method, body) {
+        let path = "/api/v1/container";
+        const options = { method: method };
+        if (body) options.body = JSON.stringify(body);
+        else path += "?challenge_id=" + encodeURIComponent(this.challengeId);
+        let response;
+        try {
+          response = await CTFd.fetch(path, options);
+        } catch (e) {
+          return { ok: false, text: "The network request failed. Check your connection and try again." };
+        }
+        let json = null;
+        try {
+          json = await response.json();
+        } catch (e) {
+          json = null;
+        }
+        if (response.ok && json && json.success) return { ok: true, data: json.data };
+        return { ok: false, status: response.status, code: json && json.code, text: explain(response.status, json) };
+      },
+
+      show(data) {
+        const live = data && typeof data === "object" && data.id !== undefined ? data : null;
+        this.container = live;
+        clearTimeout(this._poll);
+        clearInterval(this._tick);
+        this._poll = this._tick = null;
+        if (!live || !this.alive()) return;
+        this.now = Date.now();
+        this.endsAt = this.now + Math.max(0, Number(live.seconds_left) || 0) * 1000;
+        if (live.state === "starting" || live.state === "stopping") {
+          if (this.polls < MAX_POLLS) {
+            this.polls += 1;
+            this._poll = setTimeout(() => this.refresh(true), POLL_MS);
+          }
+        } else {
+          this.polls = 0;
+        }
+        if (live.state === "running") {
+          this._tick = setInterval(() => {
+            if (!this.alive()) return this.halt();
+            this.now = Date.now();
+            if (this.now >= this.endsAt) {
+              clearInterval(this._tick);
+              this._tick = null;
+              setTimeout(() => this.alive() && this.refresh(), 2000); // it has expired by now
+            }
+          }, 1000);
+        }
+      },
+
+      async refresh(polling) {
+        if (!polling) this.polls = 0;
+        const r = await this.call("GET");
+        this.loading = false;
+        if (!this.alive()) return;
+        if (r.ok) {
+          this.show(r.data);
+        } else if (!this.error) {
+          this.error = r.text; // an action's own error, if any, says more
+        }
+      },
+
+      async act(method, withBody, busyText, after) {
+        if (this.busy) return;
+        this.busy = busyText;
+        this.error = this.notice = "";
+        const before = this.container;
+        const r = await this.call(method, withBody ? { challenge_id: this.challengeId } : null);
+        this.busy = "";
+        if (!this.alive()) return;
+        if (r.ok) {
+          this.show(r.data);
+          if (after) after(before, this.container);
+        } else {
+          this.error = r.text;
+          if (r.code !== "COOLDOWN") this.refresh(); // show what is true now
+        }
+      },
+
+      start() {
+        return this.act("POST", true, "Starting your container; this can take a few seconds…", (b, c) => {
+          if (c) this.notice = "Your container is running.";
+        });
+      },
+      revert() {
+        if (!window.confirm("Replace your container with a fresh one? Everything in it is lost, and it gets a new flag.")) return;
+        return this.act("POST", true, "Replacing your container with a fresh one…", (b, c) => {
+          if (c) this.notice = "You have a fresh container, with a new flag.";
+        });
+      },
+      extend() {
+        return this.act("PATCH", false, "Extending…", (b, c) => {
+          if (!b || !c) return;
+          const added = Number(c.deadline) - Number(b.deadline);
+          if (added > 0) {
+            try {
+              window.sessionStorage.setItem(storageKey(this.challengeId), String(added));
+            } catch (e) {
+              /* storage may be disabled */
+            }
+            this.notice = "Extended by " + duration(added) + ".";
+          }
+        });
+      },
+      stop() {
+        if (!window.confirm("Stop your container? Everything in it is lost.")) return;
+        return this.act("DELETE", false, "Stopping…", () => {
+          this.notice = "Your container is stopped.";
+        });
+      },
+
+      ready() {
+        return !this.loading && !this.busy;
+      },
+      isRunning() {
+        return !!this.container && this.container.state === "running";
+      },
+      canChange() {
+        return this.ready() && this.isRunning();
+      },
+      canExtend() {
+        return this.canChange() && Number(this.container.renewals_left) > 0;
+      },
+      ports() {
+        return (this.container && Array.isArray(this.container.ports) && this.container.ports) || [];
+      },
+      isLink(text) {
+        return typeof text === "string" && /^https?:\/\//.test(text);
+      },
+      secondsLeft() {
+        return Math.max(0, Math.round((this.endsAt - this.now) / 1000));
+      },
+      clock() {
+        const left = this.secondsLeft();
+        const h = Math.floor(left / 3600);
+        const m = String(Math.floor((left % 3600) / 60)).padStart(h ? 2 : 1, "0");
+        const s = String(left % 60).padStart(2, "0");
+        return (h ? h + ":" : "") + m + ":" + s;
+      },
+      renewalsText() {
+        const n = this.container ? Number(this.container.renewals_left) : 0;
+        return "· " + (n === 1 ? "1 extension left" : n + " extensions left");
+      },
+      extendLabel() {
+        // How much an extend adds: the app's `extend_seconds` if it sends one, else what the
+        // last extend of this challenge added (the container object does not say in advance).
+        let added = this.container ? Number(this.container.extend_seconds) : 0;
+        if (!(added > 0)) {
+          try {
+            added = Number(window.sessionStorage.getItem(storageKey(this.challengeId)));
+          } catch (e) {
+            added = 0;
+          }
+        }
+        const n = this.container ? Number(this.container.renewals_left) : 0;
+        return (added > 0 ? "Extend +" + duration(added) : "Extend") + " (" + n + " left)";
+      },
+      statusText() {
+        if (this.busy) return this.busy;
+        if (this.loading) return "Checking for your container…";
+        const c = this.container;
+        if (!c) return "No container is running. Start one to work on this challenge.";
+        if (c.state === "starting") return "Your container is starting…";
+        if (c.state === "stopping") return "Your container is stopping…";
+        if (this.secondsLeft() === 0) return "Your container's time is up.";
+        return "Your container is running at:";
+      },
+
+      copy(text, index) {
+        const done = () => {
+          this.copied = index;
+          setTimeout(() => {
+            if (this.copied === index) this.copied = -1;
+          }, 1500);
+        };
+        if (navigator.clipboard && window.isSecureContext) {
+          navigator.clipboard.writeText(text).then(done, () => this.copyFallback(text, done));
+        } else {
+          this.copyFallback(text, done);
+        }
+      },
+      copyFallback(text, done) {
+        const area = document.createElement("textarea");
+        area.value = text;
+        area.setAttribute("readonly", "");
+        area.style.position = "fixed";
+        area.style.opacity = "0";
+        this.$el.appendChild(area);
+        area.select();
+        try {
+          if (document.execCommand("copy")) done();
+        } catch (e) {
+          /* nothing more to try: the text stays selectable on the page */
+        }
+        area.remove();
+      },
+    };
+  }
+
+  if (window.Alpine && typeof window.Alpine.data === "function") {
+    window.Alpine.data("dockerContainer", dockerContainer);
+  }
 })();

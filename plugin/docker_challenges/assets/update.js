@@ -1,1 +1,0 @@
-// Nothing to wire: the docker fields are plain form inputs.
