@@ -553,10 +553,7 @@ static int live_row(struct ctx *c, int64_t id, struct instance *inst, struct cc_
 
 static void audit(struct ctx *c, const char *kind, const struct instance *i, const char *detail)
 {
-    struct cc_error err;
-    if (store_event(c->app->store, kind, c->id.user.id, i ? i->id : 0, i ? i->account_kind : NULL,
-                    i ? i->account_id : 0, i ? i->challenge_id : 0, detail, c->now, &err) < 0)
-        log_error("audit event %s could not be written", kind);
+    ops_audit(c->app, kind, c->id.user.id, i, detail, c->now);
 }
 
 void admin_page_extend(struct ctx *c)
@@ -651,24 +648,8 @@ void admin_page_stop_all(struct ctx *c)
         return back_error(c, (err_set(&err, ERR_CONFIRM_REQUIRED, NULL), &err));
     if (cid && http_valid_id("challenge_id", cid, &f.challenge_id, &err) < 0)
         return back_error(c, &err);
-    int64_t stopped = 0, failed = 0, total;
-    for (int round = 0; round < 1000; round++) {
-        struct instance *rows;
-        size_t n;
-        if (store_list(c->app->store, c->arena, &f, &rows, &n, &total, &err) < 0)
-            return back_error(c, &err);
-        if (n == 0 || (int64_t)n == failed)
-            break;
-        failed = 0;
-        for (size_t i = 0; i < n; i++) {
-            struct cc_error e2;
-            if (ops_stop(c->app, c->arena, &rows[i], "stopped", "stopped by an admin (all)",
-                         c->now, &e2) == 0)
-                stopped++;
-            else
-                failed++;
-        }
-    }
+    int64_t stopped, failed;
+    ops_stop_all(c->app, c->arena, &f, c->now, &stopped, &failed);
     audit(c, "admin_stop_all", NULL,
           arena_printf(c->arena, "stopped %" PRId64 ", failed %" PRId64 "%s", stopped, failed,
                        f.challenge_id ? arena_printf(c->arena, ", challenge %" PRId64,
@@ -687,21 +668,13 @@ void admin_page_flag(struct ctx *c)
     size_t nform;
     int64_t id;
     struct instance inst;
-    struct stored_flag sf;
-    bool found;
-    char flag[FLAG_MAX_LEN + 1], aad[32];
+    char flag[FLAG_MAX_LEN + 1];
     if (action(c, form, &nform, &err) < 0)
         return error_page(c, &err);
-    if (form_id(form, nform, &id, &err) < 0 ||
-        store_get_instance(c->app->store, c->arena, id, &inst, &found, &err) < 0)
+    if (form_id(form, nform, &id, &err) < 0)
         return back_error(c, &err);
-    if (!found)
-        return back_error(c, (err_set(&err, ERR_CONTAINER_NOT_FOUND, NULL), &err));
-    snprintf(aad, sizeof(aad), "%" PRId64, inst.id);
-    if (store_get_flag(c->app->store, c->arena, inst.id, &sf, &found, &err) < 0 || !found ||
-        strcmp(sf.key_id, c->app->keys->key_id) != 0 ||
-        flag_decrypt(c->app->keys, sf.nonce, sf.ct, sf.ctlen, aad, flag, sizeof(flag)) < 0)
-        return error_page(c, (err_set(&err, ERR_INTERNAL, NULL), &err));
+    if (ops_reveal_flag(c->app, c->arena, id, &inst, flag, sizeof(flag), &err) < 0)
+        return err.code == ERR_CONTAINER_NOT_FOUND ? back_error(c, &err) : error_page(c, &err);
     audit(c, "flag_reveal", &inst, "from the admin page");
     struct tpl_ctx *t = tpl_ctx_new(c->arena);
     tpl_set_int(t, "id", inst.id);

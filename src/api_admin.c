@@ -94,10 +94,7 @@ static int load_live(struct ctx *c, struct instance *inst, struct cc_error *err)
 
 static void audit(struct ctx *c, const char *kind, const struct instance *i, const char *detail)
 {
-    struct cc_error err;
-    if (store_event(c->app->store, kind, c->id.user.id, i ? i->id : 0, i ? i->account_kind : NULL,
-                    i ? i->account_id : 0, i ? i->challenge_id : 0, detail, c->now, &err) < 0)
-        log_error("audit event %s could not be written", kind);
+    ops_audit(c->app, kind, c->id.user.id, i, detail, c->now);
 }
 
 /* Admins extend without the account's cooldown, within the renewal limit. */
@@ -155,24 +152,8 @@ void api_admin_stop_all(struct ctx *c)
     confirm = http_query(c->req, "confirm");
     if (confirm == NULL || strcmp(confirm, "all") != 0)
         return api_fail(c, (err_set(&err, ERR_CONFIRM_REQUIRED, NULL), &err));
-    int64_t stopped = 0, failed = 0, total;
-    for (int round = 0; round < 1000; round++) {
-        struct instance *rows;
-        size_t n;
-        if (store_list(c->app->store, c->arena, &f, &rows, &n, &total, &err) < 0)
-            return api_fail(c, &err);
-        if (n == 0 || (int64_t)n == failed)
-            break;
-        failed = 0;
-        for (size_t i = 0; i < n; i++) {
-            struct cc_error e2;
-            if (ops_stop(c->app, c->arena, &rows[i], "stopped", "stopped by an admin (all)",
-                         c->now, &e2) == 0)
-                stopped++;
-            else
-                failed++;
-        }
-    }
+    int64_t stopped, failed;
+    ops_stop_all(c->app, c->arena, &f, c->now, &stopped, &failed);
     char detail[64];
     snprintf(detail, sizeof(detail), "stopped %lld, failed %lld", (long long)stopped,
              (long long)failed);
@@ -187,22 +168,10 @@ void api_admin_flag(struct ctx *c)
     static const char *const none[] = {NULL};
     struct cc_error err = {0};
     struct instance inst;
-    struct stored_flag sf;
-    bool found;
-    char flag[FLAG_MAX_LEN + 1], aad[32];
+    char flag[FLAG_MAX_LEN + 1];
     if (admin(c, &err) < 0 || http_query_only(c->req, none, &err) < 0 ||
-        store_get_instance(c->app->store, c->arena, c->path_id, &inst, &found, &err) < 0)
+        ops_reveal_flag(c->app, c->arena, c->path_id, &inst, flag, sizeof(flag), &err) < 0)
         return api_fail(c, &err);
-    if (!found)
-        return api_fail(c, (err_set(&err, ERR_CONTAINER_NOT_FOUND, NULL), &err));
-    if (store_get_flag(c->app->store, c->arena, inst.id, &sf, &found, &err) < 0)
-        return api_fail(c, &err);
-    snprintf(aad, sizeof(aad), "%" PRId64, inst.id);
-    if (!found || strcmp(sf.key_id, c->app->keys->key_id) != 0 ||
-        flag_decrypt(c->app->keys, sf.nonce, sf.ct, sf.ctlen, aad, flag, sizeof(flag)) < 0)
-        return api_fail(c, (err_set(&err, ERR_INTERNAL, "This flag cannot be decrypted with "
-                                                       "the current key."),
-                            &err));
     audit(c, "flag_reveal", &inst, "");
     http_reply_json(c->resp, 200,
                     json_pack("{s:I, s:s}", "id", (json_int_t)inst.id, "flag", flag));

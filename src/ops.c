@@ -1,6 +1,8 @@
 /* ops.c: see ops.h. */
 #include "ops.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,4 +155,60 @@ int ops_parse_stored_ports(const char *s, struct backend_port *ports, size_t cap
         s = *e == ',' ? e + 1 : e;
     }
     return 0;
+}
+
+void ops_stop_all(struct app *app, arena_t *a, struct instance_filter *f, int64_t now,
+                  int64_t *stopped, int64_t *failed)
+{
+    *stopped = *failed = 0;
+    /* Rows that fail to stop stay listed: a round that stops none of what it
+     * saw is the last. */
+    for (int round = 0; round < 1000; round++) {
+        struct instance *rows;
+        size_t n;
+        int64_t total;
+        struct cc_error err = {0};
+        if (store_list(app->store, a, f, &rows, &n, &total, &err) < 0 || n == 0 ||
+            (int64_t)n == *failed)
+            return;
+        *failed = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (ops_stop(app, a, &rows[i], "stopped", "stopped by an admin (all)", now, &err) == 0)
+                (*stopped)++;
+            else
+                (*failed)++;
+        }
+    }
+}
+
+int ops_reveal_flag(struct app *app, arena_t *a, int64_t id, struct instance *inst, char *out,
+                    size_t outlen, struct cc_error *err)
+{
+    struct stored_flag sf;
+    bool found;
+    char aad[32];
+    if (store_get_instance(app->store, a, id, inst, &found, err) < 0)
+        return -1;
+    if (!found)
+        return err_set(err, ERR_CONTAINER_NOT_FOUND, NULL);
+    if (store_get_flag(app->store, a, inst->id, &sf, &found, err) < 0)
+        return -1;
+    snprintf(aad, sizeof(aad), "%" PRId64, inst->id);
+    if (!found || strcmp(sf.key_id, app->keys->key_id) != 0 ||
+        flag_decrypt(app->keys, sf.nonce, sf.ct, sf.ctlen, aad, out, outlen) < 0) {
+        log_error("container %lld: its flag cannot be decrypted with the current key",
+                  (long long)inst->id);
+        return err_set(err, ERR_INTERNAL, NULL);
+    }
+    return 0;
+}
+
+void ops_audit(struct app *app, const char *kind, int64_t actor, const struct instance *inst,
+               const char *detail, int64_t now)
+{
+    struct cc_error err;
+    if (store_event(app->store, kind, actor, inst ? inst->id : 0,
+                    inst ? inst->account_kind : NULL, inst ? inst->account_id : 0,
+                    inst ? inst->challenge_id : 0, detail, now, &err) < 0)
+        log_error("audit event %s could not be written", kind);
 }

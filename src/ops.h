@@ -27,6 +27,20 @@ struct app {
 int ops_stop(struct app *app, arena_t *a, const struct instance *inst, const char *end_state,
              const char *reason, int64_t now, struct cc_error *err);
 
+/* Stop every live container the filter selects (its page/per_page are used as
+ * the batch size), for the admin API and the admin page alike. */
+void ops_stop_all(struct app *app, arena_t *a, struct instance_filter *f, int64_t now,
+                  int64_t *stopped, int64_t *failed);
+/* Decrypt a container's flag into out (FLAG_MAX_LEN + 1 bytes): 0, or -1 with
+ * CONTAINER_NOT_FOUND or INTERNAL (a flag the current key cannot open). The
+ * caller writes the audit event and wipes out. */
+int ops_reveal_flag(struct app *app, arena_t *a, int64_t id, struct instance *inst, char *out,
+                    size_t outlen, struct cc_error *err);
+/* An audit event by an admin (actor) about a container (inst may be NULL);
+ * a failure to write it is logged, never fatal to the action. */
+void ops_audit(struct app *app, const char *kind, int64_t actor, const struct instance *inst,
+               const char *detail, int64_t now);
+
 /* "80/http,1337/tcp" -> ports (host_port 0). -1 on a bad spec. */
 int ops_parse_ports(const char *spec, struct backend_port *ports, size_t cap, size_t *n);
 /* ports with host ports <-> "80/http:31234,1337/tcp:31235" (as stored). */
