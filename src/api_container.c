@@ -62,6 +62,14 @@ json_t *api_container_json(const struct instance *inst, int64_t max_renewals, in
                      (json_int_t)(left > 0 ? left : 0), "max_renewals", (json_int_t)max_renewals);
 }
 
+/* The player's view adds what an extend would add (the panel's "+N min"). */
+static json_t *player_json(const struct instance *inst, const struct lc_limits *l, int64_t now)
+{
+    json_t *o = api_container_json(inst, l->max_renewals, now);
+    json_object_set_new(o, "extend_seconds", json_integer(l->extend));
+    return o;
+}
+
 /* The challenge the caller may act on now, or an error saying why not. */
 static int load_challenge(struct ctx *c, int64_t challenge_id, struct ctfd_challenge *ch,
                           struct cc_error *err)
@@ -164,7 +172,7 @@ void api_container_status(struct ctx *c)
     if (store_challenge(c->app->store, c->arena, cid, &ch, &chfound, &err) < 0)
         return api_fail(c, &err);
     struct lc_limits l = limits_for(c->app->cfg, chfound ? &ch : NULL);
-    http_reply_json(c->resp, 200, api_container_json(&inst, l.max_renewals, c->now));
+    http_reply_json(c->resp, 200, player_json(&inst, &l, c->now));
 }
 
 /* What the admission transaction decided. */
@@ -443,7 +451,7 @@ void api_container_start(struct ctx *c)
     log_info("container %lld started for %s %lld, challenge %lld%s", (long long)inst.id,
              inst.account_kind, (long long)inst.account_id, (long long)cid,
              ad->revert ? " (revert)" : "");
-    http_reply_json(c->resp, 200, api_container_json(&inst, l.max_renewals, c->now));
+    http_reply_json(c->resp, 200, player_json(&inst, &l, c->now));
 }
 
 static int extend_locked(struct ctx *c, const struct lc_limits *l, int64_t cid,
@@ -498,7 +506,7 @@ void api_container_extend(struct ctx *c)
             return api_fail(c, &err);
         err_clear(&err);
     }
-    http_reply_json(c->resp, 200, api_container_json(&inst, l.max_renewals, c->now));
+    http_reply_json(c->resp, 200, player_json(&inst, &l, c->now));
 }
 
 void api_container_stop(struct ctx *c)
