@@ -231,33 +231,6 @@ static void pagination(struct ctx *c, struct tpl_ctx *t, const char *path,
     tpl_set_raw(t, "pagination_html", fragment(c, "pagination.html", p));
 }
 
-static uint64_t memo_generation = 1;
-
-static int64_t max_renewals_of(struct ctx *c, int64_t challenge_id)
-{
-    /* A page lists many containers of few challenges: remember the answers
-     * within one render (memo_generation moves on with every page) instead
-     * of a query per row. */
-    static struct {
-        uint64_t generation;
-        int64_t id, max;
-    } memo[8];
-    size_t slot = (size_t)challenge_id % 8;
-    if (memo[slot].generation == memo_generation && memo[slot].id == challenge_id)
-        return memo[slot].max;
-    struct ctfd_challenge ch;
-    bool found;
-    struct cc_error err;
-    int64_t max = c->app->cfg->max_renewals;
-    if (store_challenge(c->app->store, c->arena, challenge_id, &ch, &found, &err) == 0 && found &&
-        ch.max_renewals >= 0)
-        max = ch.max_renewals;
-    memo[slot].generation = memo_generation;
-    memo[slot].id = challenge_id;
-    memo[slot].max = max;
-    return max;
-}
-
 static void row(struct ctx *c, strbuf_t *rows, const struct instance *i)
 {
     struct tpl_ctx *r = tpl_ctx_new(c->arena);
@@ -285,7 +258,7 @@ static void row(struct ctx *c, strbuf_t *rows, const struct instance *i)
     tpl_set(r, "left", i->live ? duration(c->arena, left) : "0s");
     tpl_set(r, "left_class", i->live && left < 300 ? "cc-left-low" : "");
     tpl_set_int(r, "renewals", i->renewals);
-    tpl_set_int(r, "max_renewals", max_renewals_of(c, i->challenge_id));
+    tpl_set_int(r, "max_renewals", ops_max_renewals(c->app->cfg, i));
     tpl_set(r, "state", i->state ? i->state : "");
     tpl_set_flag(r, "live", i->live);
     json_t *j = api_container_json(i, 0, c->now);
@@ -382,7 +355,6 @@ void admin_page_list(struct ctx *c)
     struct instance *rows;
     size_t n;
     int64_t total;
-    memo_generation++;
     if (admin(c, &err) < 0 || list_query(c, &q, &err) < 0 ||
         store_list(c->app->store, c->arena, &q.f, &rows, &n, &total, &err) < 0)
         return error_page(c, &err);
@@ -541,16 +513,6 @@ static void back_error(struct ctx *c, const struct cc_error *err)
     back(c, arena_printf(c->arena, "error=%s", err_code_str(err->code)));
 }
 
-static int live_row(struct ctx *c, int64_t id, struct instance *inst, struct cc_error *err)
-{
-    bool found;
-    if (store_get_instance(c->app->store, c->arena, id, inst, &found, err) < 0)
-        return -1;
-    if (!found || !inst->live)
-        return err_set(err, ERR_CONTAINER_NOT_FOUND, NULL);
-    return 0;
-}
-
 static void audit(struct ctx *c, const char *kind, const struct instance *i, const char *detail)
 {
     ops_audit(c->app, kind, c->id.user.id, i, detail, c->now);
@@ -558,31 +520,17 @@ static void audit(struct ctx *c, const char *kind, const struct instance *i, con
 
 void admin_page_extend(struct ctx *c)
 {
-    memo_generation++;
     struct cc_error err = {0};
     struct http_kv form[HTTP_MAX_PARAMS];
     size_t nform;
     int64_t id;
     struct instance inst;
-    bool changed;
     if (action(c, form, &nform, &err) < 0)
         return error_page(c, &err);
-    if (form_id(form, nform, &id, &err) < 0 || live_row(c, id, &inst, &err) < 0)
+    if (form_id(form, nform, &id, &err) < 0 ||
+        ops_admin_extend(c->app, c->arena, id, c->id.user.id, "from the admin page", c->now,
+                         &inst, &err) < 0)
         return back_error(c, &err);
-    struct lc_limits l = {.max_renewals = max_renewals_of(c, inst.challenge_id),
-                          .extend = c->app->cfg->extend_seconds};
-    struct lc_account acc = {0};
-    int retry;
-    enum cc_err e = lifecycle_check_extend(&l, &acc, lifecycle_state_parse(inst.state),
-                                           inst.renewals, c->now, &retry);
-    if (e != ERR_OK)
-        return back_error(c, (err_set(&err, e, NULL), &err));
-    if (store_extend(c->app->store, inst.id, inst.renewals,
-                     lifecycle_extended_deadline(&l, inst.deadline), c->now, &changed, &err) < 0)
-        return back_error(c, &err);
-    if (!changed)
-        return back_error(c, (err_set(&err, ERR_CONTAINER_BUSY, NULL), &err));
-    audit(c, "admin_extend", &inst, "from the admin page");
     back(c, "done=extended");
 }
 
@@ -595,7 +543,8 @@ void admin_page_stop(struct ctx *c)
     struct instance inst;
     if (action(c, form, &nform, &err) < 0)
         return error_page(c, &err);
-    if (form_id(form, nform, &id, &err) < 0 || live_row(c, id, &inst, &err) < 0 ||
+    if (form_id(form, nform, &id, &err) < 0 ||
+        ops_get_live(c->app, c->arena, id, &inst, &err) < 0 ||
         ops_stop(c->app, c->arena, &inst, "stopped", "stopped by an admin", c->now, &err) < 0)
         return back_error(c, &err);
     audit(c, "admin_stop", &inst, "from the admin page");

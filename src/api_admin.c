@@ -16,20 +16,9 @@ static int admin(struct ctx *c, struct cc_error *err)
     return identity_resolve(c->req, c->app->store, NEED_ADMIN, &c->id, err);
 }
 
-static int64_t renewals_max(struct ctx *c, int64_t challenge_id)
-{
-    struct ctfd_challenge ch;
-    bool found;
-    struct cc_error err;
-    if (store_challenge(c->app->store, c->arena, challenge_id, &ch, &found, &err) == 0 && found &&
-        ch.max_renewals >= 0)
-        return ch.max_renewals;
-    return c->app->cfg->max_renewals;
-}
-
 static json_t *admin_row(struct ctx *c, const struct instance *i)
 {
-    json_t *o = api_container_json(i, renewals_max(c, i->challenge_id), c->now);
+    json_t *o = api_container_json(i, ops_max_renewals(c->app->cfg, i), c->now);
     json_object_set_new(o, "account_kind", json_string(i->account_kind));
     json_object_set_new(o, "account_id", json_integer(i->account_id));
     json_object_set_new(o, "account_name", json_string(i->account_name ? i->account_name : ""));
@@ -82,16 +71,6 @@ void api_admin_list(struct ctx *c)
     free(s);
 }
 
-static int load_live(struct ctx *c, struct instance *inst, struct cc_error *err)
-{
-    bool found;
-    if (store_get_instance(c->app->store, c->arena, c->path_id, inst, &found, err) < 0)
-        return -1;
-    if (!found || !inst->live)
-        return err_set(err, ERR_CONTAINER_NOT_FOUND, NULL);
-    return 0;
-}
-
 static void audit(struct ctx *c, const char *kind, const struct instance *i, const char *detail)
 {
     ops_audit(c->app, kind, c->id.user.id, i, detail, c->now);
@@ -103,26 +82,10 @@ void api_admin_extend(struct ctx *c)
     static const char *const none[] = {NULL};
     struct cc_error err = {0};
     struct instance inst;
-    bool changed;
     if (admin(c, &err) < 0 || http_query_only(c->req, none, &err) < 0 ||
-        load_live(c, &inst, &err) < 0)
+        ops_admin_extend(c->app, c->arena, c->path_id, c->id.user.id, "", c->now, &inst,
+                         &err) < 0)
         return api_fail(c, &err);
-    int64_t max = renewals_max(c, inst.challenge_id);
-    struct lc_limits l = {.max_renewals = max, .extend = c->app->cfg->extend_seconds};
-    struct lc_account acc = {0};
-    int retry;
-    enum cc_err e = lifecycle_check_extend(&l, &acc, lifecycle_state_parse(inst.state),
-                                           inst.renewals, c->now, &retry);
-    if (e != ERR_OK)
-        return api_fail(c, (err_set(&err, e, NULL), &err));
-    int64_t deadline = lifecycle_extended_deadline(&l, inst.deadline);
-    if (store_extend(c->app->store, inst.id, inst.renewals, deadline, c->now, &changed, &err) < 0)
-        return api_fail(c, &err);
-    if (!changed)
-        return api_fail(c, (err_set(&err, ERR_CONTAINER_BUSY, NULL), &err));
-    inst.deadline = deadline;
-    inst.renewals++;
-    audit(c, "admin_extend", &inst, "");
     http_reply_json(c->resp, 200, admin_row(c, &inst));
 }
 
@@ -132,7 +95,7 @@ void api_admin_stop(struct ctx *c)
     struct cc_error err = {0};
     struct instance inst;
     if (admin(c, &err) < 0 || http_query_only(c->req, none, &err) < 0 ||
-        load_live(c, &inst, &err) < 0)
+        ops_get_live(c->app, c->arena, c->path_id, &inst, &err) < 0)
         return api_fail(c, &err);
     if (ops_stop(c->app, c->arena, &inst, "stopped", "stopped by an admin", c->now, &err) < 0)
         return api_fail(c, &err);

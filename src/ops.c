@@ -212,3 +212,44 @@ void ops_audit(struct app *app, const char *kind, int64_t actor, const struct in
                     inst ? inst->challenge_id : 0, detail, now, &err) < 0)
         log_error("audit event %s could not be written", kind);
 }
+
+int64_t ops_max_renewals(const struct cc_config *cfg, const struct instance *inst)
+{
+    return inst->challenge_max_renewals >= 0 ? inst->challenge_max_renewals : cfg->max_renewals;
+}
+
+int ops_get_live(struct app *app, arena_t *a, int64_t id, struct instance *inst,
+                 struct cc_error *err)
+{
+    bool found;
+    if (store_get_instance(app->store, a, id, inst, &found, err) < 0)
+        return -1;
+    if (!found || !inst->live)
+        return err_set(err, ERR_CONTAINER_NOT_FOUND, NULL);
+    return 0;
+}
+
+int ops_admin_extend(struct app *app, arena_t *a, int64_t id, int64_t actor, const char *detail,
+                     int64_t now, struct instance *inst, struct cc_error *err)
+{
+    bool changed;
+    int retry;
+    if (ops_get_live(app, a, id, inst, err) < 0)
+        return -1;
+    struct lc_limits l = {.max_renewals = ops_max_renewals(app->cfg, inst),
+                          .extend = app->cfg->extend_seconds};
+    struct lc_account acc = {0};
+    enum cc_err e = lifecycle_check_extend(&l, &acc, lifecycle_state_parse(inst->state),
+                                           inst->renewals, now, &retry);
+    if (e != ERR_OK)
+        return err_set(err, e, NULL);
+    int64_t deadline = lifecycle_extended_deadline(&l, inst->deadline);
+    if (store_extend(app->store, inst->id, inst->renewals, deadline, now, &changed, err) < 0)
+        return -1;
+    if (!changed)
+        return err_set(err, ERR_CONTAINER_BUSY, NULL);
+    inst->deadline = deadline;
+    inst->renewals++;
+    ops_audit(app, "admin_extend", actor, inst, detail, now);
+    return 0;
+}

@@ -27,6 +27,17 @@ struct app {
 int ops_stop(struct app *app, arena_t *a, const struct instance *inst, const char *end_state,
              const char *reason, int64_t now, struct cc_error *err);
 
+/* The renewal limit of a container's challenge (its own, else the app's);
+ * inst must come from store_get_instance or store_list (they join it in). */
+int64_t ops_max_renewals(const struct cc_config *cfg, const struct instance *inst);
+/* A live container by id, or CONTAINER_NOT_FOUND. */
+int ops_get_live(struct app *app, arena_t *a, int64_t id, struct instance *inst,
+                 struct cc_error *err);
+/* An admin's extend (admin API and admin page): the renewal limit applies,
+ * the account's cooldown does not; writes the audit event. inst is updated. */
+int ops_admin_extend(struct app *app, arena_t *a, int64_t id, int64_t actor, const char *detail,
+                     int64_t now, struct instance *inst, struct cc_error *err);
+
 /* Stop every live container the filter selects (its page/per_page are used as
  * the batch size), for the admin API and the admin page alike. */
 void ops_stop_all(struct app *app, arena_t *a, struct instance_filter *f, int64_t now,

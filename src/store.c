@@ -36,7 +36,10 @@ enum stmt_id {
 #define NAME_JOINS                                                                             \
     "LEFT JOIN teams t ON i.account_kind = 'team' AND t.id = i.account_id "                   \
     "LEFT JOIN users u ON i.account_kind = 'user' AND u.id = i.account_id "                   \
-    "LEFT JOIN challenges c ON c.id = i.challenge_id"
+    "LEFT JOIN challenges c ON c.id = i.challenge_id "                                         \
+    "LEFT JOIN docker_challenge d ON d.id = i.challenge_id"
+/* What a listing adds to INSTANCE_COLS (columns 20-22, see joined_from). */
+#define JOINED_COLS ", COALESCE(t.name, u.name, ''), COALESCE(c.name, ''), d.max_renewals "
 #define LIST_FILTER                                                                            \
     " WHERE (? = 0 OR i.challenge_id = ?) AND (? = 0 OR i.account_id = ?)"                    \
     " AND ((? = '' AND i.live = 1) OR i.state = ?)"
@@ -69,9 +72,8 @@ static const char *const sql[Q__MAX] = {
     [Q_FIND_LIVE] = "SELECT " INSTANCE_COLS " FROM container_instances i WHERE "
                     "i.account_kind = ? AND i.account_id = ? AND i.challenge_id = ? "
                     "AND i.live = 1 FOR UPDATE",
-    [Q_GET_INSTANCE] = "SELECT " INSTANCE_COLS ", COALESCE(t.name, u.name, ''), "
-                       "COALESCE(c.name, '') FROM container_instances i " NAME_JOINS
-                       " WHERE i.id = ?",
+    [Q_GET_INSTANCE] = "SELECT " INSTANCE_COLS JOINED_COLS "FROM container_instances i "
+                       NAME_JOINS " WHERE i.id = ?",
     [Q_INSERT_INSTANCE] =
         "INSERT INTO container_instances (account_kind, account_id, user_id, challenge_id, "
         "backend, name, image, state, live, created_at, updated_at, deadline, renewals) "
@@ -96,12 +98,12 @@ static const char *const sql[Q__MAX] = {
                       "WHERE instance_id = ? AND retired_at IS NULL",
     [Q_EXTEND] = "UPDATE container_instances SET deadline = ?, renewals = renewals + 1, "
                  "updated_at = ? WHERE id = ? AND state = 'running' AND renewals = ?",
-    [Q_LIST] = "SELECT " INSTANCE_COLS ", COALESCE(t.name, u.name, ''), COALESCE(c.name, '') "
-               "FROM container_instances i " NAME_JOINS LIST_FILTER
+    [Q_LIST] = "SELECT " INSTANCE_COLS JOINED_COLS "FROM container_instances i " NAME_JOINS
+               LIST_FILTER
                " ORDER BY i.deadline ASC, i.id ASC LIMIT ? OFFSET ?",
     [Q_LIST_COUNT] = "SELECT COUNT(*) FROM container_instances i" LIST_FILTER,
-    [Q_LIST_DESC] = "SELECT " INSTANCE_COLS ", COALESCE(t.name, u.name, ''), COALESCE(c.name, '') "
-                    "FROM container_instances i " NAME_JOINS LIST_FILTER
+    [Q_LIST_DESC] = "SELECT " INSTANCE_COLS JOINED_COLS "FROM container_instances i "
+                    NAME_JOINS LIST_FILTER
                     " ORDER BY i.deadline DESC, i.id DESC LIMIT ? OFFSET ?",
     [Q_LIVE_BY_CHALLENGE] = "SELECT i.challenge_id, COALESCE(c.name, ''), COUNT(*) "
                             "FROM container_instances i "
@@ -724,6 +726,15 @@ static void instance_from(const struct row *w, struct instance *o)
     o->renewals = col_i64(w, 17, 0);
     o->ended_at = col_i64(w, 18, 0);
     o->end_reason = col_str(w, 19);
+    o->challenge_max_renewals = -1; /* known only where joined_from() ran */
+}
+
+/* The names and the challenge's renewal limit a listing joins in. */
+static void joined_from(const struct row *w, struct instance *o)
+{
+    o->account_name = col_str(w, 20);
+    o->challenge_name = col_str(w, 21);
+    o->challenge_max_renewals = col_i64(w, 22, -1);
 }
 
 int store_find_live(struct store *s, arena_t *a, const char *kind, int64_t account_id,
@@ -750,8 +761,7 @@ int store_get_instance(struct store *s, arena_t *a, int64_t id, struct instance 
     *found = r.nrows > 0;
     if (*found) {
         instance_from(&r.rows[0], out);
-        out->account_name = col_str(&r.rows[0], 20);
-        out->challenge_name = col_str(&r.rows[0], 21);
+        joined_from(&r.rows[0], out);
     }
     return 0;
 }
@@ -1000,8 +1010,7 @@ int store_list(struct store *s, arena_t *a, const struct instance_filter *f,
     *n = r.nrows;
     for (size_t i = 0; i < r.nrows; i++) {
         instance_from(&r.rows[i], &(*rows)[i]);
-        (*rows)[i].account_name = col_str(&r.rows[i], 20);
-        (*rows)[i].challenge_name = col_str(&r.rows[i], 21);
+        joined_from(&r.rows[i], &(*rows)[i]);
     }
     return 0;
 }

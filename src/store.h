@@ -103,9 +103,10 @@ struct instance {
     const char *ports;         /* "internal/proto:host_port,..." */
     int64_t created_at, updated_at, started_at, deadline, renewals, ended_at;
     const char *end_reason;
-    /* joined for listings */
+    /* joined for listings and store_get_instance */
     const char *account_name;
     const char *challenge_name;
+    int64_t challenge_max_renewals; /* docker_challenge.max_renewals; -1 = NULL (the app's) */
 };
 
 /* Lock the account's row (created if absent) and read its cooldown clock. */

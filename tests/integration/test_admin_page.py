@@ -77,7 +77,7 @@ def setup():
     db.user(ALICE, "alice", team=1)
     db.user(BOB, "bob", team=2)
     db.challenge(1, HOSTILE_CHALLENGE)
-    db.challenge(2, "second")
+    db.challenge(2, "second", max_renewals=1)
     return site
 
 
@@ -214,6 +214,8 @@ def stop_all_with_confirmation(site):
     """stop all: a confirmation page names how many; the POST stops exactly those"""
     eq(site.client.start(ALICE, 1).status, 200, "alice")
     eq(site.client.start(BOB, 2).status, 200, "bob")
+    _, p = get(site, "/admin/containers?challenge_id=2")
+    eq(p.rows[0]["cells"][8], "0 / 1", "the challenge's own renewal limit, joined into the listing")
     r, p = get(site, "/admin/containers/stop-all")
     eq(r.status, 200, "confirmation")
     check("Stop 2 live container(s)?" in r.raw, "names the count")
