@@ -7,6 +7,7 @@
 #include "reaper.h"
 
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -88,17 +89,30 @@ static bool listed(const struct backend_object *objs, size_t n, int64_t id)
     return false;
 }
 
-static void orphans(struct app *app, arena_t *a, const struct backend_object *objs, size_t n,
-                    int64_t now, struct reconcile_report *rep)
+/* The live row ids, read once per pass (after the engine listing: every
+ * listed object's row existed before the object did), sorted for lookups. */
+struct live_set {
+    int64_t *ids;
+    size_t n;
+};
+
+static int cmp_id(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+static bool is_live(const struct live_set *live, int64_t id)
+{
+    return bsearch(&id, live->ids, live->n, sizeof(int64_t), cmp_id) != NULL;
+}
+
+static void orphans(struct app *app, const struct backend_object *objs, size_t n,
+                    const struct live_set *live, int64_t now, struct reconcile_report *rep)
 {
     struct cc_error err = {0};
     for (size_t i = 0; i < n; i++) {
-        struct instance inst;
-        bool found = false;
-        if (objs[i].instance_id > 0 &&
-            store_get_instance(app->store, a, objs[i].instance_id, &inst, &found, &err) < 0)
-            continue; /* database trouble: decide nothing */
-        if (found && inst.live)
+        if (objs[i].instance_id > 0 && is_live(live, objs[i].instance_id))
             continue;
         if (now - objs[i].created < app->cfg->orphan_grace_seconds)
             continue;
@@ -113,14 +127,11 @@ static void orphans(struct app *app, arena_t *a, const struct backend_object *ob
 }
 
 static void lost(struct app *app, arena_t *a, const struct backend_object *objs, size_t n,
-                 int64_t listed_at, struct reconcile_report *rep)
+                 const struct live_set *live, int64_t listed_at, struct reconcile_report *rep)
 {
-    int64_t *ids;
-    size_t nids;
+    const int64_t *ids = live->ids;
     struct cc_error err = {0};
-    if (store_ids_live(app->store, a, &ids, &nids, &err) < 0)
-        return;
-    for (size_t i = 0; i < nids; i++) {
+    for (size_t i = 0; i < live->n; i++) {
         struct instance inst;
         bool found, changed;
         struct backend_object obj;
@@ -184,8 +195,14 @@ int reaper_reconcile(struct app *app, arena_t *a, int64_t now, struct reconcile_
         rep->failures++;
         return -1;
     }
-    orphans(app, a, objs, n, now, rep);
-    lost(app, a, objs, n, listed_at, rep);
+    struct live_set live;
+    if (store_ids_live(app->store, a, &live.ids, &live.n, &err) < 0) {
+        rep->failures++;
+        return -1; /* database trouble: decide nothing */
+    }
+    qsort(live.ids, live.n, sizeof(int64_t), cmp_id);
+    orphans(app, objs, n, &live, now, rep);
+    lost(app, a, objs, n, &live, listed_at, rep);
     ended_ports(app, a, objs, n, rep);
     save_report(app, rep, now);
     return 0;
