@@ -146,14 +146,16 @@ void api_admin_status(struct ctx *c)
     static const char *const none[] = {NULL};
     struct cc_error err = {0};
     const char *report;
-    int64_t at, live;
+    int64_t at, live, warm;
     if (admin(c, &err) < 0 || http_query_only(c->req, none, &err) < 0 ||
         store_get_status(c->app->store, c->arena, "reconcile", &report, &at, &err) < 0 ||
-        store_count_live_total(c->app->store, &live, &err) < 0)
+        store_count_live_total(c->app->store, &live, &err) < 0 ||
+        store_pool_count(c->app->store, &warm, &err) < 0)
         return api_fail(c, &err);
     json_t *rep = report ? json_loads(report, 0, NULL) : NULL;
     http_reply_json(c->resp, 200,
-                    json_pack("{s:I, s:I, s:o, s:s}", "live", (json_int_t)live,
+                    json_pack("{s:I, s:I, s:o, s:s, s:I}", "live", (json_int_t)live,
                               "reconciled_at", (json_int_t)at, "last_reconcile",
-                              rep ? rep : json_null(), "backend", c->app->cfg->backend));
+                              rep ? rep : json_null(), "backend", c->app->cfg->backend,
+                              "warm_pool", (json_int_t)warm));
 }

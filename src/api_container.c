@@ -11,6 +11,7 @@
 #include "api.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "pool.h"
 
 void api_fail(struct ctx *c, const struct cc_error *err)
 {
@@ -180,6 +181,7 @@ struct admission {
     struct instance inst;
     struct instance old;      /* the container a revert replaces */
     bool revert;
+    bool claimed;             /* a warm pool container became the account's: no engine start */
     char flag[FLAG_MAX_LEN + 1];
     struct backend_port ports[BACKEND_MAX_PORTS];
     size_t nports;
@@ -274,6 +276,25 @@ static int reserve(struct ctx *c, const struct ctfd_challenge *ch, const struct 
     return store_touch_account(s, c->id.account_kind, c->id.account_id, c->now, err);
 }
 
+/* The admitted container: a warm pool one of the challenge if there is one
+ * (its row and flag become the account's in this transaction), else a new
+ * row for a cold start. */
+static int claim_or_reserve(struct ctx *c, const struct ctfd_challenge *ch,
+                            const struct lc_limits *l, struct admission *ad,
+                            struct cc_error *err)
+{
+    int64_t id;
+    ad->claimed = false;
+    if (pool_claim(c->app, ch, c->id.account_kind, c->id.account_id, c->id.user.id,
+                   lifecycle_deadline(l, c->now), c->now, &id, &ad->claimed, err) < 0)
+        return -1;
+    if (!ad->claimed)
+        return reserve(c, ch, l, ad, err);
+    ad->inst = (struct instance){.id = id};
+    return store_touch_account(c->app->store, c->id.account_kind, c->id.account_id, c->now,
+                               err);
+}
+
 static int admit(struct ctx *c, const struct ctfd_challenge *ch, const struct lc_limits *l,
                  struct admission *ad, struct cc_error *err)
 {
@@ -281,7 +302,7 @@ static int admit(struct ctx *c, const struct ctfd_challenge *ch, const struct lc
     for (int attempt = 0; attempt < 4; attempt++) {
         if (store_begin(s, err) < 0)
             return -1;
-        if (admit_locked(c, ch, l, ad, err) == 0 && reserve(c, ch, l, ad, err) == 0 &&
+        if (admit_locked(c, ch, l, ad, err) == 0 && claim_or_reserve(c, ch, l, ad, err) == 0 &&
             store_commit(s, err) == 0)
             return 0;
         store_rollback(s);
@@ -397,6 +418,8 @@ static int launch(struct ctx *c, const struct ctfd_challenge *ch, struct admissi
     bool changed;
     if (ad->revert)
         remove_reverted(app, &ad->old);
+    if (ad->claimed)
+        return 0; /* it runs already */
     int rc = -1;
     for (int attempt = 0; attempt < 3; attempt++) {
         fill_spec(c, ch, ad, &spec);
@@ -448,9 +471,9 @@ void api_container_start(struct ctx *c)
     bool found;
     if (store_get_instance(c->app->store, c->arena, ad->inst.id, &inst, &found, &err) < 0 || !found)
         return api_fail(c, &err);
-    log_info("container %lld started for %s %lld, challenge %lld%s", (long long)inst.id,
+    log_info("container %lld started for %s %lld, challenge %lld%s%s", (long long)inst.id,
              inst.account_kind, (long long)inst.account_id, (long long)cid,
-             ad->revert ? " (revert)" : "");
+             ad->revert ? " (revert)" : "", ad->claimed ? " (from the warm pool)" : "");
     http_reply_json(c->resp, 200, player_json(&inst, &l, c->now));
 }
 

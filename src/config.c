@@ -115,6 +115,14 @@ static const struct opt opts[] = {
      "a row still stopping after this long is stopped again by the reaper"},
     {"reconcile_interval_seconds", T_INT, O(reconcile_interval_seconds), "10", 1, 3600, "s",
      false, "how often the reaper compares the engine's objects with the database"},
+    /* warm pools */
+    {"warm_pool_max_total", T_INT, O(warm_pool_max_total), "20", 0, 10000, "", false,
+     "warm pool containers in all challenges (each challenge sets its own warm_pool); "
+     "0 = warm pools off"},
+    {"warm_pool_lifetime_seconds", T_INT, O(warm_pool_lifetime_seconds), "3600", 120, 604800,
+     "s", false, "an unclaimed warm pool container is replaced by a fresh one after this"},
+    {"warm_pool_retry_seconds", T_INT, O(warm_pool_retry_seconds), "30", 1, 3600, "s", false,
+     "after a warm pool container of a challenge failed to start, wait this long to try again"},
 };
 #undef O
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

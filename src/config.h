@@ -61,6 +61,10 @@ struct cc_config {
     int64_t starting_grace_seconds;
     int64_t stopping_grace_seconds;
     int64_t reconcile_interval_seconds;
+    /* warm pools */
+    int64_t warm_pool_max_total;       /* pool containers in all; 0 = pools off */
+    int64_t warm_pool_lifetime_seconds; /* an unclaimed pool container is replaced after this */
+    int64_t warm_pool_retry_seconds;   /* wait after a failed pool start of a challenge */
 };
 
 /* Defaults, then the file (may be NULL), then the environment (envp may be

@@ -138,3 +138,46 @@ bool lifecycle_prereqs_met(const int64_t *prereqs, size_t nprereqs, const int64_
             return false;
     return true;
 }
+
+int64_t lifecycle_pool_deficit(const struct lc_pool *p, int64_t now)
+{
+    if (p->size <= 0 || p->max_total <= 0)
+        return 0;
+    if (p->last_failure > 0 && now < p->last_failure + p->retry)
+        return 0; /* an image that fails to start is not retried every tick */
+    int64_t want = p->size - p->live;
+    int64_t room = p->max_total - p->live_total;
+    int64_t n = want < room ? want : room;
+    return n > 0 ? n : 0;
+}
+
+int64_t lifecycle_pool_excess(const struct lc_pool *p)
+{
+    if (p->size <= 0 || p->max_total <= 0)
+        return p->live > 0 ? p->live : 0;
+    return p->live > p->size ? p->live - p->size : 0;
+}
+
+bool lifecycle_pool_claimable(int64_t pool_deadline, int64_t now)
+{
+    return pool_deadline > now + LC_POOL_CLAIM_MARGIN;
+}
+
+void lifecycle_pool_spec_key(const char *const *parts, size_t n, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *p = (const unsigned char *)(parts[i] ? parts[i] : "");
+        for (; *p; p++) {
+            h ^= *p;
+            h *= 1099511628211ULL;
+        }
+        h *= 1099511628211ULL; /* the separator (a zero byte): "ab","c" != "a","bc" */
+    }
+    for (int i = 15; i >= 0; i--) {
+        out[i] = hex[h & 0xf];
+        h >>= 4;
+    }
+    out[16] = '\0';
+}

@@ -76,4 +76,30 @@ enum cc_err lifecycle_check_ctf_time(int64_t start, int64_t end, bool paused, bo
 bool lifecycle_prereqs_met(const int64_t *prereqs, size_t nprereqs, const int64_t *solved,
                            size_t nsolved, const int64_t *existing, size_t nexisting);
 
+/* ---- warm pools ---- */
+
+/* A pool container is claimed only while its pool deadline is at least this
+ * far off, so the reaper's expiry (deadline <= now) never races a claim. */
+#define LC_POOL_CLAIM_MARGIN 30
+
+struct lc_pool {
+    int64_t size;          /* the challenge's warm_pool (<= 0: off) */
+    int64_t live;          /* its live pool containers (any live state) */
+    int64_t live_total;    /* live pool containers of every challenge */
+    int64_t max_total;     /* warm_pool_max_total (<= 0: pools off) */
+    int64_t last_failure;  /* when its latest pool start failed; 0 = never */
+    int64_t retry;         /* warm_pool_retry_seconds */
+};
+
+/* How many pool containers to start for the challenge now: up to its size,
+ * within the global cap, none while a failed start's retry delay runs. */
+int64_t lifecycle_pool_deficit(const struct lc_pool *p, int64_t now);
+/* How many of the challenge's pool containers are too many (size lowered, or off). */
+int64_t lifecycle_pool_excess(const struct lc_pool *p);
+/* May a pool container with this pool deadline be handed to a player now? */
+bool lifecycle_pool_claimable(int64_t pool_deadline, int64_t now);
+/* The spec key: FNV-1a 64 of the parts (each followed by a NUL byte), as 16
+ * lowercase hex digits. Equal keys: started the same way (not a secret). */
+void lifecycle_pool_spec_key(const char *const *parts, size_t n, char out[17]);
+
 #endif

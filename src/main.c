@@ -235,15 +235,17 @@ static int check_schema(const struct cc_config *c)
     struct cc_error err = {0};
     struct store *s = store_open(c, &err);
     int64_t v = 0;
-    int rc = s ? store_schema_version(s, &v, &err) : -1;
+    int pending = 0;
+    int rc = s ? store_schema_pending(s, &v, &pending, &err) : -1;
     store_close(s);
     if (rc < 0) {
         log_error("database %s unreachable: %s", c->database_name, err_message(&err));
         return -1;
     }
-    if (v < store_latest_version()) {
-        log_error("schema version %lld, this build needs %d: run ctfd-containers -c FILE "
-                  "--migrate", (long long)v, store_latest_version());
+    if (pending > 0) {
+        log_error("schema version %lld, this build needs %d (%d file(s) to apply): run "
+                  "ctfd-containers -c FILE --migrate", (long long)v, store_latest_version(),
+                  pending);
         return -1;
     }
     return 0;

@@ -189,7 +189,8 @@ int ops_reveal_flag(struct app *app, arena_t *a, int64_t id, struct instance *in
     char aad[32];
     if (store_get_instance(app->store, a, id, inst, &found, err) < 0)
         return -1;
-    if (!found)
+    /* A warm pool container's flag is never shown: it may be claimed next. */
+    if (!found || ops_is_pool(inst))
         return err_set(err, ERR_CONTAINER_NOT_FOUND, NULL);
     if (store_get_flag(app->store, a, inst->id, &sf, &found, err) < 0)
         return -1;
@@ -224,9 +225,14 @@ int ops_get_live(struct app *app, arena_t *a, int64_t id, struct instance *inst,
     bool found;
     if (store_get_instance(app->store, a, id, inst, &found, err) < 0)
         return -1;
-    if (!found || !inst->live)
+    if (!found || !inst->live || ops_is_pool(inst))
         return err_set(err, ERR_CONTAINER_NOT_FOUND, NULL);
     return 0;
+}
+
+bool ops_is_pool(const struct instance *inst)
+{
+    return inst->account_kind && strcmp(inst->account_kind, "pool") == 0;
 }
 
 int ops_admin_extend(struct app *app, arena_t *a, int64_t id, int64_t actor, const char *detail,

@@ -30,7 +30,10 @@ int ops_stop(struct app *app, arena_t *a, const struct instance *inst, const cha
 /* The renewal limit of a container's challenge (its own, else the app's);
  * inst must come from store_get_instance or store_list (they join it in). */
 int64_t ops_max_renewals(const struct cc_config *cfg, const struct instance *inst);
-/* A live container by id, or CONTAINER_NOT_FOUND. */
+/* Is it an unclaimed warm pool container (see pool.h)? Admins' actions by id
+ * (extend, stop, flag reveal) do not see those. */
+bool ops_is_pool(const struct instance *inst);
+/* A live container by id (not a warm pool one), or CONTAINER_NOT_FOUND. */
 int ops_get_live(struct app *app, arena_t *a, int64_t id, struct instance *inst,
                  struct cc_error *err);
 /* An admin's extend (admin API and admin page): the renewal limit applies,

@@ -15,6 +15,7 @@
 #include "child.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "pool.h"
 
 static volatile sig_atomic_t reaper_stop;
 
@@ -34,6 +35,11 @@ static int stop_id(struct app *app, arena_t *a, int64_t id, const char *end_stat
         return -1;
     if (!found || !inst.live)
         return 0;
+    if (!lifecycle_expired(inst.deadline, now))
+        return 0; /* extended (or claimed from the warm pool) since it was listed */
+    if (strcmp(inst.account_kind, "pool") == 0)
+        return pool_retire(app, inst.id, inst.name, end_state,
+                           "unclaimed until its warm pool deadline", now, &err);
     return ops_stop(app, a, &inst, end_state, reason, now, &err);
 }
 
@@ -236,6 +242,8 @@ int reaper_run(const struct cc_config *cfg, const struct flag_keys *keys)
         struct reconcile_report rep = {0};
         int64_t now = time(NULL);
         reaper_expire(&app, a, now, &rep);
+        struct pool_report pool = {0};
+        pool_tend(&app, a, now, &reaper_stop, &pool);
         if (now - last_reconcile >= cfg->reconcile_interval_seconds) {
             reaper_reconcile(&app, a, now, &rep);
             last_reconcile = now;

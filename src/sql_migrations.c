@@ -23,6 +23,13 @@ size_t store_migrations(const struct migration **out)
             table[n].text = sql_files[i].text;
             n++;
         }
+        /* In number order, whatever the order of the build's file list. */
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = i; j > 0 && table[j - 1].version > table[j].version; j--) {
+                struct migration t = table[j];
+                table[j] = table[j - 1];
+                table[j - 1] = t;
+            }
     }
     *out = table;
     return n;

@@ -26,6 +26,11 @@ enum stmt_id {
     Q_IDS_STALE, Q_IDS_LIVE, Q_EVENT, Q_STATUS_SET, Q_STATUS_GET, Q_SCHEMA_GET, Q_SCHEMA_SET,
     Q_LOCK_MIGRATE, Q_UNLOCK_MIGRATE, Q_PING, Q_ACCOUNT_RESTORE, Q_PORTS_ENDED, Q_END_IF_STATE,
     Q_LOCK_LIVE_STATE, Q_READ_LIVE, Q_LIST_DESC, Q_LIVE_BY_CHALLENGE, Q_EVENTS, Q_EVENTS_COUNT,
+    /* warm pools */
+    Q_POOL_NEEDS, Q_POOL_MEMBERS, Q_POOL_LOCK, Q_POOL_COUNT_TOTAL, Q_POOL_COUNT_CHALLENGE,
+    Q_POOL_MARK, Q_POOL_PICK, Q_POOL_CLAIM, Q_POOL_FLAG_CLAIM, Q_POOL_RETIRE,
+    /* migrations by file (a gap in the numbers is applied later) */
+    Q_MIGRATIONS_TABLE, Q_MIGRATIONS_GET, Q_MIGRATION_ADD,
     Q__MAX
 };
 
@@ -42,7 +47,7 @@ enum stmt_id {
 #define JOINED_COLS ", COALESCE(t.name, u.name, ''), COALESCE(c.name, ''), d.max_renewals "
 #define LIST_FILTER                                                                            \
     " WHERE (? = 0 OR i.challenge_id = ?) AND (? = 0 OR i.account_id = ?)"                    \
-    " AND ((? = '' AND i.live = 1) OR i.state = ?)"
+    " AND ((? = '' AND i.live = 1) OR i.state = ?) AND i.account_kind <> 'pool'"
 
 static const char *const sql[Q__MAX] = {
     [Q_USER] = "SELECT id, team_id, type, banned, hidden, verified, name FROM users WHERE id = ?",
@@ -68,7 +73,9 @@ static const char *const sql[Q__MAX] = {
     [Q_CAPACITY_LOCK] = "SELECT name FROM container_locks WHERE name = 'capacity' FOR UPDATE",
     [Q_COUNT_LIVE_ACCOUNT] = "SELECT COUNT(*) FROM container_instances "
                              "WHERE account_kind = ? AND account_id = ? AND live = 1",
-    [Q_COUNT_LIVE_TOTAL] = "SELECT COUNT(*) FROM container_instances WHERE live = 1",
+    /* Capacity counts players' containers; warm pool ones have their own cap. */
+    [Q_COUNT_LIVE_TOTAL] = "SELECT COUNT(*) FROM container_instances WHERE live = 1 "
+                           "AND account_kind <> 'pool'",
     [Q_FIND_LIVE] = "SELECT " INSTANCE_COLS " FROM container_instances i WHERE "
                     "i.account_kind = ? AND i.account_id = ? AND i.challenge_id = ? "
                     "AND i.live = 1 FOR UPDATE",
@@ -108,6 +115,7 @@ static const char *const sql[Q__MAX] = {
     [Q_LIVE_BY_CHALLENGE] = "SELECT i.challenge_id, COALESCE(c.name, ''), COUNT(*) "
                             "FROM container_instances i "
                             "LEFT JOIN challenges c ON c.id = i.challenge_id WHERE i.live = 1 "
+                            "AND i.account_kind <> 'pool' "
                             "GROUP BY i.challenge_id, c.name ORDER BY COUNT(*) DESC, "
                             "i.challenge_id LIMIT 200",
     [Q_EVENTS] = "SELECT e.id, e.at, e.kind, e.actor_user_id, COALESCE(au.name, ''), "
@@ -119,6 +127,40 @@ static const char *const sql[Q__MAX] = {
                  "LEFT JOIN challenges c ON c.id = e.challenge_id "
                  "WHERE (? = '' OR e.kind = ?) ORDER BY e.id DESC LIMIT ? OFFSET ?",
     [Q_EVENTS_COUNT] = "SELECT COUNT(*) FROM container_events e WHERE (? = '' OR e.kind = ?)",
+    /* ---- warm pools: rows of account_kind 'pool' (account_id = their own id) ---- */
+    [Q_POOL_NEEDS] = "SELECT d.id, d.warm_pool, (SELECT COALESCE(MAX(f.ended_at), 0) "
+                     "FROM container_instances f WHERE f.account_kind = 'pool' "
+                     "AND f.challenge_id = d.id AND f.state = 'failed') "
+                     "FROM docker_challenge d WHERE d.warm_pool > 0 ORDER BY d.id LIMIT 1000",
+    [Q_POOL_MEMBERS] = "SELECT id, challenge_id, state, COALESCE(pool_spec, ''), deadline, name "
+                       "FROM container_instances WHERE account_kind = 'pool' AND live = 1 "
+                       "ORDER BY id LIMIT 10000",
+    [Q_POOL_LOCK] = "SELECT name FROM container_locks WHERE name = 'pool' FOR UPDATE",
+    [Q_POOL_COUNT_TOTAL] = "SELECT COUNT(*) FROM container_instances "
+                           "WHERE account_kind = 'pool' AND live = 1",
+    [Q_POOL_COUNT_CHALLENGE] = "SELECT COUNT(*) FROM container_instances "
+                               "WHERE account_kind = 'pool' AND live = 1 AND challenge_id = ?",
+    [Q_POOL_MARK] = "UPDATE container_instances SET account_id = id, pool_spec = ? "
+                    "WHERE id = ? AND account_kind = 'pool'",
+    /* SKIP LOCKED: simultaneous claims take different rows without waiting. */
+    [Q_POOL_PICK] = "SELECT id FROM container_instances WHERE account_kind = 'pool' "
+                    "AND live = 1 AND challenge_id = ? AND state = 'running' AND pool_spec = ? "
+                    "AND deadline > ? ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+    [Q_POOL_CLAIM] = "UPDATE container_instances SET account_kind = ?, account_id = ?, "
+                     "user_id = ?, created_at = ?, updated_at = ?, claimed_at = ?, deadline = ?, "
+                     "renewals = 0 WHERE id = ? AND account_kind = 'pool' AND live = 1 "
+                     "AND state = 'running'",
+    [Q_POOL_FLAG_CLAIM] = "UPDATE container_flags SET account_kind = ?, account_id = ?, "
+                          "created_at = ? WHERE instance_id = ? AND account_kind = 'pool' "
+                          "AND retired_at IS NULL",
+    [Q_POOL_RETIRE] = "UPDATE container_instances SET state = 'stopping', updated_at = ? "
+                      "WHERE id = ? AND account_kind = 'pool' AND live = 1 AND state = 'running'",
+    [Q_MIGRATIONS_TABLE] = "CREATE TABLE IF NOT EXISTS container_migrations ("
+                           "version INT NOT NULL PRIMARY KEY, name VARCHAR(128) NOT NULL, "
+                           "applied_at BIGINT NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    [Q_MIGRATIONS_GET] = "SELECT version FROM container_migrations",
+    [Q_MIGRATION_ADD] = "INSERT IGNORE INTO container_migrations (version, name, applied_at) "
+                        "VALUES (?, ?, ?)",
     [Q_IDS_EXPIRED] = "SELECT id FROM container_instances WHERE live = 1 AND state = 'running' "
                       "AND deadline <= ? ORDER BY deadline LIMIT 200",
     [Q_IDS_STALE] = "SELECT id FROM container_instances WHERE live = 1 AND state = ? "
@@ -160,6 +202,9 @@ static const char *const stmt_names[Q__MAX] = {
     "ids_stale", "ids_live", "event", "status_set", "status_get", "schema_get", "schema_set",
     "lock_migrate", "unlock_migrate", "ping", "account_restore", "ports_ended", "end_if_state",
     "lock_live_state", "read_live", "list_desc", "live_by_challenge", "events", "events_count",
+    "pool_needs", "pool_members", "pool_lock", "pool_count_total", "pool_count_challenge",
+    "pool_mark", "pool_pick", "pool_claim", "pool_flag_claim", "pool_retire",
+    "migrations_table", "migrations_get", "migration_add",
 };
 
 struct store {
@@ -349,7 +394,8 @@ static MYSQL_STMT *prepared(struct store *s, enum stmt_id id)
         return NULL;
     if (mysql_stmt_prepare(st, sql[id], (unsigned long)strlen(sql[id]))) {
         s->last_errno = mysql_stmt_errno(st);
-        if (!(id == Q_SCHEMA_GET && s->last_errno == ER_NO_SUCH_TABLE))
+        if (!((id == Q_SCHEMA_GET || id == Q_MIGRATIONS_GET) &&
+              s->last_errno == ER_NO_SUCH_TABLE))
             log_error("database: prepare %s failed (error %u)", stmt_names[id], s->last_errno);
         mysql_stmt_close(st);
         return NULL;
@@ -1080,6 +1126,113 @@ int store_get_status(struct store *s, arena_t *a, const char *name, const char *
     return 0;
 }
 
+/* ---- warm pools ---- */
+
+int store_pool_needs(struct store *s, arena_t *a, struct pool_need **rows, size_t *n,
+                     struct cc_error *err)
+{
+    struct result r;
+    if (EXEC0(s, a, Q_POOL_NEEDS, &r, err) < 0)
+        return -1;
+    *rows = arena_alloc(a, sizeof(**rows) * (r.nrows ? r.nrows : 1));
+    *n = r.nrows;
+    for (size_t i = 0; i < r.nrows; i++) {
+        (*rows)[i].challenge_id = col_i64(&r.rows[i], 0, 0);
+        (*rows)[i].size = col_i64(&r.rows[i], 1, 0);
+        (*rows)[i].last_failure = col_i64(&r.rows[i], 2, 0);
+    }
+    return 0;
+}
+
+int store_pool_members(struct store *s, arena_t *a, struct pool_member **rows, size_t *n,
+                       struct cc_error *err)
+{
+    struct result r;
+    if (EXEC0(s, a, Q_POOL_MEMBERS, &r, err) < 0)
+        return -1;
+    *rows = arena_alloc(a, sizeof(**rows) * (r.nrows ? r.nrows : 1));
+    *n = r.nrows;
+    for (size_t i = 0; i < r.nrows; i++) {
+        struct pool_member *m = &(*rows)[i];
+        m->id = col_i64(&r.rows[i], 0, 0);
+        m->challenge_id = col_i64(&r.rows[i], 1, 0);
+        m->state = col_str(&r.rows[i], 2) ? col_str(&r.rows[i], 2) : "";
+        m->spec = col_str(&r.rows[i], 3) ? col_str(&r.rows[i], 3) : "";
+        m->deadline = col_i64(&r.rows[i], 4, 0);
+        m->name = col_str(&r.rows[i], 5) ? col_str(&r.rows[i], 5) : "";
+    }
+    return 0;
+}
+
+int store_pool_lock(struct store *s, int64_t challenge_id, int64_t *live_total,
+                    int64_t *live_challenge, struct cc_error *err)
+{
+    struct result r;
+    struct arg one[] = {AI(challenge_id)};
+    if (EXEC0(s, NULL, Q_POOL_LOCK, &r, err) < 0 ||
+        count(s, Q_POOL_COUNT_TOTAL, NULL, 0, live_total, err) < 0)
+        return -1;
+    return count(s, Q_POOL_COUNT_CHALLENGE, one, 1, live_challenge, err);
+}
+
+int store_pool_count(struct store *s, int64_t *n, struct cc_error *err)
+{
+    return count(s, Q_POOL_COUNT_TOTAL, NULL, 0, n, err);
+}
+
+int store_pool_mark(struct store *s, int64_t id, const char *spec, struct cc_error *err)
+{
+    struct result r;
+    if (EXEC(s, NULL, Q_POOL_MARK, &r, err, AS(spec), AI(id)) < 0)
+        return -1;
+    return r.affected == 1 ? 0 : err_set(err, ERR_INTERNAL, NULL);
+}
+
+/* Take one running pool row: pick it (skipping rows another claim holds),
+ * then move it and its flag to the account by compare-and-set. */
+int store_pool_claim(struct store *s, const struct pool_claim *c, int64_t *id, bool *claimed,
+                     struct cc_error *err)
+{
+    *claimed = false;
+    *id = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        struct result r;
+        arena_t *a = arena_new(1024);
+        int rc = EXEC(s, a, Q_POOL_PICK, &r, err, AI(c->challenge_id), AS(c->spec),
+                      AI(c->min_deadline));
+        int64_t pick = rc == 0 && r.nrows ? col_i64(&r.rows[0], 0, 0) : 0;
+        arena_free(a);
+        if (rc < 0)
+            return -1;
+        if (pick == 0)
+            return 0; /* the pool is empty: the caller starts one cold */
+        if (EXEC(s, NULL, Q_POOL_CLAIM, &r, err, AS(c->account_kind), AI(c->account_id),
+                 AI(c->user_id), AI(c->now), AI(c->now), AI(c->now), AI(c->deadline),
+                 AI(pick)) < 0)
+            return -1;
+        if (r.affected != 1)
+            continue; /* it moved between the pick and the claim: the next one */
+        if (EXEC(s, NULL, Q_POOL_FLAG_CLAIM, &r, err, AS(c->account_kind), AI(c->account_id),
+                 AI(c->now), AI(pick)) < 0)
+            return -1;
+        if (r.affected != 1) /* no live flag: never hand that container out */
+            return err_set(err, ERR_INTERNAL, NULL);
+        *id = pick;
+        *claimed = true;
+        return 0;
+    }
+    return 0;
+}
+
+int store_pool_retire(struct store *s, int64_t id, int64_t now, bool *changed,
+                      struct cc_error *err)
+{
+    struct result r;
+    int rc = EXEC(s, NULL, Q_POOL_RETIRE, &r, err, AI(now), AI(id));
+    *changed = rc == 0 && r.affected == 1;
+    return rc;
+}
+
 /* ---- migrations ---- */
 
 struct migration {
@@ -1157,6 +1310,55 @@ int store_latest_version(void)
     return n ? m[n - 1].version : 0;
 }
 
+/* Which compiled-in files are applied: the rows of container_migrations; when
+ * it has none (a schema migrated before files were recorded one by one), every
+ * file up to container_schema.version. record: write that back-fill. */
+static int applied_set(struct store *s, const struct migration *m, size_t n, int64_t version,
+                       bool record, bool *done, struct cc_error *err)
+{
+    struct result r;
+    arena_t *a = arena_new(1024);
+    int rc = EXEC0(s, a, Q_MIGRATIONS_GET, &r, err);
+    size_t rows = 0;
+    if (rc < 0 && !record && s->last_errno == ER_NO_SUCH_TABLE) {
+        err_clear(err);
+        rc = 0;
+    } else if (rc == 0) {
+        rows = r.nrows;
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        done[i] = false;
+        for (size_t j = 0; j < rows; j++)
+            if (col_i64(&r.rows[j], 0, -1) == m[i].version)
+                done[i] = true;
+        if (rows == 0 && m[i].version <= version) {
+            done[i] = true;
+            if (record)
+                rc = EXEC(s, NULL, Q_MIGRATION_ADD, &r, err, AI(m[i].version), AS(m[i].name),
+                          AI(time(NULL)));
+        }
+    }
+    arena_free(a);
+    return rc;
+}
+
+int store_schema_pending(struct store *s, int64_t *version, int *pending, struct cc_error *err)
+{
+    const struct migration *m;
+    size_t n = store_migrations(&m);
+    bool done[64];
+    *pending = 0;
+    if (store_schema_version(s, version, err) < 0 ||
+        applied_set(s, m, n, *version, false, done, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!done[i])
+            (*pending)++;
+    if (*pending == 0 && *version < store_latest_version())
+        *pending = 1; /* the version row says older than this build */
+    return 0;
+}
+
 int store_migrate(struct store *s, FILE *report, struct cc_error *err)
 {
     struct result r;
@@ -1164,19 +1366,30 @@ int store_migrate(struct store *s, FILE *report, struct cc_error *err)
     int64_t version = 0;
     const struct migration *m;
     size_t n = store_migrations(&m);
+    bool done[64];
     /* One migrator at a time, whatever the number of hosts. */
     int rc = EXEC0(s, a, Q_LOCK_MIGRATE, &r, err);
     if (rc == 0)
         rc = store_schema_version(s, &version, err);
+    if (rc == 0)
+        rc = EXEC0(s, NULL, Q_MIGRATIONS_TABLE, &r, err);
+    if (rc == 0)
+        rc = applied_set(s, m, n, version, true, done, err);
+    /* Every file not yet applied, in number order: one merged later with a
+     * lower number than the last applied is applied too. */
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (m[i].version <= version)
+        if (done[i])
             continue;
         if (report)
             fprintf(report, "migrate: applying %s\n", m[i].name);
         rc = run_file(s, m[i].text, err);
         if (rc == 0)
-            rc = EXEC(s, NULL, Q_SCHEMA_SET, &r, err, AI(m[i].version), AI(time(NULL)));
-        version = m[i].version;
+            rc = EXEC(s, NULL, Q_MIGRATION_ADD, &r, err, AI(m[i].version), AS(m[i].name),
+                      AI(time(NULL)));
+        if (m[i].version > version)
+            version = m[i].version;
+        if (rc == 0)
+            rc = EXEC(s, NULL, Q_SCHEMA_SET, &r, err, AI(version), AI(time(NULL)));
     }
     if (rc == 0 && report)
         fprintf(report, "migrate: schema at version %lld\n", (long long)version);

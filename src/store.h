@@ -28,6 +28,9 @@ int store_ping(struct store *s, struct cc_error *err);
 int store_migrate(struct store *s, FILE *report, struct cc_error *err);
 int store_schema_version(struct store *s, int64_t *version, struct cc_error *err);
 int store_latest_version(void);
+/* The schema version row, and how many compiled-in files are not applied yet
+ * (files are recorded one by one, so a lower-numbered file merged later counts). */
+int store_schema_pending(struct store *s, int64_t *version, int *pending, struct cc_error *err);
 
 /* Transactions. After a deadlock or lock timeout, store_retryable() is true
  * and the caller may run the whole transaction again. */
@@ -228,5 +231,46 @@ int store_set_status(struct store *s, const char *name, const char *value, int64
                      struct cc_error *err);
 int store_get_status(struct store *s, arena_t *a, const char *name, const char **value,
                      int64_t *updated_at, struct cc_error *err);
+
+/* ---- warm pools (pool.c): rows of account_kind "pool" ---- */
+struct pool_need {
+    int64_t challenge_id;
+    int64_t size;            /* docker_challenge.warm_pool (> 0) */
+    int64_t last_failure;    /* ended_at of its latest failed pool start; 0 = none */
+};
+struct pool_member {
+    int64_t id, challenge_id, deadline;
+    const char *state, *spec, *name;
+};
+/* Challenges with warm_pool > 0. Fails (unknown column) when the plugin's
+ * migration that adds warm_pool has not run. */
+int store_pool_needs(struct store *s, arena_t *a, struct pool_need **rows, size_t *n,
+                     struct cc_error *err);
+/* Every live pool row, oldest first. */
+int store_pool_members(struct store *s, arena_t *a, struct pool_member **rows, size_t *n,
+                       struct cc_error *err);
+/* In a transaction: lock the 'pool' row, then count live pool rows. */
+int store_pool_lock(struct store *s, int64_t challenge_id, int64_t *live_total,
+                    int64_t *live_challenge, struct cc_error *err);
+int store_pool_count(struct store *s, int64_t *n, struct cc_error *err);
+/* A new pool row (inserted with account_kind "pool"): account_id = its id, its spec key. */
+int store_pool_mark(struct store *s, int64_t id, const char *spec, struct cc_error *err);
+struct pool_claim {
+    int64_t challenge_id;
+    const char *spec;        /* the challenge's current spec key */
+    int64_t min_deadline;    /* only rows whose pool deadline is later */
+    const char *account_kind;
+    int64_t account_id, user_id;
+    int64_t deadline;        /* the claimed container's new deadline */
+    int64_t now;
+};
+/* In the admission transaction: move one running pool row and its flag row to
+ * the account (compare-and-set; rows another claim holds are skipped).
+ * *claimed false: the pool had none. */
+int store_pool_claim(struct store *s, const struct pool_claim *c, int64_t *id, bool *claimed,
+                     struct cc_error *err);
+/* running -> stopping, only while the row is still the pool's. */
+int store_pool_retire(struct store *s, int64_t id, int64_t now, bool *changed,
+                      struct cc_error *err);
 
 #endif
