@@ -151,16 +151,9 @@ int64_t lifecycle_pool_deficit(const struct lc_pool *p, int64_t now)
     return n > 0 ? n : 0;
 }
 
-int64_t lifecycle_pool_excess(const struct lc_pool *p)
+int64_t lifecycle_pool_claim_after(int64_t now)
 {
-    if (p->size <= 0 || p->max_total <= 0)
-        return p->live > 0 ? p->live : 0;
-    return p->live > p->size ? p->live - p->size : 0;
-}
-
-bool lifecycle_pool_claimable(int64_t pool_deadline, int64_t now)
-{
-    return pool_deadline > now + LC_POOL_CLAIM_MARGIN;
+    return now + LC_POOL_CLAIM_MARGIN;
 }
 
 void lifecycle_pool_spec_key(const char *const *parts, size_t n, char out[17])

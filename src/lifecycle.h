@@ -94,10 +94,9 @@ struct lc_pool {
 /* How many pool containers to start for the challenge now: up to its size,
  * within the global cap, none while a failed start's retry delay runs. */
 int64_t lifecycle_pool_deficit(const struct lc_pool *p, int64_t now);
-/* How many of the challenge's pool containers are too many (size lowered, or off). */
-int64_t lifecycle_pool_excess(const struct lc_pool *p);
-/* May a pool container with this pool deadline be handed to a player now? */
-bool lifecycle_pool_claimable(int64_t pool_deadline, int64_t now);
+/* A pool container may be handed to a player now only if its pool deadline
+ * is later than this (the claim's SQL compares with it). */
+int64_t lifecycle_pool_claim_after(int64_t now);
 /* The spec key: FNV-1a 64 of the parts (each followed by a NUL byte), as 16
  * lowercase hex digits. Equal keys: started the same way (not a secret). */
 void lifecycle_pool_spec_key(const char *const *parts, size_t n, char out[17]);

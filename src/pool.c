@@ -70,7 +70,7 @@ int pool_claim(struct app *app, const struct ctfd_challenge *ch, const char *acc
     if (pool_spec_key(app->cfg, ch, key) < 0)
         return 0;
     struct pool_claim c = {
-        .challenge_id = ch->id, .spec = key, .min_deadline = now + LC_POOL_CLAIM_MARGIN,
+        .challenge_id = ch->id, .spec = key, .min_deadline = lifecycle_pool_claim_after(now),
         .account_kind = account_kind, .account_id = account_id, .user_id = user_id,
         .deadline = deadline, .now = now};
     return store_pool_claim(app->store, &c, id, claimed, err);

@@ -119,6 +119,9 @@ def check(session, submission, challenge_id, account_kind, account_id, user_id, 
     row = session.execute(LOOKUP, {"digest": d}).first()
     if row is None or not hmac.compare_digest(bytes(row.digest), d):
         return Verdict("unknown", "")
+    if str(row.account_kind) == "pool":
+        # A warm pool container's flag: nobody was ever shown it, and it is nobody's yet.
+        return Verdict("incorrect", "Incorrect")
     owner = (str(row.account_kind), int(row.account_id))
     if account_id is None or owner != (account_kind, int(account_id)):
         if record and account_id is not None:

@@ -33,6 +33,8 @@ class DockerChallenge(Challenges):
     lifetime_seconds = db.Column(db.Integer, nullable=True)
     max_renewals = db.Column(db.Integer, nullable=True)
     backend = db.Column(db.String(16), nullable=True)
+    #: warm pool: containers the app keeps started ahead for this challenge (NULL/0: none)
+    warm_pool = db.Column(db.Integer, nullable=True)
 
     #: the columns above besides id, in table order
     SETTINGS = (
@@ -45,4 +47,5 @@ class DockerChallenge(Challenges):
         "lifetime_seconds",
         "max_renewals",
         "backend",
+        "warm_pool",
     )

@@ -20,6 +20,7 @@ PLACEHOLDER_MAX_N = 128
 MAX_PORTS = 8  # src/backend.h BACKEND_MAX_PORTS
 PROTOCOLS = ("http", "tcp")
 BACKENDS = ("docker", "swarm", "whale")
+WARM_POOL_MAX = 100  # per challenge; the app's warm_pool_max_total caps all of them
 
 # name -> bits per character, written out exactly as src/flag.c does (no rounding doubt)
 ALPHABETS = {
@@ -304,6 +305,7 @@ FIELDS = {
     "lifetime_seconds": lambda v: optional_int(v, "Lifetime", 1, 31536000, " seconds"),
     "max_renewals": lambda v: optional_int(v, "Renewals", 0, 10000),
     "backend": optional_backend,
+    "warm_pool": lambda v: optional_int(v, "Warm pool", 0, WARM_POOL_MAX, " containers"),
 }
 REQUIRED = ("image", "ports", "flag_template")
 

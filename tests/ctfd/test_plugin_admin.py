@@ -61,7 +61,7 @@ def test_create_form_and_assets(backend, make_ctfd):
         assert r.status_code == 200
         docker = r.get_json()["data"]["docker"]
         html = docker["create"]
-        for name in ("image", "ports", "flag_template", "flag_env", "memory_mb", "cpus", "lifetime_seconds", "max_renewals", "backend"):
+        for name in ("image", "ports", "flag_template", "flag_env", "memory_mb", "cpus", "lifetime_seconds", "max_renewals", "backend", "warm_pool"):
             assert f'name="{name}"' in html, name
         assert 'name="type" id="chaltype"' in html and 'value="docker"' in html
         assert "CTF{&lt;hex:32&gt;}" in html  # the default template, escaped
@@ -73,7 +73,7 @@ def test_create_form_and_assets(backend, make_ctfd):
 def test_create_valid_stores_the_contract_values(backend, make_ctfd):
     with make_ctfd(backend) as app, app.app_context():
         admin = login_as_user(app, name="admin")
-        r = _create(admin, memory_mb="256", cpus="0.5", lifetime_seconds="", max_renewals="2", backend="", flag_env="CHALLENGE_FLAG")
+        r = _create(admin, memory_mb="256", cpus="0.5", lifetime_seconds="", max_renewals="2", backend="", flag_env="CHALLENGE_FLAG", warm_pool="3")
         assert r.status_code == 200, r.get_json()
         data = r.get_json()["data"]
         assert data["type"] == "docker"
@@ -86,12 +86,13 @@ def test_create_valid_stores_the_contract_values(backend, make_ctfd):
         assert decimal.Decimal(str(row["cpus"])) == decimal.Decimal("0.50")
         assert row["lifetime_seconds"] is None and row["backend"] is None
         assert row["max_renewals"] == 2
+        assert row["warm_pool"] == 3
         # Only what must be given: everything else is the application's default.
         r = _create(admin, name="minimal")
         assert r.status_code == 200, r.get_json()
         row = _row(app, r.get_json()["data"]["id"])
         assert row["flag_env"] == "FLAG"
-        assert [row[k] for k in ("memory_mb", "cpus", "lifetime_seconds", "max_renewals", "backend")] == [None] * 5
+        assert [row[k] for k in ("memory_mb", "cpus", "lifetime_seconds", "max_renewals", "backend", "warm_pool")] == [None] * 6
         # The update page renders with the stored values.
         page = admin.get(f"/admin/challenges/{data['id']}")
         assert page.status_code == 200
@@ -118,6 +119,8 @@ REFUSED = [
     ({"lifetime_seconds": "0"}, "Lifetime: a whole number from 1 to 31536000 seconds, or blank."),
     ({"max_renewals": "-1"}, "Renewals: a whole number from 0 to 10000, or blank."),
     ({"backend": "k8s"}, "Backend: docker, swarm or whale, or blank for the application's."),
+    ({"warm_pool": "101"}, "Warm pool: a whole number from 0 to 100 containers, or blank."),
+    ({"warm_pool": "-1"}, "Warm pool: a whole number from 0 to 100 containers, or blank."),
     ({"spec": "{}"}, "Unknown field 'spec'."),
 ]
 

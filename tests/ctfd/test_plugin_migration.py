@@ -32,6 +32,7 @@ CONTRACT = [  # docs/schema.md: name, type, nullable, default
     ("lifetime_seconds", "int", True, None),
     ("max_renewals", "int", True, None),
     ("backend", "varchar(16)", True, None),
+    ("warm_pool", "int", True, None),
 ]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "docker_challenge.sql")
@@ -72,8 +73,8 @@ def test_mariadb_table_matches_the_contract_fixture(backend, make_ctfd):
     with make_ctfd(backend) as app, app.app_context():
         from CTFd.utils import get_config
 
-        # The migration ran (not create_all): CTFd records the plugin's revision.
-        assert get_config("docker_challenges_alembic_version") == "30bfc2e338c8"
+        # The migrations ran (not create_all): CTFd records the plugin's last revision.
+        assert get_config("docker_challenges_alembic_version") == "7c1e5a9b2d40"
         with open(FIXTURE, encoding="utf-8") as f:
             ddl = "\n".join(line for line in f.read().splitlines() if not line.startswith("--"))
         ddl = ddl.replace("docker_challenge_ibfk_1", "fixture_ibfk_1")
@@ -130,6 +131,22 @@ def test_migration_is_idempotent(backend, make_ctfd):
         upgrade(plugin_name="docker_challenges", lower=None)  # from the base, as an import does
         upgrade(plugin_name="docker_challenges")
         names = [c["name"] for c in inspect(app.db.engine).get_columns("docker_challenge")]
+        assert names == [c[0] for c in CONTRACT]
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+def test_warm_pool_revision_upgrades_a_table_without_it(backend, make_ctfd):
+    """A site migrated before warm pools: the second revision adds the column, data kept."""
+    with make_ctfd(backend) as app, app.app_context():
+        from CTFd.plugins.migrations import upgrade
+        from CTFd.utils import set_config
+
+        db = app.db
+        db.session.execute(text("ALTER TABLE docker_challenge DROP COLUMN warm_pool"))
+        db.session.commit()
+        set_config("docker_challenges_alembic_version", "30bfc2e338c8")
+        upgrade(plugin_name="docker_challenges")
+        names = [c["name"] for c in inspect(db.engine).get_columns("docker_challenge")]
         assert names == [c[0] for c in CONTRACT]
 
 

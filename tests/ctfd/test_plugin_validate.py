@@ -230,6 +230,20 @@ def test_clean_requires_the_essentials_on_create_only():
     assert validate.clean({"max_renewals": "0"}, creating=False) == {"max_renewals": 0}
 
 
+@pytest.mark.parametrize(
+    "value, want",
+    [("", None), (None, None), ("0", 0), ("3", 3), (100, 100), (" 7 ", 7)],
+)
+def test_warm_pool_accepts_0_to_100_or_blank(value, want):
+    assert validate.clean({"warm_pool": value}, creating=False) == {"warm_pool": want}
+
+
+@pytest.mark.parametrize("value", ["-1", "101", "1e3", "two", True, 2.5])
+def test_warm_pool_refuses_out_of_range(value):
+    with pytest.raises(SettingError, match=r"^Warm pool: a whole number from 0 to 100 containers, or blank\.$"):
+        validate.clean({"warm_pool": value}, creating=False)
+
+
 def test_admin_form_script_checks_templates_like_the_server():
     """assets/admin.js checks a template as the organiser types; it must agree with
     validate.py (and so with src/flag.c) on every message."""

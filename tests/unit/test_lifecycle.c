@@ -350,6 +350,75 @@ static void test_states_unknown(void **state)
     assert_false(lifecycle_state_live(ST__MAX));
 }
 
+/* ---- warm pools ------------------------------------------------------------------ */
+
+static void test_pool_deficit_table(void **state)
+{
+    (void)state;
+    static const struct {
+        struct lc_pool p;
+        int64_t now, want;
+    } cases[] = {
+        /* size, live, live_total, max_total, last_failure, retry */
+        {{2, 0, 0, 20, 0, 30}, NOW, 2},                 /* empty pool: fill to size */
+        {{2, 1, 1, 20, 0, 30}, NOW, 1},
+        {{2, 2, 5, 20, 0, 30}, NOW, 0},                 /* full */
+        {{2, 3, 5, 20, 0, 30}, NOW, 0},                 /* too many: that is excess, not < 0 */
+        {{5, 0, 18, 20, 0, 30}, NOW, 2},                /* the global cap leaves room for 2 */
+        {{5, 0, 20, 20, 0, 30}, NOW, 0},                /* global cap reached */
+        {{5, 0, 25, 20, 0, 30}, NOW, 0},                /* over the cap (it was lowered) */
+        {{0, 0, 0, 20, 0, 30}, NOW, 0},                 /* warm_pool 0 / NULL: off */
+        {{-1, 0, 0, 20, 0, 30}, NOW, 0},
+        {{2, 0, 0, 0, 0, 30}, NOW, 0},                  /* warm_pool_max_total 0: pools off */
+        {{2, 0, 0, 20, NOW - 10, 30}, NOW, 0},          /* a failure 10 s ago: wait */
+        {{2, 0, 0, 20, NOW - 29, 30}, NOW, 0},
+        {{2, 0, 0, 20, NOW - 30, 30}, NOW, 2},          /* the retry delay has passed */
+        {{2, 0, 0, 20, NOW - 3600, 30}, NOW, 2},
+    };
+    for (size_t i = 0; i < N(cases); i++) {
+        int64_t got = lifecycle_pool_deficit(&cases[i].p, cases[i].now);
+        if (got != cases[i].want)
+            fail_msg("case %zu: deficit %lld, want %lld", i, (long long)got,
+                     (long long)cases[i].want);
+    }
+}
+
+static void test_pool_claim_after(void **state)
+{
+    (void)state;
+    /* Claims take rows with deadline > claim_after(now); the reaper expires rows
+     * with deadline <= now: the two never meet, whatever the margin's use. */
+    assert_int_equal(lifecycle_pool_claim_after(NOW), NOW + LC_POOL_CLAIM_MARGIN);
+    assert_true(LC_POOL_CLAIM_MARGIN > 0);
+    assert_true(lifecycle_pool_claim_after(NOW) > NOW);
+}
+
+static void test_pool_spec_key(void **state)
+{
+    (void)state;
+    char k[17], k2[17];
+    /* Pinned against an independent FNV-1a 64 (each part followed by a NUL). */
+    lifecycle_pool_spec_key(NULL, 0, k);
+    assert_string_equal(k, "cbf29ce484222325");
+    const char *a[] = {"a"};
+    lifecycle_pool_spec_key(a, 1, k);
+    assert_string_equal(k, "089be207b544f1e4");
+    const char *web[] = {"ctfd-containers/demo-web:latest", "8080/http"};
+    lifecycle_pool_spec_key(web, 2, k);
+    assert_string_equal(k, "68ad2b673d4377e4");
+    /* The separator matters: "ab","c" and "a","bc" differ. */
+    const char *x[] = {"ab", "c"}, *y[] = {"a", "bc"};
+    lifecycle_pool_spec_key(x, 2, k);
+    lifecycle_pool_spec_key(y, 2, k2);
+    assert_string_equal(k, "ad22872f536e4705");
+    assert_string_equal(k2, "401801fc84f3ca79");
+    /* A NULL part reads as empty. */
+    const char *n1[] = {"a", NULL}, *n2[] = {"a", ""};
+    lifecycle_pool_spec_key(n1, 2, k);
+    lifecycle_pool_spec_key(n2, 2, k2);
+    assert_string_equal(k, k2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -365,6 +434,9 @@ int main(void)
         cmocka_unit_test(test_prereqs_null_arrays_when_empty),
         cmocka_unit_test(test_states_table),
         cmocka_unit_test(test_states_unknown),
+        cmocka_unit_test(test_pool_deficit_table),
+        cmocka_unit_test(test_pool_claim_after),
+        cmocka_unit_test(test_pool_spec_key),
     };
     return cmocka_run_group_tests_name("lifecycle", tests, NULL, NULL);
 }
