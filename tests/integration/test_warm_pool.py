@@ -16,6 +16,7 @@ ones; warm_pool = 0 drains the pool.
   7  reconcile leaves pool containers alone, replaces a removed and an expired one
   8  changed challenge settings retire the pool's containers (fresh ones replace them)
   9  warm_pool = 0 drains the pool; nothing of ours is left on the engine
+ 10  the app stops cleanly (no sanitizer report under --enable-sanitizers, no flag logged)
 """
 import hashlib
 import hmac
@@ -292,6 +293,20 @@ def drain_and_clean(site):
     wait_for(lambda: not engine(site), timeout=30, step=0.2, what="no container on the engine")
     eq(site.db.live_count(), 0, "no live row")
     eq(site.db.value("SELECT COUNT(*) FROM container_ports"), "0", "no host port held")
+
+
+
+@case
+def clean_stop(site):
+    """the app stops cleanly; its log has no sanitizer report and no pool flag"""
+    flags = site.db.rows("SELECT HEX(digest) FROM container_flags")
+    eq(site.app.stop(), 0, "exit code of the master")
+    log = site.app.log()
+    for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "CTF{", "FLAG{"):
+        check(bad not in log, f"{bad!r} in the app's log")
+    for (d,) in flags:
+        check(d.lower() not in log.lower(), "no flag digest in the log")
+    check("warm pool container" in log and "ready for challenge" in log, "the fill is logged")
 
 
 if __name__ == "__main__":
