@@ -21,11 +21,13 @@ ones; warm_pool = 0 drains the pool.
 import hashlib
 import hmac
 import os
+import subprocess
 import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LABEL, Site, case, check, eq, http_get, run, sh, wait_for)  # noqa: E402
+from harness import (BINARY, LABEL, App, Database, Site, case, check, eq, http_get, run, sh,  # noqa: E402
+                     wait_for)
 
 ADMIN = 1
 WEB, COLD = 1, 2
@@ -294,6 +296,55 @@ def drain_and_clean(site):
     eq(site.db.live_count(), 0, "no live row")
     eq(site.db.value("SELECT COUNT(*) FROM container_ports"), "0", "no host port held")
 
+
+
+def refused(app):
+    """The master refuses to serve (and says to migrate); never left running."""
+    p = subprocess.Popen([BINARY, "-c", app.conf_path], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = p.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise AssertionError("the master served with a migration missing")
+    check(p.returncode != 0 and "--migrate" in out, f"refused, naming --migrate: {out[-300:]!r}")
+
+
+@case
+def migrations_by_file(site):
+    """migrations are recorded file by file: an older schema and a gap are both migrated"""
+    db = Database(f"cc_test_poolmig_{os.getpid()}")
+    try:
+        workdir = os.path.join(site.workdir, "mig")
+        os.makedirs(workdir, exist_ok=True)
+        app = App(workdir, db)
+        app.write_conf()
+        r = app.run("--migrate", check=False)
+        eq(r.returncode, 0, f"--migrate {r.stderr}")
+        files = sorted(f for f in os.listdir(os.path.join(os.environ.get(
+            "CC_SRCDIR", os.path.dirname(os.path.dirname(os.path.dirname(
+                os.path.abspath(__file__))))), "src", "sql")) if f.endswith(".sql"))
+        versions = [str(int(f.split("_")[0])) for f in files]
+        eq([x[0] for x in db.rows("SELECT version FROM container_migrations ORDER BY version")],
+           versions, "one row per file")
+        eq(db.value("SELECT version FROM container_schema"), versions[-1], "the version row")
+        # A database migrated before files were recorded, at version 1.
+        db.sql("DROP TABLE container_migrations; UPDATE container_schema SET version = 1")
+        refused(app)
+        r = app.run("--migrate", check=False)
+        eq(r.returncode, 0, f"--migrate {r.stderr}")
+        check("applying 001" not in r.stdout and "applying 003_warm_pool.sql" in r.stdout,
+              f"001 counted as applied, 003 applied: {r.stdout!r}")
+        # A gap: a lower-numbered file merged after a higher one was applied.
+        db.sql("DELETE FROM container_migrations WHERE version = 3")
+        refused(app)
+        r = app.run("--migrate", check=False)
+        eq((r.returncode, r.stdout.count("applying")), (0, 1), f"only the missing file: {r.stdout!r}")
+        eq(db.value("SELECT version FROM container_schema"), versions[-1], "version unchanged")
+        eq(db.value("SELECT COUNT(*) FROM container_locks WHERE name = 'pool'"), "1", "one pool row")
+    finally:
+        db.drop()
 
 
 @case
