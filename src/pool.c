@@ -53,10 +53,9 @@ int pool_spec_key(const struct cc_config *cfg, const struct ctfd_challenge *ch, 
     snprintf(mem, sizeof(mem), "%" PRId64, memory_bytes(cfg, ch));
     snprintf(cpu, sizeof(cpu), "%" PRId64, nano_cpus(cfg, ch));
     snprintf(pids, sizeof(pids), "%" PRId64, cfg->pids_limit);
-    const char *parts[] = {ch->image,       portlist,          ch->flag_template,
-                           ch->flag_env,    mem,               cpu,
-                           pids,            cfg->cap_add,      cfg->bind_address,
-                           cfg->public_host, cfg->backend,     cfg->site};
+    const char *parts[] = {ch->image,      portlist,         ch->flag_template, ch->flag_env,
+                           mem,            cpu,              pids,              cfg->cap_add,
+                           cfg->bind_address, cfg->public_host, cfg->backend,   cfg->site};
     lifecycle_pool_spec_key(parts, sizeof(parts) / sizeof(parts[0]), out);
     return 0;
 }
