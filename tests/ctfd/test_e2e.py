@@ -69,6 +69,10 @@ def diag(text):
 
 
 # ---------------------------------------------------------------- Redis, by hand
+# The machine's Redis (CC_TEST_REDIS_PORT, default 6379); a private one's port when none answers.
+REDIS_PORT = int(os.environ.get("CC_TEST_REDIS_PORT", "6379"))
+
+
 def redis(*commands):
     """Send commands on one connection (RESP); return the raw reply lines."""
     payload = b""
@@ -77,7 +81,7 @@ def redis(*commands):
         for a in cmd:
             a = str(a).encode()
             payload += b"$%d\r\n%s\r\n" % (len(a), a)
-    with socket.create_connection(("127.0.0.1", 6379), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", REDIS_PORT), timeout=5) as s:
         s.sendall(payload)
         data = b""
         while data.count(b"\r\n") < len(commands):
@@ -86,6 +90,13 @@ def redis(*commands):
                 break
             data += chunk
     return data.decode().split("\r\n")[:len(commands)]
+
+
+def redis_answers():
+    try:
+        return redis(("PING",))[0] == "+PONG"
+    except OSError:
+        return False
 
 
 def free_redis_db():
@@ -110,6 +121,7 @@ class E2E:
         self.redis_db = None
         self.gunicorn = self.app = self.nginx_proc = None
         self.cache_parent = None
+        self.redis_proc = None
         self.teams = {}
         self.notes = []
 
@@ -162,7 +174,7 @@ class E2E:
         env.update({
             "DATABASE_URL": f"mysql+pymysql://{self.name}:{self.password}@localhost/{self.name}"
                             f"?unix_socket={harness.MYSQL_SOCKET}",
-            "REDIS_URL": f"redis://127.0.0.1:6379/{self.redis_db}",
+            "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/{self.redis_db}",
             "SECRET_KEY": secrets.token_hex(32),
             "REVERSE_PROXY": "true",
             "UPDATE_CHECK": "false",
@@ -173,8 +185,26 @@ class E2E:
         })
         return env
 
+    def start_redis(self):
+        """A private Redis (no disk) when none answers on 6379, as after scripts/run's Ctrl-C."""
+        global REDIS_PORT
+        if redis_answers():
+            return
+        server = shutil.which("redis-server")
+        if not server:
+            raise Skip("no Redis on 127.0.0.1:6379 and no redis-server to start one "
+                       "(apt-get install redis-server)")
+        REDIS_PORT = harness.free_port()
+        self.redis_proc = subprocess.Popen(
+            [server, "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--save", "",
+             "--appendonly", "no", "--dir", self.workdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(redis_answers, timeout=10, what="the private Redis")
+        self.notes.append(f"started a private Redis on port {REDIS_PORT}")
+
     def start_ctfd(self):
         venv = self.venv_python()
+        self.start_redis()
         self.redis_db = free_redis_db()
         redis(("SELECT", self.redis_db), ("FLUSHDB",))
         env = self.ctfd_env()
@@ -317,6 +347,9 @@ http {{
                 redis(("SELECT", self.redis_db), ("FLUSHDB",))
             except OSError:
                 pass
+        if self.redis_proc:
+            self.redis_proc.terminate()
+            self.redis_proc.wait(timeout=10)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
