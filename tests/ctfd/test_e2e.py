@@ -60,6 +60,7 @@ CTFD = os.environ.get("CTFD_PATH")
 AUTH_PATH = "/plugins/docker_challenges/auth"
 FLAG_RE = re.compile(r"^CTF\{[0-9a-f]{32}\}$")
 LATENCY_N = 600
+AUTH_CACHE_MIN, AUTH_CACHE_MAX = 1.0, 2.0  # how long nginx keeps an auth answer (0014)
 
 
 def diag(text):
@@ -68,6 +69,10 @@ def diag(text):
 
 
 # ---------------------------------------------------------------- Redis, by hand
+# The machine's Redis (CC_TEST_REDIS_PORT, default 6379); a private one's port when none answers.
+REDIS_PORT = int(os.environ.get("CC_TEST_REDIS_PORT", "6379"))
+
+
 def redis(*commands):
     """Send commands on one connection (RESP); return the raw reply lines."""
     payload = b""
@@ -76,7 +81,7 @@ def redis(*commands):
         for a in cmd:
             a = str(a).encode()
             payload += b"$%d\r\n%s\r\n" % (len(a), a)
-    with socket.create_connection(("127.0.0.1", 6379), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", REDIS_PORT), timeout=5) as s:
         s.sendall(payload)
         data = b""
         while data.count(b"\r\n") < len(commands):
@@ -85,6 +90,13 @@ def redis(*commands):
                 break
             data += chunk
     return data.decode().split("\r\n")[:len(commands)]
+
+
+def redis_answers():
+    try:
+        return redis(("PING",))[0] == "+PONG"
+    except OSError:
+        return False
 
 
 def free_redis_db():
@@ -108,6 +120,8 @@ class E2E:
         self.db_made = self.user_made = False
         self.redis_db = None
         self.gunicorn = self.app = self.nginx_proc = None
+        self.cache_parent = None
+        self.redis_proc = None
         self.teams = {}
         self.notes = []
 
@@ -160,7 +174,7 @@ class E2E:
         env.update({
             "DATABASE_URL": f"mysql+pymysql://{self.name}:{self.password}@localhost/{self.name}"
                             f"?unix_socket={harness.MYSQL_SOCKET}",
-            "REDIS_URL": f"redis://127.0.0.1:6379/{self.redis_db}",
+            "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/{self.redis_db}",
             "SECRET_KEY": secrets.token_hex(32),
             "REVERSE_PROXY": "true",
             "UPDATE_CHECK": "false",
@@ -171,8 +185,26 @@ class E2E:
         })
         return env
 
+    def start_redis(self):
+        """A private Redis (no disk) when none answers on 6379, as after scripts/run's Ctrl-C."""
+        global REDIS_PORT
+        if redis_answers():
+            return
+        server = shutil.which("redis-server")
+        if not server:
+            raise Skip("no Redis on 127.0.0.1:6379 and no redis-server to start one "
+                       "(apt-get install redis-server)")
+        REDIS_PORT = harness.free_port()
+        self.redis_proc = subprocess.Popen(
+            [server, "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--save", "",
+             "--appendonly", "no", "--dir", self.workdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(redis_answers, timeout=10, what="the private Redis")
+        self.notes.append(f"started a private Redis on port {REDIS_PORT}")
+
     def start_ctfd(self):
         venv = self.venv_python()
+        self.start_redis()
         self.redis_db = free_redis_db()
         redis(("SELECT", self.redis_db), ("FLUSHDB",))
         env = self.ctfd_env()
@@ -187,7 +219,8 @@ class E2E:
         self.ctfd_log = open(os.path.join(self.workdir, "ctfd.log"), "a")
         self.gunicorn = subprocess.Popen(
             [os.path.join(venv, "bin", "gunicorn"), "CTFd:create_app()",
-             "--bind", f"127.0.0.1:{self.ctfd_port}", "--workers", "2", "--worker-class", "gevent"],
+             "--bind", f"127.0.0.1:{self.ctfd_port}", "--workers", "2", "--worker-class", "gevent",
+             "--access-logfile", os.path.join(self.workdir, "ctfd-access.log")],
             cwd=CTFD, env=env, stdout=self.ctfd_log, stderr=subprocess.STDOUT,
             start_new_session=True)  # its own process group: stopped by that id
 
@@ -212,8 +245,15 @@ class E2E:
         os.makedirs(d, exist_ok=True)
         self.port = harness.free_port()
         extra = "location = /_e2e_plain { default_type text/plain; return 200 \"ok\\n\"; }"
+        # The auth-answer cache in a directory of this run's own on a tmpfs.
+        self.cache_parent = harness.auth_cache_parent()
+        self.cache_dir = os.path.join(self.cache_parent, "auth-cache")
+        http_conf = os.path.join(d, "ctfd-containers-http.conf")
+        with open(http_conf, "w") as fh:
+            fh.write(site_tool.nginx_http(self.cache_dir))
         site = site_tool.nginx_site(f"127.0.0.1:{self.port}", f"127.0.0.1:{self.ctfd_port}",
-                                    self.app.socket, CTFD, "localhost", extra=extra)
+                                    self.app.socket, CTFD, "localhost", extra=extra,
+                                    http_include=http_conf)
         with open(os.path.join(d, "site.conf"), "w") as fh:
             fh.write(site)
         conf = os.path.join(d, "nginx.conf")
@@ -281,6 +321,8 @@ http {{
                 self.nginx_proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.nginx_proc.kill()
+        if self.cache_parent:
+            shutil.rmtree(self.cache_parent, ignore_errors=True)
         if self.app:
             self.app.stop()
         if self.gunicorn and self.gunicorn.poll() is None:
@@ -305,6 +347,9 @@ http {{
                 redis(("SELECT", self.redis_db), ("FLUSHDB",))
             except OSError:
                 pass
+        if self.redis_proc:
+            self.redis_proc.terminate()
+            self.redis_proc.wait(timeout=10)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -406,7 +451,8 @@ def site_pages(s):
     path = re.match(r"/themes/([^/]+)/static/(.+)", css)
     with open(os.path.join(CTFD, "CTFd", "themes", path.group(1), "static", path.group(2)), "rb") as fh:
         eq(body, fh.read(), "the CSS is the checkout's file")
-    access = open(os.path.join(s.workdir, "ctfd.log")).read()
+    access = open(os.path.join(s.workdir, "ctfd-access.log")).read()
+    check("GET /login" in access, "gunicorn's access log is written")
     check(css not in access, "nginx, not gunicorn, served the theme file")
     eq(Browser(s.url).get(AUTH_PATH, follow=False).status, 404, "the auth endpoint from outside")
 
@@ -500,6 +546,46 @@ def own_flag(s):
              f"AND team_id = {s.teams['alpha'].team_id}"), [["1"]], "alpha's solve")
 
 
+def auth_calls(s):
+    """How many times CTFd's auth endpoint was asked (gunicorn's access log)."""
+    with open(os.path.join(s.workdir, "ctfd-access.log")) as fh:
+        return fh.read().count(f"GET {AUTH_PATH} ")
+
+
+@case
+def ban_with_cache_warm(s):
+    """a ban through CTFd's admin API refuses the very next request, the auth answer still cached"""
+    alpha = s.teams["alpha"]
+    path = f"/api/v1/container?challenge_id={s.cid}"
+    for attempt in range(4):
+        # A fresh cache key (an extra cookie) each try; a try that outlasted
+        # the time an entry surely lives proves nothing and is repeated.
+        cookie = "; ".join(f"{k}={v}" for k, v in alpha.cookies.items()) + f"; e2e=ban{attempt}"
+        h = {"Cookie": cookie}
+        t0, first = time.monotonic(), auth_calls(s)
+        eq(alpha.request("GET", path, headers=h, follow=False).status, 200, "before the ban")
+        # gunicorn writes its access line after the answer: wait for it.
+        before = wait_for(lambda: auth_calls(s) > first and auth_calls(s), timeout=5,
+                          what="the first request in gunicorn's access log")
+        eq(alpha.request("GET", path, headers=h, follow=False).status, 200, "cached, before")
+        s.api.api("PATCH", f"/api/v1/users/{alpha.user_id}", {"banned": True})
+        try:
+            page = alpha.request("GET", path, headers=h, follow=False)
+            took = time.monotonic() - t0
+        finally:
+            s.api.api("PATCH", f"/api/v1/users/{alpha.user_id}", {"banned": False})
+        time.sleep(0.3)  # a late access line would still be counted
+        asked = auth_calls(s) - before
+        eq((page.status, (page.json or {}).get("code")), (403, "USER_BANNED"), "right after the ban")
+        if took < AUTH_CACHE_MIN:
+            break
+        diag(f"try {attempt + 1} took {took:.2f} s; again")
+    else:
+        raise AssertionError("no try finished within the cache's window (machine too loaded?)")
+    eq(asked, 0, "CTFd's auth endpoint asked (the answers came from nginx's cache)")
+    eq(alpha.request("GET", path, follow=False).status, 200, "unbanned")
+
+
 @case
 def extend(s):
     """extend (PATCH) moves the deadline and counts a renewal"""
@@ -585,6 +671,10 @@ def stale_session(s):
     cookies, nonce = dict(alpha.cookies), alpha.nonce
     eq(container(alpha, s.cid).status, 200, "before logging out")
     alpha.logout()
+    # The auth-answer cache may answer for the old cookie until its entry
+    # expires (at most 2 s, docs/decisions/0014): a logout, unlike a ban,
+    # waits for the window.
+    time.sleep(AUTH_CACHE_MAX + 0.2)
     stale = Browser(s.url)
     stale.cookies, stale.nonce = cookies, nonce
     page = container(stale, s.cid)

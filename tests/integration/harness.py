@@ -1,5 +1,6 @@
 """Integration test harness: real MariaDB, real dockerd, real nginx with the
-shipped nginx/ctfd-containers.conf, and the built ctfd-containers.
+shipped nginx/ctfd-containers.conf (and ctfd-containers-http.conf, its cache
+directory moved to a tmpfs of the test's own), and the built ctfd-containers.
 
 Each test file builds a Site (database + app + nginx + stand-in auth), runs
 its cases in order and prints TAP. Needs root (nginx's workers run as
@@ -317,6 +318,40 @@ class App:
 
 
 # ---------------------------------------------------------------- nginx
+# The http-level file (the auth-answer cache) names a path under /run; each
+# test nginx gets a copy naming a directory of its own on a tmpfs instead.
+HTTP_CONF = os.path.join(SRCDIR, "nginx", "ctfd-containers-http.conf")
+SHIPPED_CACHE_PATH = "/run/ctfd-containers-auth-cache"
+TMPFS = "/dev/shm"
+
+
+def http_conf(cache_dir):
+    """nginx/ctfd-containers-http.conf with its cache directory replaced (exactly once)."""
+    with open(HTTP_CONF) as fh:
+        text = fh.read()
+    old = f"proxy_cache_path {SHIPPED_CACHE_PATH} "
+    if text.count(old) != 1:
+        raise RuntimeError(f"{HTTP_CONF} does not hold {old!r} exactly once")
+    return text.replace(old, f"proxy_cache_path {cache_dir} ")
+
+
+def fstype(path):
+    return sh("stat", "-f", "-c", "%T", path).stdout.strip()
+
+
+def auth_cache_parent(prefix="cc-auth-cache-"):
+    """A fresh directory on a tmpfs for nginx to create its cache directory in.
+
+    mkdtemp's random name cannot be squatted in the world-writable /dev/shm;
+    0755 lets nginx's workers through to the cache directory, which nginx's
+    master creates itself (0700, nginx's user), as it does under /run."""
+    if not os.path.isdir(TMPFS) or fstype(TMPFS) != "tmpfs":
+        raise Skip(f"{TMPFS} is not a tmpfs (the auth cache must not be on a disk)")
+    parent = tempfile.mkdtemp(prefix=prefix, dir=TMPFS)
+    os.chmod(parent, 0o755)
+    return parent
+
+
 NGINX_CONF = """
 user www-data;
 worker_processes 2;
@@ -332,6 +367,7 @@ http {{
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
+    include {dir}/ctfd-containers-http.conf;
     upstream ctfd {{ server 127.0.0.1:{auth_port}; }}
     upstream ctfd_containers {{ server unix:{socket}; }}
     server {{
@@ -356,14 +392,23 @@ class Nginx:
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(workdir, 0o755)
         self.port = free_port()
+        self.cache_parent = auth_cache_parent()
+        self.cache_dir = os.path.join(self.cache_parent, "auth-cache")
+        with open(os.path.join(self.dir, "ctfd-containers-http.conf"), "w") as fh:
+            fh.write(http_conf(self.cache_dir))
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as fh:
             fh.write(NGINX_CONF.format(dir=self.dir, auth_port=auth_port, socket=app_socket,
                                        port=self.port, srcdir=SRCDIR, extra=extra))
-        sh(NGINX, "-t", "-q", "-p", self.dir, "-c", conf)
-        self.proc = subprocess.Popen([NGINX, "-p", self.dir, "-c", conf],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._up, timeout=10, what="nginx")
+        self.proc = None
+        try:
+            sh(NGINX, "-t", "-q", "-p", self.dir, "-c", conf)
+            self.proc = subprocess.Popen([NGINX, "-p", self.dir, "-c", conf],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for(self._up, timeout=10, what="nginx")
+        except BaseException:
+            self.stop()
+            raise
 
     def _up(self):
         s = socket.socket()
@@ -376,11 +421,13 @@ class Nginx:
             s.close()
 
     def stop(self):
-        self.proc.send_signal(signal.SIGQUIT)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.cache_parent, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- client

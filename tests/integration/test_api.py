@@ -509,7 +509,12 @@ def ctfd_down(site):
     """CTFd's auth endpoint failing: 503 AUTH_UNAVAILABLE in the envelope, nothing changes"""
     site.auth.fail_with = 502
     try:
-        r = unchanged_5xx(site, site.client.start, ALICE, WEB)
+        # A session no cached answer knows (alice's start may be cached from
+        # the case before: a cached answer is served while CTFd is down).
+        r = unchanged_5xx(site, site.client.call, "POST", "/api/v1/container",
+                          body={"challenge_id": WEB},
+                          headers={"Cookie": f"session=s{ALICE}; fresh=ctfd-down",
+                                   "CSRF-Token": f"n{ALICE}"})
         eq((r.status, r.code), (503, "AUTH_UNAVAILABLE"), "auth down")
     finally:
         site.auth.fail_with = None
@@ -543,6 +548,171 @@ def reconcile_once_removes_orphan(site):
         check("orphans_removed" in r.data["last_reconcile"], f"stored report {r.data}")
     finally:
         sh("docker", "rm", "-f", name, check=False)
+
+
+# ---------------------------------------------------------------- the auth-answer cache
+# nginx caches the stand-in's 204 answers for more than 1 s and at most 2 s
+# (nginx/ctfd-containers.conf, docs/decisions/0014). Each case uses cookies no
+# other case sends (a fresh key), and the stand-in's `calls` counter says
+# whether nginx asked it. A series that took longer than the guaranteed 1 s is
+# tried again with a fresh key (that is no timing assertion: only the counts
+# and the answers are asserted).
+WINDOW_MIN = 1.0   # an entry lives at least this long ...
+WINDOW_MAX = 2.0   # ... and at most this long
+
+
+def session(uid, tag):
+    return {"Cookie": f"session=s{uid}; k={tag}-{time.monotonic_ns()}"}
+
+
+def within_window(fn, tries=4):
+    """Run fn() until one run finishes inside the window an entry surely lives."""
+    for _ in range(tries):
+        t0 = time.monotonic()
+        result = fn()
+        if time.monotonic() - t0 < WINDOW_MIN:
+            return result
+    raise AssertionError(f"no try finished within {WINDOW_MIN} s (machine too loaded?)")
+
+
+@case
+def auth_cache_hits(site):
+    """auth cache: repeated GETs within the window ask CTFd once, with the same answers"""
+    c = site.client
+
+    def series():
+        h = session(ALICE, "hits")
+        before = site.auth.calls
+        replies = [c.call("GET", f"/api/v1/container?challenge_id={WEB}", headers=h)
+                   for _ in range(5)]
+        return site.auth.calls - before, replies
+    asked, replies = within_window(series)
+    eq(asked, 1, "auth calls for 5 GETs")
+    eq({r.status for r in replies}, {200}, f"answers {replies}")
+    eq({r.raw for r in replies}, {replies[0].raw}, "the same answer each time")
+
+
+@case
+def auth_cache_expires(site):
+    """auth cache: after the window CTFd is asked again"""
+    h = session(ALICE, "expires")
+    path = f"/api/v1/container?challenge_id={WEB}"
+    before = site.auth.calls
+    eq(site.client.call("GET", path, headers=h).status, 200, "first")
+    eq(site.auth.calls - before, 1, "the first GET asks")
+    time.sleep(WINDOW_MAX + 0.2)
+    eq(site.client.call("GET", path, headers=h).status, 200, "after the window")
+    eq(site.auth.calls - before, 2, "a GET after the window asks again")
+
+
+@case
+def auth_cache_nonce_never_cached(site):
+    """auth cache: a bad, missing or other nonce, or an unsafe method after a cached GET, is refused (403)"""
+    c = site.client
+    path = f"/api/v1/container?challenge_id={WEB}"
+
+    def series():
+        h = session(ALICE, "nonce")
+        good = {**h, "CSRF-Token": f"n{ALICE}"}
+        # Warm the cache: a GET, and a PATCH with the right nonce (the app
+        # refuses that extend: there is no container; the auth answer was 204).
+        eq(c.call("GET", path, headers=h).status, 200, "GET")
+        r = c.call("PATCH", path, headers=good)
+        check(r.code not in ("FORBIDDEN", "NOT_AUTHENTICATED"), f"PATCH with the nonce passed auth: {r}")
+        before = site.auth.calls
+        eq(c.call("PATCH", path, headers=good).raw, r.raw, "the same PATCH again")
+        eq(site.auth.calls, before, "the PATCH with the nonce was answered from the cache")
+        refused = [
+            c.call("PATCH", path, headers={**h, "CSRF-Token": f"n{BOB}"}),   # another's nonce
+            c.call("PATCH", path, headers={**h, "CSRF-Token": f"n{ALICE}x"}),
+            c.call("PATCH", path, headers=h),                                 # no nonce
+            c.call("DELETE", path, headers=h),                                # after the cached GET
+            c.call("POST", "/api/v1/container", headers=h, body={"challenge_id": WEB}),
+        ]
+        return site.auth.calls - before, refused
+    snap, engine = site.db.snapshot(), site.engine_names()
+    asked, refused = within_window(series)
+    for r in refused:
+        eq((r.status, r.code), (403, "FORBIDDEN"), "refused by the auth answer")
+    eq(asked, len(refused), "each refused request asked CTFd (none was served a cached 204)")
+    eq(site.db.snapshot(), snap, "tables")
+    eq(site.engine_names(), engine, "engine objects")
+
+
+@case
+def auth_cache_refusals_not_cached(site):
+    """auth cache: a 401 or 403 is never cached (the next request asks CTFd again)"""
+    c = site.client
+    path = f"/api/v1/container?challenge_id={WEB}"
+    before = site.auth.calls
+    for _ in range(3):
+        eq(c.call("GET", path, headers={"Cookie": "session=nobody"}).status, 401, "401")
+    h = session(ALICE, "403")
+    for _ in range(3):
+        eq(c.call("DELETE", path, headers=h).status, 403, "403")
+    site.auth.fail_with = 502
+    try:
+        h = session(ALICE, "502")
+        for _ in range(3):
+            eq(c.call("GET", path, headers=h).code, "AUTH_UNAVAILABLE", "CTFd down")
+    finally:
+        site.auth.fail_with = None
+    eq(site.auth.calls - before, 9, "every refusal asked CTFd")
+    eq(c.call("GET", path, headers=h).status, 200, "CTFd back: no cached failure")
+
+
+@case
+def auth_cache_ban_hide_delete_at_once(site):
+    """auth cache warm: a ban, hiding, a team ban and deletion in CTFd's tables refuse the very next request"""
+    db, c = site.db, site.client
+    uid, path = 33, f"/api/v1/container?challenge_id={WEB}"
+    db.user(uid, "victor", team=2)
+    changes = [
+        ("UPDATE users SET banned = 1 WHERE id = {u}", "UPDATE users SET banned = 0 WHERE id = {u}",
+         403, "USER_BANNED"),
+        ("UPDATE users SET hidden = 1 WHERE id = {u}", "UPDATE users SET hidden = 0 WHERE id = {u}",
+         403, "USER_HIDDEN"),
+        ("UPDATE teams SET banned = 1 WHERE id = 2", "UPDATE teams SET banned = 0 WHERE id = 2",
+         403, "TEAM_BANNED"),
+        ("DELETE FROM users WHERE id = {u}", None, 401, "NOT_AUTHENTICATED"),
+    ]
+    for change, undo, status, code in changes:
+        def series():
+            h = session(uid, code)
+            eq(c.call("GET", path, headers=h).status, 200, f"before {code}")
+            before = site.auth.calls
+            eq(c.call("GET", path, headers=h).status, 200, f"cached, before {code}")
+            db.sql(change.format(u=uid))
+            try:
+                r = c.call("GET", path, headers=h)
+                return site.auth.calls - before, r
+            finally:
+                if undo:
+                    db.sql(undo.format(u=uid))
+        asked, r = within_window(series)
+        eq((r.status, r.code), (status, code), "the next request")
+        eq(asked, 0, f"{code} with the cached answer (CTFd was not asked)")
+
+
+@case
+def auth_cache_on_tmpfs(site):
+    """auth cache: its directory is a tmpfs, mode 0700, nginx's user; keys are there and nowhere on disk"""
+    import pwd
+    import stat
+    d = site.nginx.cache_dir
+    eq(sh("stat", "-f", "-c", "%T", d).stdout.strip(), "tmpfs", "file system of the cache")
+    st = os.stat(d)
+    eq(oct(stat.S_IMODE(st.st_mode)), oct(0o700), "mode of the cache directory")
+    eq(pwd.getpwuid(st.st_uid).pw_name, "www-data", "owner of the cache directory")
+    probe = "probe" + os.urandom(8).hex()
+    h = {"Cookie": f"session=s{ALICE}; {probe}=1", "CSRF-Token": f"n{ALICE}{probe}"}
+    eq(site.client.call("GET", f"/api/v1/container?challenge_id={WEB}", headers=h).status, 200, "GET")
+    found = sh("grep", "-rl", probe, d, check=False).stdout.split()
+    eq(len(found), 1, "one cache entry holds the key (so it must stay on the tmpfs)")
+    eq(oct(stat.S_IMODE(os.stat(found[0]).st_mode)), oct(0o600), "mode of the entry")
+    eq(pwd.getpwuid(os.stat(found[0]).st_uid).pw_name, "www-data", "owner of the entry")
+    on_disk = sh("grep", "-rl", probe, site.workdir, check=False).stdout.split()
+    eq(on_disk, [], "files on disk (nginx's temp and log files, the app's) holding the key")
 
 
 @case
