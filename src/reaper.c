@@ -225,6 +225,9 @@ void reaper_save_report(struct app *app, const struct reconcile_report *r, int64
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (text)
         store_set_status(app->store, "reconcile", text, now, &err);
+    /* The last pass that did something stays visible after quiet passes. */
+    if (text && reaper_report_any(r))
+        store_set_status(app->store, "reconcile_action", text, now, &err);
     free(text);
     json_decref(j);
 }
