@@ -829,6 +829,27 @@ def no_secret_in_any_log(ctx):
 
 
 @case
+def socket_and_key_file_modes(ctx):
+    """the modes the docs promise: socket srw-rw---- group listen_group, key file 0600 and refused wider"""
+    import grp
+    import stat
+    st = os.stat(ctx.app.socket)
+    eq(stat.filemode(st.st_mode), "srw-rw----", "the FastCGI socket (listen_mode 0660)")
+    eq(st.st_gid, grp.getgrnam("www-data").gr_gid, "its group (listen_group)")
+    key = ctx.app.options["flag_key_file"]
+    eq(oct(stat.S_IMODE(os.stat(key).st_mode)), oct(0o600), "the flag key file")
+    wide = os.path.join(ctx.workdir, "wide.key")
+    shutil.copy(key, wide)
+    os.chmod(wide, 0o640)
+    r = ctx.app.run("--reconcile-once", check=False,
+                    env={"CTFD_CONTAINERS_FLAG_KEY_FILE": wide})
+    eq(r.returncode, 2, f"a key file group may read is refused: {r.stderr!r}")
+    check("0640" in r.stderr or "640" in r.stderr, f"naming the mode: {r.stderr!r}")
+    check(open(wide).read().strip() not in r.stderr + r.stdout, "without printing the key")
+    os.unlink(wide)
+
+
+@case
 def figures(ctx):
     """the closing figures: orphans, lost, failed requests"""
     log = app_log(ctx)
