@@ -10,11 +10,13 @@ step() { echo "==> [${SECONDS}s] $*"; }
 die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 
 # Debian packages: the build, the tests, nginx, MariaDB, Docker, and curl for
-# the try-it lines that scripts/run and the README print.
+# the try-it lines that scripts/run and the README print; clang-tidy for
+# test_static.sh, clang and its libFuzzer runtime for `make fuzz`.
 CC_PACKAGES="autoconf automake libtool pkg-config make gcc libc6-dev
  libfcgi-dev libjansson-dev libmariadb-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
  nginx mariadb-server mariadb-client docker.io busybox-static python3 ca-certificates
- iproute2 procps valgrind cppcheck openssl curl"
+ iproute2 procps valgrind cppcheck openssl curl
+ clang-tidy clang libclang-rt-14-dev"
 
 cc_packages() {
     local missing=() p

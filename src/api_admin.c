@@ -152,10 +152,19 @@ void api_admin_status(struct ctx *c)
         store_count_live_total(c->app->store, &live, &err) < 0 ||
         store_pool_count(c->app->store, &warm, &err) < 0)
         return api_fail(c, &err);
+    const char *action;
+    int64_t action_at;
+    if (store_get_status(c->app->store, c->arena, "reconcile_action", &action, &action_at,
+                         &err) < 0)
+        return api_fail(c, &err);
     json_t *rep = report ? json_loads(report, 0, NULL) : NULL;
+    json_t *act = action ? json_loads(action, 0, NULL) : NULL;
     http_reply_json(c->resp, 200,
-                    json_pack("{s:I, s:I, s:o, s:s, s:I}", "live", (json_int_t)live,
+                    json_pack("{s:I, s:I, s:o, s:o, s:s, s:I}", "live", (json_int_t)live,
                               "reconciled_at", (json_int_t)at, "last_reconcile",
-                              rep ? rep : json_null(), "backend", c->app->cfg->backend,
-                              "warm_pool", (json_int_t)warm));
+                              rep ? rep : json_null(), "last_action",
+                              act ? json_pack("{s:I, s:o}", "at", (json_int_t)action_at,
+                                              "report", act)
+                                  : json_null(),
+                              "backend", c->app->cfg->backend, "warm_pool", (json_int_t)warm));
 }

@@ -1,4 +1,5 @@
 /* errors.c: the error table (see errors.h). No I/O. */
+#define CC_ERRORS_IMPL /* errors.h: no analyzer macro over the definition */
 #include "errors.h"
 
 #include <stdarg.h>

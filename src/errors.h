@@ -90,6 +90,11 @@ const char *err_message(const struct cc_error *err);
 /* Fill err (fmt may be NULL for the default message); always returns -1. */
 int err_set(struct cc_error *err, enum cc_err code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+#if defined(__clang_analyzer__) && !defined(CC_ERRORS_IMPL)
+/* clang-tidy's analyzer does not look into other files: say here that
+ * err_set returns -1, or every `return err_set(...)` path looks like success. */
+#define err_set(...) (err_set(__VA_ARGS__), -1)
+#endif
 void err_clear(struct cc_error *err);
 /* Look a stable code string up (for tests and clients); ERR__MAX if unknown. */
 enum cc_err err_from_str(const char *code);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -110,9 +111,16 @@ static int open_socket(const struct cc_config *c)
 
 static pid_t spawn(enum role role)
 {
+    pid_t master_pid = getpid();
     pid_t pid = fork();
     if (pid != 0)
         return pid;
+    /* A master that dies, even by SIGKILL, takes its children with it: they
+     * get SIGTERM (blocked until child_signals installs the handler), finish
+     * the request in flight and exit, so a restarted master can take the
+     * socket. The check covers a master that died before the prctl. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != master_pid)
+        _exit(0);
     int rc = role == R_WORKER ? worker_run(cfg, listen_fd, &keys) : reaper_run(cfg, &keys);
     curl_global_cleanup();
     mysql_library_end();
@@ -380,8 +388,10 @@ static int one_shot(const char *what)
         arena_t *a = arena_new(65536);
         struct reconcile_report rep = {0};
         if (s && app.backend && reaper_expire(&app, a, time(NULL), &rep) == 0 &&
-            reaper_reconcile(&app, a, time(NULL), &rep) == 0)
+            reaper_reconcile(&app, a, time(NULL), &rep) == 0) {
+            reaper_save_report(&app, &rep, time(NULL));
             rc = 0;
+        }
         reaper_print(&rep, stdout);
         if (rc)
             fprintf(stderr, "ctfd-containers: reconcile failed: %s\n",

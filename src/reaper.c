@@ -6,6 +6,7 @@
  * idempotent. Must not: touch engine objects without our label. */
 #include "reaper.h"
 
+#include <jansson.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,34 @@ static void on_term(int sig)
 {
     (void)sig;
     reaper_stop = 1;
+}
+
+static void note(struct report_ids *l, int64_t id)
+{
+    if (l->n < REPORT_IDS)
+        l->id[l->n] = id;
+    l->n++;
+}
+
+static void merge_ids(struct report_ids *to, const struct report_ids *from)
+{
+    for (int i = 0; i < from->n; i++)
+        note(to, i < REPORT_IDS ? from->id[i] : 0);
+}
+
+static void merge(struct reconcile_report *to, const struct reconcile_report *from)
+{
+    to->expired += from->expired;
+    to->orphans_removed += from->orphans_removed;
+    to->lost += from->lost;
+    to->stale_starts += from->stale_starts;
+    to->stale_stops += from->stale_stops;
+    to->ports_freed += from->ports_freed;
+    to->failures += from->failures;
+    merge_ids(&to->expired_ids, &from->expired_ids);
+    merge_ids(&to->orphan_ids, &from->orphan_ids);
+    merge_ids(&to->lost_ids, &from->lost_ids);
+    merge_ids(&to->stale_ids, &from->stale_ids);
 }
 
 static int stop_id(struct app *app, arena_t *a, int64_t id, const char *end_state,
@@ -51,9 +80,10 @@ int reaper_expire(struct app *app, arena_t *a, int64_t now, struct reconcile_rep
     if (store_ids_expired(app->store, a, now, &ids, &n, &err) < 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        if (stop_id(app, a, ids[i], "expired", "deadline passed", now) == 0)
+        if (stop_id(app, a, ids[i], "expired", "deadline passed", now) == 0) {
             rep->expired++;
-        else
+            note(&rep->expired_ids, ids[i]);
+        } else
             rep->failures++;
     }
     return 0;
@@ -82,8 +112,10 @@ static void stale(struct app *app, arena_t *a, const char *state, int64_t grace,
                           : lifecycle_expired(inst.deadline, now) ? "expired"
                                                                   : "stopped";
         if (store_end(app->store, inst.id, end, "its stop or start did not finish; the reaper finished it", now,
-                      &changed, &err) == 0 && changed)
+                      &changed, &err) == 0 && changed) {
             (*count)++;
+            note(&rep->stale_ids, inst.id);
+        }
     }
 }
 
@@ -124,6 +156,7 @@ static void orphans(struct app *app, const struct backend_object *objs, size_t n
             continue;
         if (app->backend->ops->stop(app->backend, objs[i].name, &err) == 0) {
             rep->orphans_removed++;
+            note(&rep->orphan_ids, objs[i].instance_id);
             log_info("reconcile: removed orphan %s (instance %lld)", objs[i].name,
                      (long long)objs[i].instance_id);
         } else {
@@ -151,11 +184,12 @@ static void lost(struct app *app, arena_t *a, const struct backend_object *objs,
             continue;
         if (found)
             app->backend->ops->stop(app->backend, inst.name, &err);
-        if (store_end(app->store, inst.id, "lost",
-                      found ? "its container stopped by itself" : "its container disappeared",
-                      time(NULL), &changed, &err) == 0 && changed) {
+        const char *why = found ? "its container stopped by itself" : "its container disappeared";
+        if (store_end(app->store, inst.id, "lost", why, time(NULL), &changed, &err) == 0 &&
+            changed) {
             rep->lost++;
-            log_warn("reconcile: container %lld lost", (long long)inst.id);
+            note(&rep->lost_ids, inst.id);
+            log_warn("reconcile: container %lld lost: %s", (long long)inst.id, why);
         }
     }
 }
@@ -175,16 +209,33 @@ static void ended_ports(struct app *app, arena_t *a, const struct backend_object
             rep->ports_freed++;
 }
 
-static void save_report(struct app *app, const struct reconcile_report *r, int64_t now)
+static json_t *ids_json(const struct report_ids *l)
 {
-    char buf[256];
+    json_t *arr = json_array();
+    for (int i = 0; i < l->n && i < REPORT_IDS; i++)
+        json_array_append_new(arr, json_integer((json_int_t)l->id[i]));
+    return arr;
+}
+
+/* The stored status: the counts, and the first ids of each kind. */
+void reaper_save_report(struct app *app, const struct reconcile_report *r, int64_t now)
+{
     struct cc_error err;
-    snprintf(buf, sizeof(buf),
-             "{\"expired\":%d,\"orphans_removed\":%d,\"lost\":%d,\"stale_starts\":%d,"
-             "\"stale_stops\":%d,\"ports_freed\":%d,\"failures\":%d}",
-             r->expired, r->orphans_removed, r->lost, r->stale_starts, r->stale_stops,
-             r->ports_freed, r->failures);
-    store_set_status(app->store, "reconcile", buf, now, &err);
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:{s:o, s:o, s:o, s:o}}",
+                          "expired", r->expired, "orphans_removed", r->orphans_removed, "lost",
+                          r->lost, "stale_starts", r->stale_starts, "stale_stops",
+                          r->stale_stops, "ports_freed", r->ports_freed, "failures",
+                          r->failures, "ids", "expired", ids_json(&r->expired_ids), "orphans",
+                          ids_json(&r->orphan_ids), "lost", ids_json(&r->lost_ids), "stale",
+                          ids_json(&r->stale_ids));
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (text)
+        store_set_status(app->store, "reconcile", text, now, &err);
+    /* The last pass that did something stays visible after quiet passes. */
+    if (text && reaper_report_any(r))
+        store_set_status(app->store, "reconcile_action", text, now, &err);
+    free(text);
+    json_decref(j);
 }
 
 int reaper_reconcile(struct app *app, arena_t *a, int64_t now, struct reconcile_report *rep)
@@ -210,17 +261,50 @@ int reaper_reconcile(struct app *app, arena_t *a, int64_t now, struct reconcile_
     orphans(app, objs, n, &live, now, rep);
     lost(app, a, objs, n, &live, listed_at, rep);
     ended_ports(app, a, objs, n, rep);
-    save_report(app, rep, now);
     return 0;
+}
+
+static void print_ids(const struct report_ids *l, FILE *out)
+{
+    if (l->n == 0)
+        return;
+    fputs(" [", out);
+    for (int i = 0; i < l->n && i < REPORT_IDS; i++)
+        fprintf(out, i ? " %lld" : "%lld", (long long)l->id[i]);
+    fputs(l->n > REPORT_IDS ? " ...]" : "]", out);
 }
 
 void reaper_print(const struct reconcile_report *r, FILE *out)
 {
-    fprintf(out,
-            "expired %d, orphans removed %d, lost %d, stale starts %d, stale stops %d, "
-            "ports freed %d, failures %d\n",
-            r->expired, r->orphans_removed, r->lost, r->stale_starts, r->stale_stops,
-            r->ports_freed, r->failures);
+    fprintf(out, "expired %d", r->expired);
+    print_ids(&r->expired_ids, out);
+    fprintf(out, ", orphans removed %d", r->orphans_removed);
+    print_ids(&r->orphan_ids, out);
+    fprintf(out, ", lost %d", r->lost);
+    print_ids(&r->lost_ids, out);
+    fprintf(out, ", stale starts %d, stale stops %d", r->stale_starts, r->stale_stops);
+    print_ids(&r->stale_ids, out);
+    fprintf(out, ", ports freed %d, failures %d\n", r->ports_freed, r->failures);
+}
+
+bool reaper_report_any(const struct reconcile_report *r)
+{
+    return r->expired || r->orphans_removed || r->lost || r->stale_starts || r->stale_stops ||
+           r->ports_freed || r->failures;
+}
+
+/* One log line per pass that did something: the same text as --reconcile-once. */
+static void log_report(const struct reconcile_report *r)
+{
+    char buf[1024];
+    FILE *f = fmemopen(buf, sizeof(buf), "w");
+    if (f == NULL)
+        return;
+    reaper_print(r, f);
+    fclose(f);
+    buf[sizeof(buf) - 1] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    log_info("reconcile pass: %s", buf);
 }
 
 static void sleep_ms(int64_t ms)
@@ -238,14 +322,24 @@ int reaper_run(const struct cc_config *cfg, const struct flag_keys *keys)
         return 1;
     arena_t *a = arena_new(64 * 1024);
     int64_t last_reconcile = 0;
+    /* What the reaper did since the last stored report: expiries between two
+     * reconciliation passes count in the next one, so the status covers all. */
+    struct reconcile_report since = {0};
     while (!reaper_stop) {
-        struct reconcile_report rep = {0};
         int64_t now = time(NULL);
-        reaper_expire(&app, a, now, &rep);
+        struct reconcile_report tick = {0};
+        reaper_expire(&app, a, now, &tick);
         struct pool_report pool = {0};
         pool_tend(&app, a, now, &reaper_stop, &pool);
-        if (now - last_reconcile >= cfg->reconcile_interval_seconds) {
-            reaper_reconcile(&app, a, now, &rep);
+        bool pass = now - last_reconcile >= cfg->reconcile_interval_seconds;
+        if (pass)
+            reaper_reconcile(&app, a, now, &tick);
+        if (reaper_report_any(&tick))
+            log_report(&tick);
+        merge(&since, &tick);
+        if (pass) {
+            reaper_save_report(&app, &since, now);
+            memset(&since, 0, sizeof(since));
             last_reconcile = now;
         }
         arena_reset(a);

@@ -148,17 +148,18 @@ def our_containers(db=None):
 class Database:
     """A fresh database holding CTFd 3.8.7's real DDL and the plugin's table."""
 
-    def __init__(self, name):
+    def __init__(self, name, socket=None):
         self.name = name
-        if not os.path.exists(MYSQL_SOCKET):
-            raise Skip(f"no MariaDB socket at {MYSQL_SOCKET}")
+        self.socket = socket or MYSQL_SOCKET  # a test's own mariadbd may serve it
+        if not os.path.exists(self.socket):
+            raise Skip(f"no MariaDB socket at {self.socket}")
         self.sql(f"DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`", db=None)
         for f in ("ctfd-3.8.7-schema.sql", "docker_challenge.sql"):
             with open(os.path.join(SRCDIR, "tests", "fixtures", f)) as fh:
                 self.sql(fh.read())
 
     def sql(self, text, db=""):
-        args = ["mariadb", "--socket", MYSQL_SOCKET, "-uroot", "--batch", "--skip-column-names",
+        args = ["mariadb", "--socket", self.socket, "-uroot", "--batch", "--skip-column-names",
                 "--default-character-set=utf8mb4"]
         if db is not None:
             args.append(db or self.name)
@@ -222,7 +223,9 @@ def sqlq(v):
 # parallel on one engine never ask for the same port. The blocks lie below
 # Linux's ephemeral range (32768-60999): a client socket in TIME_WAIT on a
 # port there makes a later listen on it fail.
-PORT_BLOCKS = {"api": 0, "proc": 1, "races": 2, "racecap": 3, "valgrind": 4, "bench": 5}
+PORT_BLOCKS = {"api": 0, "proc": 1, "races": 2, "racecap": 3, "valgrind": 4, "bench": 5,
+               # issue 19: crashes and outages, and the load test
+               "chaos": 8, "load": 9}
 PORT_BLOCKS["pool"] = 11  # warm pools (test_warm_pool.py, benchmarks/bench_warm_pool)
 
 
@@ -243,7 +246,7 @@ class App:
         self.log_path = os.path.join(workdir, "app.log")
         self.conf_path = os.path.join(workdir, "app.conf")
         self.options = {
-            "database_socket": MYSQL_SOCKET,
+            "database_socket": db.socket,
             "database_user": "root",
             "database_name": db.name,
             "listen": self.socket,
@@ -357,7 +360,7 @@ user www-data;
 worker_processes 2;
 daemon off;
 pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log warn;
+error_log {dir}/nginx-error.log {error_level};
 events {{ worker_connections 1024; }}
 http {{
     include /etc/nginx/mime.types;
@@ -381,7 +384,7 @@ http {{
 
 
 class Nginx:
-    def __init__(self, workdir, app_socket, auth_port, extra=""):
+    def __init__(self, workdir, app_socket, auth_port, extra="", error_level="warn"):
         if not os.path.exists(NGINX):
             raise Skip("nginx is not installed")
         try:
@@ -399,7 +402,9 @@ class Nginx:
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as fh:
             fh.write(NGINX_CONF.format(dir=self.dir, auth_port=auth_port, socket=app_socket,
-                                       port=self.port, srcdir=SRCDIR, extra=extra))
+                                       port=self.port, srcdir=SRCDIR, extra=extra,
+                                       error_level=error_level))
+        self.conf = conf
         self.proc = None
         try:
             sh(NGINX, "-t", "-q", "-p", self.dir, "-c", conf)

@@ -17,6 +17,20 @@ else
     n=$((n + 1)); echo "ok $n - cppcheck # SKIP cppcheck is not installed"
 fi
 
+# clang-tidy with the checks of .clang-tidy (issue 19): no finding in src/.
+# Debian's clang-tidy package; scripts/lib.sh installs it for CI.
+if command -v clang-tidy >/dev/null && command -v pkg-config >/dev/null; then
+    # shellcheck disable=SC2046 # flags are words
+    out=$(ls "$src"/src/*.c | xargs -P "$(nproc 2>/dev/null || echo 2)" -I{} clang-tidy --quiet \
+        --config-file="$src/.clang-tidy" {} -- -std=c11 -D_GNU_SOURCE -DPACKAGE_VERSION='"0"' \
+        -DCC_TEST_FAULTS -I "$src/src" -I "$build/src" \
+        $(pkg-config --cflags jansson libmariadb libcurl libcrypto fcgi 2>/dev/null) 2>&1 |
+        grep -E 'warning:|error:' || true)
+    if [ -z "$out" ]; then ok "clang-tidy: src/ is clean"; else nok "clang-tidy: src/ is clean" "$out"; fi
+else
+    n=$((n + 1)); echo "ok $n - clang-tidy # SKIP clang-tidy is not installed (Debian: clang-tidy)"
+fi
+
 hits=$(grep -nE '\b(system|popen|execl|execlp|execv|execvp)\s*\(' "$src"/src/*.c || true)
 if [ -z "$hits" ]; then ok "no system(), popen() or exec*() in src/"; else nok "no system(), popen() or exec*() in src/" "$hits"; fi
 
