@@ -84,7 +84,7 @@ static void stale(struct app *app, arena_t *a, const char *state, int64_t grace,
 static bool listed(const struct backend_object *objs, size_t n, int64_t id)
 {
     for (size_t i = 0; i < n; i++)
-        if (objs[i].instance_id == id)
+        if (objs[i].instance_id == id && !objs[i].network_only)
             return true;
     return false;
 }

@@ -49,6 +49,8 @@ static void send_response(FCGX_Request *rq, struct http_resp *w)
         n += snprintf(head + n, sizeof(head) - (size_t)n, "Location: %s\r\n", w->location);
     if (w->retry_after > 0 && n < (int)sizeof(head))
         n += snprintf(head + n, sizeof(head) - (size_t)n, "Retry-After: %d\r\n", w->retry_after);
+    if (w->upstream && n < (int)sizeof(head))
+        n += snprintf(head + n, sizeof(head) - (size_t)n, "X-CC-Upstream: %s\r\n", w->upstream);
     if (n < (int)sizeof(head))
         n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
     put(rq, head, n < (int)sizeof(head) ? (size_t)n : 0);
