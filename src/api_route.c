@@ -1,11 +1,14 @@
 /* api_route.c: the route lookup nginx makes (auth_request) for every request
  * to NAME.route_domain: which upstream serves this Host, if any.
  *
- * Its answers are for nginx's auth_request, which passes on only 2xx, 401 and
- * 403: 200 with X-CC-Upstream (host:port to proxy to), 401 when the
- * challenge wants its owner only and this is the first step (nginx then asks
- * again with the player's CTFd identity), 403 when no running container has
- * the name or the caller does not own it. nginx turns 401/403 into pages.
+ * Step "lookup" answers nginx's auth_request, which passes on only 2xx, 401
+ * and 403: 200 with X-CC-Upstream (host:port to proxy to), 401 when the
+ * challenge wants its owner only, 403 when no running container has the
+ * name. Step "owner" is a plain FastCGI request nginx makes after CTFd's
+ * auth endpoint named the player (CTFD_USER_ID): 200 with X-Accel-Redirect
+ * to nginx's internal proxy location when the player's account owns the
+ * container (or is an admin), 403 when not. nginx turns 401/403 into pages
+ * (nginx/ctfd-containers-routes.conf).
  * Must not: answer for a container that is not running, trust anything but
  * the parameters nginx sets, or log a rejected host verbatim. */
 #include <stdio.h>
@@ -71,7 +74,11 @@ void api_route_lookup(struct ctx *c)
         return answer(c, 401, ERR_NOT_AUTHENTICATED);
     if (t.owner_only && !owner_ok(c, &t))
         return answer(c, 403, ERR_ROUTE_NOT_FOUND);
-    c->resp->upstream = arena_printf(c->arena, "%s:%d", cfg->route_upstream_host, host_port);
+    const char *up = arena_printf(c->arena, "%s:%d", cfg->route_upstream_host, host_port);
+    if (owner_step) /* a FastCGI answer, not a subrequest: nginx redirects to its proxy */
+        c->resp->accel = arena_printf(c->arena, "/_cc_owned/%s", up);
+    else
+        c->resp->upstream = up;
     http_reply_json(c->resp, 200, json_object());
 }
 

@@ -15,6 +15,7 @@
 #include "child.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "tlsmap.h"
 
 static volatile sig_atomic_t reaper_stop;
 
@@ -217,6 +218,13 @@ void reaper_print(const struct reconcile_report *r, FILE *out)
             r->ports_freed, r->failures);
 }
 
+static int64_t reaper_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
@@ -232,10 +240,12 @@ int reaper_run(const struct cc_config *cfg, const struct flag_keys *keys)
         return 1;
     arena_t *a = arena_new(64 * 1024);
     int64_t last_reconcile = 0;
+    struct tlsmap_state tls = {0};
     while (!reaper_stop) {
         struct reconcile_report rep = {0};
         int64_t now = time(NULL);
         reaper_expire(&app, a, now, &rep);
+        tlsmap_sync(&app, a, &tls, reaper_now_ms());
         if (now - last_reconcile >= cfg->reconcile_interval_seconds) {
             reaper_reconcile(&app, a, now, &rep);
             last_reconcile = now;
@@ -244,6 +254,7 @@ int reaper_run(const struct cc_config *cfg, const struct flag_keys *keys)
         if (!reaper_stop)
             sleep_ms(cfg->reaper_interval_ms);
     }
+    tlsmap_free(&tls);
     arena_free(a);
     child_close(&app);
     return 0;

@@ -51,6 +51,8 @@ static void send_response(FCGX_Request *rq, struct http_resp *w)
         n += snprintf(head + n, sizeof(head) - (size_t)n, "Retry-After: %d\r\n", w->retry_after);
     if (w->upstream && n < (int)sizeof(head))
         n += snprintf(head + n, sizeof(head) - (size_t)n, "X-CC-Upstream: %s\r\n", w->upstream);
+    if (w->accel && n < (int)sizeof(head))
+        n += snprintf(head + n, sizeof(head) - (size_t)n, "X-Accel-Redirect: %s\r\n", w->accel);
     if (n < (int)sizeof(head))
         n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
     put(rq, head, n < (int)sizeof(head) ? (size_t)n : 0);
