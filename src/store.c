@@ -160,7 +160,7 @@ static const char *const sql[Q__MAX] = {
                        "WHERE i.route = ? AND i.live = 1 AND i.state = 'running'",
     [Q_ROUTES_RUNNING] = "SELECT route, ports FROM container_instances WHERE live = 1 "
                          "AND state = 'running' AND route IS NOT NULL ORDER BY id",
-    [Q_CHALLENGE_EXPOSURE] = "SELECT route_owner_only, connect, allow_internet, cap_add, "
+    [Q_CHALLENGE_EXPOSURE] = "SELECT route_owner_only, `connect`, allow_internet, cap_add, "
                              "read_only FROM docker_challenge WHERE id = ?",
 };
 

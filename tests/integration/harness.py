@@ -221,7 +221,8 @@ def sqlq(v):
 # parallel on one engine never ask for the same port. The blocks lie below
 # Linux's ephemeral range (32768-60999): a client socket in TIME_WAIT on a
 # port there makes a later listen on it fail.
-PORT_BLOCKS = {"api": 0, "proc": 1, "races": 2, "racecap": 3, "valgrind": 4, "bench": 5}
+PORT_BLOCKS = {"api": 0, "proc": 1, "races": 2, "racecap": 3, "valgrind": 4, "bench": 5,
+               "expose": 6, "exposescale": 7}  # expose*: test_exposure*.py
 
 
 def port_range(db_name):
