@@ -240,7 +240,17 @@ static json_t *docker_create_body(arena_t *a, const struct cc_config *cfg,
  * firewall matches these prefixes and nothing else. */
 static const char *docker_bridge_name(arena_t *a, const struct backend_spec *spec)
 {
-    const char *route = spec->route != NULL && spec->route[0] != '\0' ? spec->route : "x";
+    const char *route = spec->route;
+    if (route == NULL || route[0] == '\0') {
+        /* No route (a caller outside the API): 11 characters from the object's name. */
+        uint64_t h = 1469598103934665603ull; /* FNV-1a */
+        for (const char *p = spec->name; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ull;
+        char *r = arena_alloc(a, 12);
+        for (int i = 0; i < 11; i++, h >>= 5)
+            r[i] = "abcdefghijklmnopqrstuvwxyz234567"[h & 31];
+        route = r;
+    }
     return arena_printf(a, "cc%c-%.11s", spec->allow_internet ? 'i' : 'p', route);
 }
 
