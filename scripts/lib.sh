@@ -16,7 +16,7 @@ CC_PACKAGES="autoconf automake libtool pkg-config make gcc libc6-dev
  libfcgi-dev libjansson-dev libmariadb-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
  nginx mariadb-server mariadb-client docker.io busybox-static python3 ca-certificates
  iproute2 procps valgrind cppcheck openssl curl
- clang-tidy clang libclang-rt-14-dev"
+ clang-tidy clang libclang-rt-14-dev libnginx-mod-stream iptables"
 
 cc_packages() {
     local missing=() p
@@ -52,6 +52,8 @@ cc_mariadb() {
 cc_docker() {
     step "Docker engine"
     "$CC_ROOT/scripts/docker-up"
+    step "isolation firewall for the containers' networks (scripts/isolation-firewall)"
+    "$CC_ROOT/scripts/isolation-firewall" apply
     step "demo challenge images"
     "$CC_ROOT/scripts/build-images"
 }

@@ -12,6 +12,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "pool.h"
+#include "route.h"
 
 void api_fail(struct ctx *c, const struct cc_error *err)
 {
@@ -63,11 +64,18 @@ json_t *api_container_json(const struct instance *inst, int64_t max_renewals, in
                      (json_int_t)(left > 0 ? left : 0), "max_renewals", (json_int_t)max_renewals);
 }
 
-/* The player's view adds what an extend would add (the panel's "+N min"). */
-static json_t *player_json(const struct instance *inst, const struct lc_limits *l, int64_t now)
+/* The player's view adds what an extend would add (the panel's "+N min") and
+ * how to reach each port (route names, TLS, the challenge's connect style). */
+static json_t *player_json(struct ctx *c, const struct instance *inst, const struct lc_limits *l)
 {
-    json_t *o = api_container_json(inst, l->max_renewals, now);
+    json_t *o = api_container_json(inst, l->max_renewals, c->now);
     json_object_set_new(o, "extend_seconds", json_integer(l->extend));
+    struct challenge_exposure ex;
+    const char *route = NULL;
+    struct cc_error err = {0};
+    if (store_get_route(c->app->store, c->arena, inst->id, &route, &err) == 0 &&
+        store_challenge_exposure(c->app->store, c->arena, inst->challenge_id, &ex, &err) == 0)
+        api_route_connection(c->arena, c->app->cfg, o, route, ex.connect);
     return o;
 }
 
@@ -173,7 +181,7 @@ void api_container_status(struct ctx *c)
     if (store_challenge(c->app->store, c->arena, cid, &ch, &chfound, &err) < 0)
         return api_fail(c, &err);
     struct lc_limits l = limits_for(c->app->cfg, chfound ? &ch : NULL);
-    http_reply_json(c->resp, 200, player_json(&inst, &l, c->now));
+    http_reply_json(c->resp, 200, player_json(c, &inst, &l));
 }
 
 /* What the admission transaction decided. */
@@ -186,6 +194,8 @@ struct admission {
     struct backend_port ports[BACKEND_MAX_PORTS];
     size_t nports;
     int64_t prev_action;      /* the cooldown clock before this start touched it */
+    struct challenge_exposure ex; /* network, capabilities, read-only root */
+    char route[ROUTE_LEN + 1];
 };
 
 static int new_flag(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
@@ -253,6 +263,21 @@ static int admit_locked(struct ctx *c, const struct ctfd_challenge *ch, const st
     return 0;
 }
 
+/* A fresh random route name for the row (a collision, ~2^-50 per pair, retried). */
+static int new_route(struct ctx *c, struct admission *ad, struct cc_error *err)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        bool dup;
+        if (route_generate(ad->route, sizeof(ad->route)) < 0)
+            return err_set(err, ERR_INTERNAL, NULL);
+        if (store_set_route(c->app->store, ad->inst.id, ad->route, &dup, err) == 0)
+            return 0;
+        if (!dup)
+            return -1;
+    }
+    return err_set(err, ERR_INTERNAL, NULL);
+}
+
 static int reserve(struct ctx *c, const struct ctfd_challenge *ch, const struct lc_limits *l,
                    struct admission *ad, struct cc_error *err)
 {
@@ -263,7 +288,7 @@ static int reserve(struct ctx *c, const struct ctfd_challenge *ch, const struct 
         .user_id = c->id.user.id, .challenge_id = ch->id,
         .backend = cfg->backend, .image = ch->image,
         .created_at = c->now, .deadline = lifecycle_deadline(l, c->now)};
-    if (store_insert_instance(s, c->arena, &ad->inst, err) < 0)
+    if (store_insert_instance(s, c->arena, &ad->inst, err) < 0 || new_route(c, ad, err) < 0)
         return -1;
     for (size_t i = 0; i < ad->nports; i++) {
         int64_t port;
@@ -329,6 +354,14 @@ static int check_spec(struct ctx *c, const struct ctfd_challenge *ch, struct adm
     }
     if (ch->image[0] == '\0')
         return err_set(err, ERR_CHALLENGE_MISCONFIGURED, NULL);
+    if (store_challenge_exposure(c->app->store, c->arena, ch->id, &ad->ex, err) < 0)
+        return -1;
+    char bad[32];
+    if (ad->ex.cap_add != NULL && !route_caps_allowed(ad->ex.cap_add, bad, sizeof(bad))) {
+        log_error("challenge %lld: capability '%s' is not on the allow-list; refused",
+                  (long long)ch->id, bad);
+        return err_set(err, ERR_CAPABILITY_FORBIDDEN, NULL);
+    }
     if (ch->backend && strcmp(ch->backend, c->app->cfg->backend) != 0) {
         log_error("challenge %lld: backend '%.16s' is not the one this app runs ('%s')",
                   (long long)ch->id, ch->backend, c->app->cfg->backend);
@@ -353,6 +386,10 @@ static void fill_spec(struct ctx *c, const struct ctfd_challenge *ch, const stru
     spec->memory_bytes = (ch->memory_mb > 0 ? ch->memory_mb : cfg->default_memory_mb) * 1048576;
     spec->nano_cpus = (int64_t)((ch->cpus > 0 ? ch->cpus : cfg->default_cpus) * 1e9);
     spec->pids_limit = cfg->pids_limit;
+    spec->route = ad->route;
+    spec->allow_internet = ad->ex.allow_internet;
+    spec->read_only = ad->ex.read_only;
+    spec->cap_add = ad->ex.cap_add;
     spec->nports = ad->nports;
     memcpy(spec->ports, ad->ports, sizeof(ad->ports));
 }
@@ -474,7 +511,7 @@ void api_container_start(struct ctx *c)
     log_info("container %lld started for %s %lld, challenge %lld%s%s", (long long)inst.id,
              inst.account_kind, (long long)inst.account_id, (long long)cid,
              ad->revert ? " (revert)" : "", ad->claimed ? " (from the warm pool)" : "");
-    http_reply_json(c->resp, 200, player_json(&inst, &l, c->now));
+    http_reply_json(c->resp, 200, player_json(c, &inst, &l));
 }
 
 static int extend_locked(struct ctx *c, const struct lc_limits *l, int64_t cid,
@@ -529,7 +566,7 @@ void api_container_extend(struct ctx *c)
             return api_fail(c, &err);
         err_clear(&err);
     }
-    http_reply_json(c->resp, 200, player_json(&inst, &l, c->now));
+    http_reply_json(c->resp, 200, player_json(c, &inst, &l));
 }
 
 void api_container_stop(struct ctx *c)

@@ -43,6 +43,11 @@ struct backend_spec {
     int64_t pids_limit;      /* 0 = backend default */
     size_t nports;
     struct backend_port ports[BACKEND_MAX_PORTS];
+    /* exposure and hardening (docs/exposure.md) */
+    const char *route;       /* the random route name; also names the bridge */
+    bool allow_internet;     /* outbound traffic allowed (the network gets NAT) */
+    bool read_only;          /* read-only root file system (+ a small /tmp) */
+    const char *cap_add;     /* the challenge's capabilities; NULL = cfg->cap_add */
 };
 
 /* One engine object that carries our labels. */
@@ -56,6 +61,7 @@ struct backend_object {
     int64_t created;         /* unix seconds */
     bool running;
     const char *status;      /* the engine's short state word ("running", "exited") */
+    bool network_only;       /* a container's own network, its container gone */
 };
 
 struct backend_started {

@@ -188,6 +188,11 @@ static void docker_limits(json_t *hc, const struct cc_config *cfg,
         json_object_set_new(hc, "PidsLimit", json_integer(pids));
 }
 
+static bool docker_isolated(const struct cc_config *cfg)
+{
+    return cfg->network_mode != NULL && strcmp(cfg->network_mode, "isolated") == 0;
+}
+
 static json_t *docker_host_config(const struct cc_config *cfg, const struct backend_spec *spec,
                                   json_t *exposed)
 {
@@ -196,7 +201,14 @@ static json_t *docker_host_config(const struct cc_config *cfg, const struct back
     docker_limits(hc, cfg, spec);
     json_object_set_new(hc, "SecurityOpt", json_pack("[s]", "no-new-privileges:true"));
     json_object_set_new(hc, "CapDrop", json_pack("[s]", "ALL"));
-    json_object_set_new(hc, "CapAdd", docker_cap_add(cfg->cap_add));
+    json_object_set_new(hc, "CapAdd",
+                        docker_cap_add(spec->cap_add != NULL ? spec->cap_add : cfg->cap_add));
+    if (spec->read_only) {
+        json_object_set_new(hc, "ReadonlyRootfs", json_true());
+        json_object_set_new(hc, "Tmpfs", json_pack("{s:s}", "/tmp", "rw,nosuid,nodev,size=16m"));
+    }
+    if (docker_isolated(cfg))
+        json_object_set_new(hc, "NetworkMode", json_string(spec->name));
     json_object_set_new(hc, "RestartPolicy", json_pack("{s:s}", "Name", "no"));
     json_object_set_new(hc, "Init", json_false());
     json_object_set_new(hc, "Privileged", json_false());
@@ -219,6 +231,135 @@ static json_t *docker_create_body(arena_t *a, const struct cc_config *cfg,
     json_object_set_new(body, "HostConfig", docker_host_config(cfg, spec, exposed));
     json_object_set_new(body, "ExposedPorts", exposed);
     return body;
+}
+
+/* ---- the container's own network -------------------------------------------- */
+
+/* The bridge's interface name: "ccp-" (private) or "cci-" (internet allowed)
+ * and 11 characters of the route, 15 in all (IFNAMSIZ). scripts/isolation-
+ * firewall matches these prefixes and nothing else. */
+static const char *docker_bridge_name(arena_t *a, const struct backend_spec *spec)
+{
+    const char *route = spec->route;
+    if (route == NULL || route[0] == '\0') {
+        /* No route (a caller outside the API): 11 characters from the object's name. */
+        uint64_t h = 1469598103934665603ull; /* FNV-1a */
+        for (const char *p = spec->name; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ull;
+        char *r = arena_alloc(a, 12);
+        for (int i = 0; i < 11; i++, h >>= 5)
+            r[i] = "abcdefghijklmnopqrstuvwxyz234567"[h & 31];
+        route = r;
+    }
+    return arena_printf(a, "cc%c-%.11s", spec->allow_internet ? 'i' : 'p', route);
+}
+
+/* A random network of cfg->network_prefix bits inside cfg->network_pool; NULL
+ * when no pool is set (the engine's default-address-pools decide). */
+static const char *docker_subnet(arena_t *a, const struct cc_config *cfg)
+{
+    uint32_t base;
+    int pool_prefix;
+    if (cfg->network_pool == NULL || cfg->network_pool[0] == '\0' ||
+        config_parse_cidr(cfg->network_pool, &base, &pool_prefix) < 0)
+        return NULL;
+    int bits = (int)cfg->network_prefix - pool_prefix;
+    uint32_t count = bits >= 31 ? 0x80000000u : (uint32_t)1 << bits;
+    uint32_t net = base + (arc4random_uniform(count) << (32 - (int)cfg->network_prefix));
+    return arena_printf(a, "%u.%u.%u.%u/%lld", net >> 24, (net >> 16) & 255, (net >> 8) & 255,
+                        net & 255, (long long)cfg->network_prefix);
+}
+
+static json_t *docker_network_body(arena_t *a, const struct cc_config *cfg,
+                                   const struct backend_spec *spec)
+{
+    json_t *body = json_object();
+    json_object_set_new(body, "Name", json_string(spec->name));
+    json_object_set_new(body, "Driver", json_string("bridge"));
+    json_object_set_new(body, "CheckDuplicate", json_true());
+    json_object_set_new(body, "Labels", docker_labels(cfg, spec));
+    json_object_set_new(
+        body, "Options",
+        json_pack("{s:s, s:s, s:s}", "com.docker.network.bridge.name",
+                  docker_bridge_name(a, spec), "com.docker.network.bridge.enable_icc", "false",
+                  "com.docker.network.bridge.enable_ip_masquerade",
+                  spec->allow_internet ? "true" : "false"));
+    const char *subnet = docker_subnet(a, cfg);
+    if (subnet != NULL)
+        json_object_set_new(body, "IPAM",
+                            json_pack("{s:s, s:[{s:s}]}", "Driver", "default", "Config",
+                                      "Subnet", subnet));
+    return body;
+}
+
+/* DELETE /networks/NAME: gone or already gone is success. */
+static int docker_network_remove(struct docker *d, arena_t *a, const char *name,
+                                 struct cc_error *err)
+{
+    struct curlx_reply r;
+    const char *path = arena_printf(a, "/networks/%s", curlx_urlencode(a, name));
+    if (docker_call(d, a, "DELETE", path, NULL, &r, err) < 0)
+        return -1;
+    int rc = 0;
+    if (r.status != 204 && r.status != 404 && r.status != 200)
+        rc = docker_status_error(err, "remove the network", &r);
+    json_decref(r.json);
+    return rc;
+}
+
+/* One create: 0 done, 1 the name exists, 2 the subnet overlaps, -1 with err. */
+static int docker_network_create_once(struct docker *d, const struct cc_config *cfg, arena_t *a,
+                                      const struct backend_spec *spec, struct cc_error *err)
+{
+    struct curlx_reply r;
+    json_t *body = docker_network_body(a, cfg, spec);
+    int rc = docker_call(d, a, "POST", "/networks/create", body, &r, err);
+    json_decref(body);
+    if (rc < 0) {
+        if (r.maybe_applied)
+            docker_network_remove(d, a, spec->name, &(struct cc_error){0});
+        return -1;
+    }
+    const char *msg = docker_message(&r);
+    if (r.status == 201)
+        rc = 0;
+    else if (r.status == 409 || strstr(msg, "already exists") != NULL)
+        rc = 1;
+    else if (strstr(msg, "overlap") != NULL)
+        rc = 2;
+    else if (strstr(msg, "non-overlapping") != NULL || strstr(msg, "address pool") != NULL) {
+        rc = err_set(err, ERR_START_FAILED, "no address space is left for another network "
+                                            "(network_pool or the engine's pools)");
+        err->temporary = true;
+    } else {
+        docker_log_refusal("create the network", &r, NULL);
+        rc = err_set(err, ERR_START_FAILED, "the engine refused to create the network (HTTP %ld)",
+                     r.status);
+    }
+    json_decref(r.json);
+    return rc;
+}
+
+/* The container's own bridge network, named like the container. A leftover
+ * of the same name (a crashed start) is removed first; a subnet another
+ * network holds is swapped for another random one. */
+static int docker_network_create(struct docker *d, const struct cc_config *cfg, arena_t *a,
+                                 const struct backend_spec *spec, struct cc_error *err)
+{
+    for (int attempt = 0; attempt < 12; attempt++) {
+        int rc = docker_network_create_once(d, cfg, a, spec, err);
+        if (rc <= 0)
+            return rc;
+        if (rc == 1) {
+            log_info("docker: removing a leftover network named %s", spec->name);
+            docker_remove_quietly(d, a, spec->name);
+            if (docker_network_remove(d, a, spec->name, err) < 0)
+                return -1;
+        }
+    }
+    err_set(err, ERR_START_FAILED, "no free subnet found for the container's network");
+    err->temporary = true;
+    return -1;
 }
 
 /* ---- start ------------------------------------------------------------------- */
@@ -402,11 +543,20 @@ static int docker_start(struct backend *b, arena_t *a, const struct backend_spec
 {
     struct docker *d = b->impl;
     const char *id = NULL;
-    if (docker_check_spec(spec, err) < 0 || docker_create(d, b->cfg, a, spec, &id, err) < 0)
+    bool isolated = docker_isolated(b->cfg);
+    if (docker_check_spec(spec, err) < 0 ||
+        (isolated && docker_network_create(d, b->cfg, a, spec, err) < 0))
         return -1;
+    if (docker_create(d, b->cfg, a, spec, &id, err) < 0) {
+        if (isolated)
+            docker_network_remove(d, a, spec->name, &(struct cc_error){0});
+        return -1;
+    }
     if (docker_start_container(d, a, id, spec, err) < 0 ||
         docker_wait_ports(d, b->cfg, a, id, spec, err) < 0) {
         docker_remove_quietly(d, a, id);
+        if (isolated)
+            docker_network_remove(d, a, spec->name, &(struct cc_error){0});
         return -1;
     }
     out->engine_id = id;
@@ -420,6 +570,9 @@ static int docker_stop(struct backend *b, const char *name, struct cc_error *err
 {
     arena_t *a = arena_new(4096);
     int rc = docker_remove(b->impl, a, name, err);
+    /* Always, whatever network_mode says now: it may have changed since. */
+    if (rc == 0)
+        rc = docker_network_remove(b->impl, a, name, err);
     arena_free(a);
     return rc;
 }
@@ -515,6 +668,9 @@ static int docker_inspect(struct backend *b, arena_t *a, const char *name,
     return rc;
 }
 
+static int docker_list_networks(struct backend *b, arena_t *a, struct backend_object **out,
+                                size_t *n, struct cc_error *err);
+
 static int docker_list(struct backend *b, arena_t *a, struct backend_object **out, size_t *n,
                        struct cc_error *err)
 {
@@ -542,7 +698,60 @@ static int docker_list(struct backend *b, arena_t *a, struct backend_object **ou
         rc = docker_status_error(err, "list containers", &r);
     }
     json_decref(r.json);
+    if (rc == 0)
+        rc = docker_list_networks(b, a, out, n, err);
     return rc;
+}
+
+static bool docker_listed_name(const struct backend_object *o, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(o[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* Our site's networks whose container is gone, appended to the listing as
+ * network_only objects (the reaper removes them like orphans). */
+static int docker_list_networks(struct backend *b, arena_t *a, struct backend_object **out,
+                                size_t *n, struct cc_error *err)
+{
+    struct curlx_reply r;
+    json_t *f = json_pack("{s:[s, s+]}", "label", DOCKER_LABEL "instance", DOCKER_LABEL "site=",
+                          b->cfg->site);
+    char *ftext = json_dumps(f, JSON_COMPACT);
+    json_decref(f);
+    const char *path = arena_printf(a, "/networks?filters=%s",
+                                    curlx_urlencode(a, ftext ? ftext : "{}"));
+    free(ftext);
+    if (docker_call(b->impl, a, "GET", path, NULL, &r, err) < 0)
+        return -1;
+    if (r.status != 200 || !json_is_array(r.json)) {
+        int rc = docker_status_error(err, "list networks", &r);
+        json_decref(r.json);
+        return rc;
+    }
+    size_t count = json_array_size(r.json), k = *n;
+    struct backend_object *all = arena_alloc(a, (k + count + 1) * sizeof(*all));
+    if (k)
+        memcpy(all, *out, k * sizeof(*all));
+    for (size_t i = 0; i < count; i++) {
+        json_t *net = json_array_get(r.json, i);
+        const char *name = json_string_value(json_object_get(net, "Name"));
+        if (name == NULL || docker_listed_name(all, *n, name))
+            continue;
+        struct backend_object *o = &all[k++];
+        memset(o, 0, sizeof(*o));
+        docker_fill_common(a, net, json_object_get(net, "Name"), json_object_get(net, "Labels"),
+                           o);
+        o->created = docker_parse_time(json_string_value(json_object_get(net, "Created")));
+        o->status = "network";
+        o->network_only = true;
+    }
+    *out = all;
+    *n = k;
+    json_decref(r.json);
+    return 0;
 }
 
 static int docker_ping(struct backend *b, struct cc_error *err)

@@ -5,6 +5,7 @@
  * Must not: log values, connect anywhere, or keep pointers into its input. */
 #include "config.h"
 #include "log.h"
+#include "route.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -123,6 +124,29 @@ static const struct opt opts[] = {
      "s", false, "an unclaimed warm pool container is replaced by a fresh one after this"},
     {"warm_pool_retry_seconds", T_INT, O(warm_pool_retry_seconds), "30", 1, 3600, "s", false,
      "after a warm pool container of a challenge failed to start, wait this long to try again"},
+    /* exposure and isolation (docs/exposure.md) */
+    {"route_domain", T_STR, O(route_domain), "", 0, 0, "", false,
+     "wildcard domain: NAME.route_domain reaches a container through nginx; empty = off"},
+    {"route_scheme", T_STR, O(route_scheme), "https", 0, 0, "", false,
+     "http or https: the scheme of the container URLs players are given"},
+    {"route_public_port", T_INT, O(route_public_port), "0", 0, 65535, "port", false,
+     "port of the container URLs players are given; 0 = the scheme's default"},
+    {"route_upstream_host", T_STR, O(route_upstream_host), "127.0.0.1", 0, 0, "", false,
+     "address nginx reaches published container ports on (bind_address, or the engine host)"},
+    {"tls_port", T_INT, O(tls_port), "0", 0, 65535, "port", false,
+     "shared TLS port (nginx stream, routed by SNI) players are told to use; 0 = off"},
+    {"tls_routes_file", T_STR, O(tls_routes_file), "", 0, 0, "path", false,
+     "nginx stream map of SNI name -> upstream the reaper keeps up to date; empty = none"},
+    {"tls_reload_pid_file", T_STR, O(tls_reload_pid_file), "", 0, 0, "path", false,
+     "nginx master's pid file: the reaper sends it SIGHUP after changing tls_routes_file"},
+    {"tls_reload_min_interval_ms", T_INT, O(tls_reload_min_interval_ms), "1000", 100, 60000,
+     "ms", false, "at most one nginx reload per this interval (changes are batched)"},
+    {"network_mode", T_STR, O(network_mode), "isolated", 0, 0, "", false,
+     "isolated: each container on its own bridge network; bridge: the engine's default bridge"},
+    {"network_pool", T_STR, O(network_pool), "10.213.0.0/16", 0, 0, "CIDR", false,
+     "IPv4 range the per-container networks are cut from; empty = the engine's address pools"},
+    {"network_prefix", T_INT, O(network_prefix), "28", 16, 29, "bits", false,
+     "prefix length of one per-container network (28: 16 addresses)"},
 };
 #undef O
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -310,6 +334,45 @@ static int read_secret_file(char **dst, const char *path, const char *key, char 
     return *dst ? 0 : -1;
 }
 
+/* "10.213.0.0/16" -> network address and prefix length; -1 if not IPv4 CIDR. */
+int config_parse_cidr(const char *s, uint32_t *addr, int *prefix)
+{
+    unsigned a, b, c, d, p;
+    char tail;
+    if (sscanf(s, "%3u.%3u.%3u.%3u/%2u%c", &a, &b, &c, &d, &p, &tail) != 5 || a > 255 ||
+        b > 255 || c > 255 || d > 255 || p > 32 || strspn(s, "0123456789./") != strlen(s))
+        return -1;
+    *addr = (uint32_t)a << 24 | (uint32_t)b << 16 | (uint32_t)c << 8 | (uint32_t)d;
+    *prefix = (int)p;
+    return 0;
+}
+
+static int config_check_exposure(struct cc_config *c, char *err, size_t errlen)
+{
+    if (c->route_domain[0] && !route_domain_valid(c->route_domain))
+        return snprintf(err, errlen, "route_domain: lowercase DNS labels (a-z, 0-9, '-') "
+                                     "separated by dots, at most 200 bytes"),
+               -1;
+    if (strcmp(c->route_scheme, "http") && strcmp(c->route_scheme, "https"))
+        return snprintf(err, errlen, "route_scheme: http or https"), -1;
+    if (strcmp(c->network_mode, "isolated") && strcmp(c->network_mode, "bridge"))
+        return snprintf(err, errlen, "network_mode: isolated or bridge"), -1;
+    uint32_t addr;
+    int prefix;
+    if (c->network_pool[0] &&
+        (config_parse_cidr(c->network_pool, &addr, &prefix) < 0 || prefix < 8 ||
+         prefix > c->network_prefix || (prefix < 32 && (addr & (0xffffffffu >> prefix)) != 0)))
+        return snprintf(err, errlen, "network_pool: an IPv4 network such as 10.213.0.0/16, "
+                                     "no longer than network_prefix"),
+               -1;
+    char bad[32];
+    if (!route_caps_allowed(c->cap_add, bad, sizeof(bad)))
+        return snprintf(err, errlen, "cap_add: '%s' is not on the allow-list (docs/exposure.md)",
+                        bad),
+               -1;
+    return 0;
+}
+
 static int config_check(struct cc_config *c, char *err, size_t errlen)
 {
     if (strcmp(c->backend, "docker") && strcmp(c->backend, "swarm") && strcmp(c->backend, "whale"))
@@ -334,6 +397,8 @@ static int config_check(struct cc_config *c, char *err, size_t errlen)
                         "starting_grace_seconds: must exceed ready_timeout_seconds + "
                         "docker_timeout_seconds (a slow start is not a crashed one)"),
                -1;
+    if (config_check_exposure(c, err, errlen) < 0)
+        return -1;
     if (c->flag_key_file[0] == '\0')
         return snprintf(err, errlen, "flag_key_file: must be set"), -1;
     if (c->database_password_file[0])

@@ -64,7 +64,11 @@
     X(ERR_AUTH_UNAVAILABLE, "AUTH_UNAVAILABLE", 503,                                              \
       "CTFd could not confirm who you are; try again shortly.")                                   \
     X(ERR_APP_UNAVAILABLE, "APP_UNAVAILABLE", 503,                                                \
-      "The container service is not answering; try again shortly.")
+      "The container service is not answering; try again shortly.")                              \
+    /* Exposure and hardening (docs/exposure.md): */                                             \
+    X(ERR_CAPABILITY_FORBIDDEN, "CAPABILITY_FORBIDDEN", 500,                                      \
+      "This challenge asks for a privilege containers never get; tell the organisers.")         \
+    X(ERR_ROUTE_NOT_FOUND, "ROUTE_NOT_FOUND", 404, "No running container answers at this name.")
 
 enum cc_err {
 #define CC_ERR_ENUM(e, code, status, msg) e,

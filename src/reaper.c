@@ -17,6 +17,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "pool.h"
+#include "tlsmap.h"
 
 static volatile sig_atomic_t reaper_stop;
 
@@ -122,7 +123,7 @@ static void stale(struct app *app, arena_t *a, const char *state, int64_t grace,
 static bool listed(const struct backend_object *objs, size_t n, int64_t id)
 {
     for (size_t i = 0; i < n; i++)
-        if (objs[i].instance_id == id)
+        if (objs[i].instance_id == id && !objs[i].network_only)
             return true;
     return false;
 }
@@ -307,6 +308,13 @@ static void log_report(const struct reconcile_report *r)
     log_info("reconcile pass: %s", buf);
 }
 
+static int64_t reaper_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
@@ -325,12 +333,14 @@ int reaper_run(const struct cc_config *cfg, const struct flag_keys *keys)
     /* What the reaper did since the last stored report: expiries between two
      * reconciliation passes count in the next one, so the status covers all. */
     struct reconcile_report since = {0};
+    struct tlsmap_state tls = {0};
     while (!reaper_stop) {
         int64_t now = time(NULL);
         struct reconcile_report tick = {0};
         reaper_expire(&app, a, now, &tick);
         struct pool_report pool = {0};
         pool_tend(&app, a, now, &reaper_stop, &pool);
+        tlsmap_sync(&app, a, &tls, reaper_now_ms());
         bool pass = now - last_reconcile >= cfg->reconcile_interval_seconds;
         if (pass)
             reaper_reconcile(&app, a, now, &tick);
@@ -346,6 +356,7 @@ int reaper_run(const struct cc_config *cfg, const struct flag_keys *keys)
         if (!reaper_stop)
             sleep_ms(cfg->reaper_interval_ms);
     }
+    tlsmap_free(&tls);
     arena_free(a);
     child_close(&app);
     return 0;

@@ -65,6 +65,9 @@ static bool matches(const struct route *r, const char *path, int64_t *id)
 void router_dispatch(struct ctx *c)
 {
     struct cc_error err = {0};
+    /* nginx's route lookup is a subrequest carrying the original method. */
+    if (strcmp(c->req->path, "/_cc/route") == 0)
+        return api_route_lookup(c);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const struct route *r = &routes[i];
         if (!matches(r, c->req->path, &c->path_id))

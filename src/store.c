@@ -31,6 +31,8 @@ enum stmt_id {
     Q_POOL_MARK, Q_POOL_PICK, Q_POOL_CLAIM, Q_POOL_FLAG_CLAIM, Q_POOL_RETIRE,
     /* migrations by file (a gap in the numbers is applied later) */
     Q_MIGRATIONS_TABLE, Q_MIGRATIONS_GET, Q_MIGRATION_ADD,
+    /* exposure (docs/exposure.md) */
+    Q_SET_ROUTE, Q_GET_ROUTE, Q_ROUTE_LOOKUP, Q_ROUTES_RUNNING, Q_CHALLENGE_EXPOSURE,
     Q__MAX
 };
 
@@ -191,6 +193,17 @@ static const char *const sql[Q__MAX] = {
     [Q_PORTS_ENDED] = "SELECT DISTINCT p.instance_id FROM container_ports p "
                       "LEFT JOIN container_instances i ON i.id = p.instance_id "
                       "WHERE i.live IS NULL LIMIT 500",
+    /* exposure (docs/exposure.md) */
+    [Q_SET_ROUTE] = "UPDATE container_instances SET route = ? WHERE id = ?",
+    [Q_GET_ROUTE] = "SELECT route FROM container_instances WHERE id = ?",
+    [Q_ROUTE_LOOKUP] = "SELECT i.id, i.account_kind, i.account_id, i.ports, "
+                       "COALESCE(d.route_owner_only, 0) FROM container_instances i "
+                       "LEFT JOIN docker_challenge d ON d.id = i.challenge_id "
+                       "WHERE i.route = ? AND i.live = 1 AND i.state = 'running'",
+    [Q_ROUTES_RUNNING] = "SELECT route, ports FROM container_instances WHERE live = 1 "
+                         "AND state = 'running' AND route IS NOT NULL ORDER BY id",
+    [Q_CHALLENGE_EXPOSURE] = "SELECT route_owner_only, `connect`, allow_internet, cap_add, "
+                             "read_only FROM docker_challenge WHERE id = ?",
 };
 
 static const char *const stmt_names[Q__MAX] = {
@@ -205,6 +218,7 @@ static const char *const stmt_names[Q__MAX] = {
     "pool_needs", "pool_members", "pool_lock", "pool_count_total", "pool_count_challenge",
     "pool_mark", "pool_pick", "pool_claim", "pool_flag_claim", "pool_retire",
     "migrations_table", "migrations_get", "migration_add",
+    "set_route", "get_route", "route_lookup", "routes_running", "challenge_exposure",
 };
 
 struct store {
@@ -1444,5 +1458,83 @@ int store_events(struct store *s, arena_t *a, const char *kind, int64_t page, in
         e->challenge_name = col_str(w, 10) ? col_str(w, 10) : "";
         e->detail = col_str(w, 11) ? col_str(w, 11) : "";
     }
+    return 0;
+}
+
+/* ---- exposure (docs/exposure.md) ---- */
+
+int store_set_route(struct store *s, int64_t id, const char *route, bool *duplicate,
+                    struct cc_error *err)
+{
+    struct result r;
+    *duplicate = false;
+    int rc = EXEC(s, NULL, Q_SET_ROUTE, &r, err, AS(route), AI(id));
+    if (rc < 0 && s->last_errno == ER_DUP_ENTRY)
+        *duplicate = true;
+    return rc;
+}
+
+int store_get_route(struct store *s, arena_t *a, int64_t id, const char **route,
+                    struct cc_error *err)
+{
+    struct result r;
+    *route = NULL;
+    if (EXEC(s, a, Q_GET_ROUTE, &r, err, AI(id)) < 0)
+        return -1;
+    if (r.nrows)
+        *route = col_str(&r.rows[0], 0);
+    return 0;
+}
+
+int store_route_lookup(struct store *s, arena_t *a, const char *route, struct route_target *out,
+                       bool *found, struct cc_error *err)
+{
+    struct result r;
+    memset(out, 0, sizeof(*out));
+    *found = false;
+    if (EXEC(s, a, Q_ROUTE_LOOKUP, &r, err, AS(route)) < 0)
+        return -1;
+    if (r.nrows == 0)
+        return 0;
+    struct row *w = &r.rows[0];
+    out->instance_id = col_i64(w, 0, 0);
+    out->account_kind = col_str(w, 1) ? col_str(w, 1) : "";
+    out->account_id = col_i64(w, 2, 0);
+    out->ports = col_str(w, 3) ? col_str(w, 3) : "";
+    out->owner_only = col_true(w, 4);
+    *found = true;
+    return 0;
+}
+
+int store_routes_running(struct store *s, arena_t *a, struct route_row **rows, size_t *n,
+                         struct cc_error *err)
+{
+    struct result r;
+    if (EXEC0(s, a, Q_ROUTES_RUNNING, &r, err) < 0)
+        return -1;
+    *rows = arena_alloc(a, sizeof(**rows) * (r.nrows ? r.nrows : 1));
+    *n = r.nrows;
+    for (size_t i = 0; i < r.nrows; i++) {
+        (*rows)[i].route = col_str(&r.rows[i], 0) ? col_str(&r.rows[i], 0) : "";
+        (*rows)[i].ports = col_str(&r.rows[i], 1) ? col_str(&r.rows[i], 1) : "";
+    }
+    return 0;
+}
+
+int store_challenge_exposure(struct store *s, arena_t *a, int64_t id,
+                             struct challenge_exposure *out, struct cc_error *err)
+{
+    struct result r;
+    memset(out, 0, sizeof(*out));
+    if (EXEC(s, a, Q_CHALLENGE_EXPOSURE, &r, err, AI(id)) < 0)
+        return -1;
+    if (r.nrows == 0)
+        return 0;
+    struct row *w = &r.rows[0];
+    out->owner_only = col_true(w, 0);
+    out->connect = col_str(w, 1);
+    out->allow_internet = col_true(w, 2);
+    out->cap_add = col_str(w, 3);
+    out->read_only = col_true(w, 4);
     return 0;
 }

@@ -272,5 +272,39 @@ int store_pool_claim(struct store *s, const struct pool_claim *c, int64_t *id, b
 /* running -> stopping, only while the row is still the pool's. */
 int store_pool_retire(struct store *s, int64_t id, int64_t now, bool *changed,
                       struct cc_error *err);
+/* ---- exposure (docs/exposure.md) ---- */
+/* The container's route name; *duplicate when another row holds it. */
+int store_set_route(struct store *s, int64_t id, const char *route, bool *duplicate,
+                    struct cc_error *err);
+/* A row's route, NULL when it has none. */
+int store_get_route(struct store *s, arena_t *a, int64_t id, const char **route,
+                    struct cc_error *err);
+/* The running container behind a route name (live and running only). */
+struct route_target {
+    int64_t instance_id;
+    const char *account_kind;
+    int64_t account_id;
+    const char *ports;        /* as stored: "8080/http:31234,..." */
+    bool owner_only;          /* docker_challenge.route_owner_only */
+};
+int store_route_lookup(struct store *s, arena_t *a, const char *route, struct route_target *out,
+                       bool *found, struct cc_error *err);
+/* Every running container's route and ports (the TLS map). */
+struct route_row {
+    const char *route;
+    const char *ports;
+};
+int store_routes_running(struct store *s, arena_t *a, struct route_row **rows, size_t *n,
+                         struct cc_error *err);
+/* The challenge's exposure and hardening columns (NULL columns: false / NULL). */
+struct challenge_exposure {
+    bool owner_only;          /* route_owner_only */
+    const char *connect;      /* nc | openssl | pwntools; NULL = nc */
+    bool allow_internet;
+    const char *cap_add;      /* NULL = the app's cap_add */
+    bool read_only;
+};
+int store_challenge_exposure(struct store *s, arena_t *a, int64_t id,
+                             struct challenge_exposure *out, struct cc_error *err);
 
 #endif

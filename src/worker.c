@@ -49,6 +49,10 @@ static void send_response(FCGX_Request *rq, struct http_resp *w)
         n += snprintf(head + n, sizeof(head) - (size_t)n, "Location: %s\r\n", w->location);
     if (w->retry_after > 0 && n < (int)sizeof(head))
         n += snprintf(head + n, sizeof(head) - (size_t)n, "Retry-After: %d\r\n", w->retry_after);
+    if (w->upstream && n < (int)sizeof(head))
+        n += snprintf(head + n, sizeof(head) - (size_t)n, "X-CC-Upstream: %s\r\n", w->upstream);
+    if (w->accel && n < (int)sizeof(head))
+        n += snprintf(head + n, sizeof(head) - (size_t)n, "X-Accel-Redirect: %s\r\n", w->accel);
     if (n < (int)sizeof(head))
         n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
     put(rq, head, n < (int)sizeof(head) ? (size_t)n : 0);
@@ -77,10 +81,12 @@ static void handle(struct app *app, FCGX_Request *rq, arena_t *arena)
 #endif
     router_dispatch(&c);
     send_response(rq, &resp);
-    /* The path only: a query or body could carry something private. */
-    log_info("%s %s %d %.1fms user=%s", req.method_str ? req.method_str : "-", req.path,
-             resp.status, ms_since(&t0),
-             http_param(&req, "CTFD_USER_ID") ? http_param(&req, "CTFD_USER_ID") : "-");
+    /* The path only: a query or body could carry something private. nginx's
+     * route lookups (one per request to a container's site) only at debug. */
+    log_msg(strcmp(req.path, "/_cc/route") == 0 ? LOG_DEBUG : LOG_INFO,
+            "%s %s %d %.1fms user=%s", req.method_str ? req.method_str : "-", req.path,
+            resp.status, ms_since(&t0),
+            http_param(&req, "CTFD_USER_ID") ? http_param(&req, "CTFD_USER_ID") : "-");
 }
 
 int worker_run(const struct cc_config *cfg, int listen_fd, const struct flag_keys *keys)

@@ -35,6 +35,17 @@ class DockerChallenge(Challenges):
     backend = db.Column(db.String(16), nullable=True)
     #: warm pool: containers the app keeps started ahead for this challenge (NULL/0: none)
     warm_pool = db.Column(db.Integer, nullable=True)
+    #: exposure and hardening (docs/exposure.md), all nullable; NULL means off / the app's:
+    #: only the owning account may open the container's site (NAME.route_domain)
+    route_owner_only = db.Column(db.Boolean, nullable=True)
+    #: how players are told to connect to tcp ports: nc (NULL), openssl or pwntools
+    connect = db.Column(db.String(16), nullable=True)
+    #: outbound traffic to the internet (never to the host or private ranges)
+    allow_internet = db.Column(db.Boolean, nullable=True)
+    #: capabilities kept (comma-separated, from the allow-list); NULL: the app's cap_add
+    cap_add = db.Column(db.String(255), nullable=True)
+    #: read-only root file system (with a small writable /tmp)
+    read_only = db.Column(db.Boolean, nullable=True)
 
     #: the columns above besides id, in table order
     SETTINGS = (
@@ -48,4 +59,9 @@ class DockerChallenge(Challenges):
         "max_renewals",
         "backend",
         "warm_pool",
+        "route_owner_only",
+        "connect",
+        "allow_internet",
+        "cap_add",
+        "read_only",
     )

@@ -294,6 +294,68 @@ def check_template_field(value):
     return template
 
 
+# ---- exposure and hardening (docs/exposure.md) -----------------------------------
+
+CONNECT_STYLES = ("nc", "openssl", "pwntools")
+# src/route.c's allow-list: Docker's default capability set, nothing more.
+CAPS_ALLOWED = (
+    "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "NET_BIND_SERVICE", "NET_RAW", "SYS_CHROOT", "MKNOD", "AUDIT_WRITE", "SETFCAP",
+)
+
+
+def optional_flag(value, label):
+    """Yes (True) or off (None): 1/0, true/false, on/off, yes/no, or blank."""
+    if _blank(value) or value is False:
+        return None
+    if value is True:
+        return True
+    text = str(value).strip().lower()
+    if text in ("1", "true", "on", "yes"):
+        return True
+    if text in ("0", "false", "off", "no"):
+        return None
+    raise SettingError(f"{label}: yes or no.")
+
+
+def optional_connect(value):
+    if _blank(value):
+        return None
+    if value not in CONNECT_STYLES:
+        raise SettingError("Connect: nc, openssl or pwntools, or blank for nc.")
+    return value
+
+
+def optional_caps(value):
+    """Capabilities kept: comma-separated names from the allow-list (CAP_ prefix and case free),
+    or None when blank (the application's cap_add). The C application refuses the same names
+    (CAPABILITY_FORBIDDEN)."""
+    if _blank(value):
+        return None
+    if not isinstance(value, str):
+        raise SettingError("Capabilities: comma-separated names such as CHOWN,SETUID, or blank.")
+    names = []
+    for item in value.split(","):
+        name = item.strip().upper()
+        if name == "":
+            continue
+        bare = name[4:] if name.startswith("CAP_") and len(name) > 4 else name
+        if bare not in CAPS_ALLOWED:
+            raise SettingError(
+                f"Capabilities: '{item.strip()[:32]}' is never given to a container; "
+                f"allowed: {', '.join(CAPS_ALLOWED)}."
+            )
+        names.append(bare)
+    text = ",".join(names)
+    if len(text) > 255:
+        raise SettingError("Capabilities: at most 255 characters.")
+    return text or None
+
+
+def refuse_privileged(value):
+    raise SettingError("Privileged: containers never run privileged; remove this setting.")
+
+
 # column -> cleaner; the values the docker_challenge columns take
 FIELDS = {
     "image": check_image,
@@ -306,6 +368,11 @@ FIELDS = {
     "max_renewals": lambda v: optional_int(v, "Renewals", 0, 10000),
     "backend": optional_backend,
     "warm_pool": lambda v: optional_int(v, "Warm pool", 0, WARM_POOL_MAX, " containers"),
+    "route_owner_only": lambda v: optional_flag(v, "Owner only"),
+    "connect": optional_connect,
+    "allow_internet": lambda v: optional_flag(v, "Internet"),
+    "cap_add": optional_caps,
+    "read_only": lambda v: optional_flag(v, "Read-only root"),
 }
 REQUIRED = ("image", "ports", "flag_template")
 
@@ -316,6 +383,8 @@ def clean(data, creating):
     Creating: image, ports and flag_template are required, flag_env defaults to FLAG.
     Updating: only the keys given are checked and returned."""
     out = {}
+    if "privileged" in data:
+        refuse_privileged(data["privileged"])
     if creating:
         for key in REQUIRED:
             if _blank(data.get(key)):

@@ -33,6 +33,11 @@ CONTRACT = [  # docs/schema.md: name, type, nullable, default
     ("max_renewals", "int", True, None),
     ("backend", "varchar(16)", True, None),
     ("warm_pool", "int", True, None),
+    ("route_owner_only", "boolean", True, None),
+    ("connect", "varchar(16)", True, None),
+    ("allow_internet", "boolean", True, None),
+    ("cap_add", "varchar(255)", True, None),
+    ("read_only", "boolean", True, None),
 ]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "docker_challenge.sql")
@@ -40,7 +45,8 @@ FIXTURE = os.path.join(REPO, "tests", "fixtures", "docker_challenge.sql")
 
 def _normal_type(sqla_type):
     t = str(sqla_type).lower().replace(" ", "")
-    return {"integer": "int", "numeric(5,2)": "decimal(5,2)"}.get(t, t)
+    return {"integer": "int", "numeric(5,2)": "decimal(5,2)", "tinyint(1)": "boolean",
+            "tinyint": "boolean"}.get(t, t)
 
 
 def _default(value):

@@ -280,3 +280,50 @@ def test_admin_form_script_checks_templates_like_the_server():
         except SettingError as exc:
             py_error = str(exc)
         assert js_error == py_error, template
+
+
+# ---- exposure and hardening (docs/exposure.md) ---------------------------------------
+
+
+def test_exposure_settings_cleaned():
+    out = validate.clean(
+        {"cap_add": " chown, cap_setuid ", "connect": "openssl", "read_only": "1",
+         "allow_internet": "", "route_owner_only": True},
+        creating=False,
+    )
+    assert out == {"cap_add": "CHOWN,SETUID", "connect": "openssl", "read_only": True,
+                   "allow_internet": None, "route_owner_only": True}
+    assert validate.clean({"cap_add": "", "connect": ""}, creating=False) == {
+        "cap_add": None, "connect": None}
+
+
+@pytest.mark.parametrize("caps", ["SYS_ADMIN", "CHOWN,NET_ADMIN", "ALL", "cap_sys_ptrace",
+                                  "SYS_MODULE", "privileged"])
+def test_forbidden_capabilities_refused(caps):
+    """The same allow-list as src/route.c (the app answers CAPABILITY_FORBIDDEN)."""
+    with pytest.raises(SettingError, match="never given to a container"):
+        validate.clean({"cap_add": caps}, creating=False)
+
+
+def test_privileged_refused():
+    for value in (True, "1", False, ""):
+        with pytest.raises(SettingError, match="never run privileged"):
+            validate.clean({"privileged": value}, creating=False)
+
+
+def test_connect_and_flags_refuse_other_values():
+    for data in ({"connect": "ssh"}, {"read_only": "maybe"}, {"allow_internet": 2},
+                 {"route_owner_only": "sometimes"}):
+        with pytest.raises(SettingError):
+            validate.clean(data, creating=False)
+
+
+def test_caps_allow_list_matches_the_c_application():
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "src", "route.c")) as fh:
+        text = fh.read()
+    block = text[text.index("caps_allowed[] = {"):]
+    block = block[:block.index("};")]
+    import re
+
+    assert tuple(re.findall(r'"([A-Z_]+)"', block)) == validate.CAPS_ALLOWED

@@ -225,7 +225,8 @@ def sqlq(v):
 # port there makes a later listen on it fail.
 PORT_BLOCKS = {"api": 0, "proc": 1, "races": 2, "racecap": 3, "valgrind": 4, "bench": 5,
                # issue 19: crashes and outages, and the load test
-               "chaos": 8, "load": 9}
+               "chaos": 8, "load": 9,
+               "expose": 6, "exposescale": 7}  # expose*: test_exposure*.py
 PORT_BLOCKS["pool"] = 11  # warm pools (test_warm_pool.py, benchmarks/bench_warm_pool)
 
 

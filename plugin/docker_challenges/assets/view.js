@@ -59,6 +59,8 @@
     CTF_PAUSED: "The CTF is paused.",
     CHALLENGE_LOCKED: "This challenge is locked.",
     PREREQUISITES_UNMET: "Solve this challenge's prerequisites first.",
+    CAPABILITY_FORBIDDEN: "This challenge asks for a privilege containers never get. Tell the organisers.",
+    ROUTE_NOT_FOUND: "No running container answers at this name. Start it again.",
     NOT_FOUND: "The container service does not know this request. Reload the page.",
     CHALLENGE_NOT_FOUND: "This challenge has no container any more. Tell the organisers.",
     CONTAINER_NOT_FOUND: "There is no running container for this challenge.",
@@ -303,6 +305,10 @@
       },
       ports() {
         return (this.container && Array.isArray(this.container.ports) && this.container.ports) || [];
+      },
+      // Other ways in the app offers for a port (docs/api.md: nc, openssl), besides `connection`.
+      alternatives(p) {
+        return [p.openssl, p.nc].filter((t) => typeof t === "string" && t && t !== p.connection);
       },
       isLink(text) {
         return typeof text === "string" && /^https?:\/\//.test(text);
