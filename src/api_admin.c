@@ -151,9 +151,20 @@ void api_admin_status(struct ctx *c)
         store_get_status(c->app->store, c->arena, "reconcile", &report, &at, &err) < 0 ||
         store_count_live_total(c->app->store, &live, &err) < 0)
         return api_fail(c, &err);
+    /* switch, canary, fallback: how many starts the fallback took, and the last */
+    struct event *fb;
+    size_t nfb;
+    int64_t fallbacks;
+    if (store_events(c->app->store, c->arena, "fallback_start", 1, 1, &fb, &nfb, &fallbacks,
+                     &err) < 0)
+        return api_fail(c, &err);
     json_t *rep = report ? json_loads(report, 0, NULL) : NULL;
+    const char *fbname = c->app->cfg->fallback_backend;
     http_reply_json(c->resp, 200,
-                    json_pack("{s:I, s:I, s:o, s:s}", "live", (json_int_t)live,
+                    json_pack("{s:I, s:I, s:o, s:s, s:o, s:I, s:o}", "live", (json_int_t)live,
                               "reconciled_at", (json_int_t)at, "last_reconcile",
-                              rep ? rep : json_null(), "backend", c->app->cfg->backend));
+                              rep ? rep : json_null(), "backend", c->app->cfg->backend,
+                              "fallback_backend", fbname[0] ? json_string(fbname) : json_null(),
+                              "fallback_starts", (json_int_t)fallbacks, "last_fallback_at",
+                              nfb ? json_integer(fb[0].at) : json_null()));
 }
