@@ -222,6 +222,8 @@ def sqlq(v):
 # Linux's ephemeral range (32768-60999): a client socket in TIME_WAIT on a
 # port there makes a later listen on it fail.
 PORT_BLOCKS = {"api": 0, "proc": 1, "races": 2, "racecap": 3, "valgrind": 4, "bench": 5}
+# switch, canary, fallback (test_switch.py) and the whale backend (test_whale.py)
+PORT_BLOCKS.update({"switch": 17, "whale": 18})
 
 
 def port_range(db_name):
