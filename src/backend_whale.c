@@ -302,6 +302,7 @@ static int whale_lookup(struct backend *b, arena_t *a, const char *name, struct 
 {
     bool have;
     *found = false;
+    memset(row, 0, sizeof(*row));
     if (b->store == NULL)
         return err_set(err, ERR_INTERNAL, "backend whale needs the database");
     if (store_instance_by_name(b->store, a, name, inst, &have, err) < 0)

@@ -1342,6 +1342,7 @@ int store_whale_find(struct store *s, arena_t *a, int64_t user_id, const char *u
                      struct whale_row *out, bool *found, struct cc_error *err)
 {
     struct result r;
+    memset(out, 0, sizeof(*out));
     int rc = uuid ? EXEC(s, a, Q_WHALE_BY_UUID, &r, err, AS(uuid))
                   : EXEC(s, a, Q_WHALE_BY_USER, &r, err, AI(user_id));
     if (rc < 0)
