@@ -3,7 +3,8 @@
 
     CTFD_PATH=/work/ctfd-whale-site WHALE_PATH=/work/whale-src \
         python3 tests/whale/lab.py up      # prints the lab as JSON, keeps running
-    python3 tests/whale/lab.py down        # removes everything `up` made
+    python3 tests/whale/lab.py down        # removes everything `up` made (the private
+                                           # engine's data root only with CC_WHALE_LAB_PURGE=1)
 
 What `up` builds (and `down` removes), all on this machine:
 - a private dockerd in its own network namespace (`ccwh`, veth 10.231.77.1/.2),
@@ -135,6 +136,9 @@ def engine_down():
     kill_pidfile(os.path.join(STATE, "dockerd.pid"))
     sh("ip", "link", "del", VETH_HOST, check=False)
     sh("ip", "netns", "del", NETNS, check=False)
+    shutil.rmtree(DOCKER_EXEC, ignore_errors=True)
+    if os.environ.get("CC_WHALE_LAB_PURGE") == "1":
+        shutil.rmtree(DOCKER_DATA, ignore_errors=True)  # else kept: the next up is faster
 
 
 def kill_pidfile(path, sig=signal.SIGTERM):
