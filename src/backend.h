@@ -162,5 +162,9 @@ void backend_set_close(struct backend_set *set);
 bool backend_known(const char *name);
 bool backend_built(const char *name);
 extern const struct backend_ops backend_whale_ops;
+/* backend_whale.c's parser of ctfd-whale's access string ("nc HOST PORT" or a
+ * link to http://HOST[:PORT]/): 0 with out->host and out->ports[0] set
+ * (own_ports, nports 1), or -1. For its fuzz target. */
+int whale_parse_access(arena_t *a, const char *s, struct backend_started *out);
 
 #endif

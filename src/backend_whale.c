@@ -166,30 +166,50 @@ static void whale_wipe_headers(const char **h)
 }
 
 /* ctfd-whale's access string -> where players connect:
- * "nc HOST PORT" (direct) or "<a ... href="http://HOST[:PORT]/">" (http). */
-static int whale_parse_access(arena_t *a, const char *s, struct backend_started *out)
+ * "nc HOST PORT" (direct) or "<a ... href="http://HOST[:PORT]/">" (http).
+ * Exported for its fuzz target (tests/fuzz/fuzz_whale_access.c). */
+int whale_parse_access(arena_t *a, const char *s, struct backend_started *out)
 {
-    char host[256];
-    int port = 0;
-    const char *h;
-    if (sscanf(s, "nc %255s %d", host, &port) == 2 && port > 0 && port < 65536) {
-        out->ports[0].proto = PROTO_TCP;
+    static const char stop[] = " \t\r\n\"'<>/:";
+    const char *h, *p;
+    enum backend_proto proto;
+    if (strncmp(s, "nc ", 3) == 0) {
+        h = s + 3;
+        p = h + strcspn(h, stop);
+        if (*p != ' ')
+            return -1;
+        proto = PROTO_TCP;
     } else if ((h = strstr(s, "href=\"http://")) != NULL) {
         h += 13;
-        size_t n = strcspn(h, ":/\"");
-        if (n == 0 || n >= sizeof(host))
+        p = h + strcspn(h, stop);
+        if (*p != ':' && *p != '/')
             return -1;
-        memcpy(host, h, n);
-        host[n] = '\0';
-        port = h[n] == ':' ? atoi(h + n + 1) : 80;
-        if (port <= 0 || port >= 65536)
-            return -1;
-        out->ports[0].proto = PROTO_HTTP;
+        proto = PROTO_HTTP;
     } else {
         return -1;
     }
-    out->host = arena_strdup(a, host);
-    out->ports[0].host_port = port;
+    size_t n = (size_t)(p - h);
+    if (n == 0 || n >= 256)
+        return -1;
+    long port = 80;
+    if (proto == PROTO_TCP || *p == ':') {
+        char *end;
+        const char *digits = p + 1;
+        if (*digits < '0' || *digits > '9')
+            return -1;
+        port = strtol(digits, &end, 10);
+        if (end - digits > 5 || (proto == PROTO_TCP && *end != '\0' && *end != '\n') ||
+            (proto == PROTO_HTTP && *end != '/'))
+            return -1;
+    }
+    if (port < 1 || port > 65535)
+        return -1;
+    char *host = arena_alloc(a, n + 1);
+    memcpy(host, h, n);
+    host[n] = '\0';
+    out->host = host;
+    out->ports[0].proto = proto;
+    out->ports[0].host_port = (int)port;
     out->nports = 1;
     out->own_ports = true;
     return 0;
