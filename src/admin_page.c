@@ -429,7 +429,8 @@ void admin_page_events(struct ctx *c)
     static const char *const kinds[][2] = {
         {"", "every kind"},          {"flag_share", "flag sharing"},
         {"flag_reveal", "flag reveals"}, {"admin_stop", "admin stops"},
-        {"admin_stop_all", "admin stop-all"}, {"admin_extend", "admin extends"}};
+        {"admin_stop_all", "admin stop-all"}, {"admin_extend", "admin extends"},
+        {"fallback_start", "fallback starts"}};
     struct cc_error err = {0};
     struct list_query q = {.f = {.state = "live"}};
     if (admin(c, &err) < 0 || http_query_only(c->req, keys, &err) < 0 ||

@@ -157,14 +157,26 @@ void api_admin_status(struct ctx *c)
     if (store_get_status(c->app->store, c->arena, "reconcile_action", &action, &action_at,
                          &err) < 0)
         return api_fail(c, &err);
+    /* switch, canary, fallback: how many starts the fallback took, and the last */
+    struct event *fb;
+    size_t nfb;
+    int64_t fallbacks;
+    if (store_events(c->app->store, c->arena, "fallback_start", 1, 1, &fb, &nfb, &fallbacks,
+                     &err) < 0)
+        return api_fail(c, &err);
     json_t *rep = report ? json_loads(report, 0, NULL) : NULL;
     json_t *act = action ? json_loads(action, 0, NULL) : NULL;
+    const char *fbname = c->app->cfg->fallback_backend;
     http_reply_json(c->resp, 200,
-                    json_pack("{s:I, s:I, s:o, s:o, s:s, s:I}", "live", (json_int_t)live,
-                              "reconciled_at", (json_int_t)at, "last_reconcile",
-                              rep ? rep : json_null(), "last_action",
+                    json_pack("{s:I, s:I, s:o, s:o, s:s, s:o, s:I, s:o, s:I}", "live",
+                              (json_int_t)live, "reconciled_at", (json_int_t)at,
+                              "last_reconcile", rep ? rep : json_null(), "last_action",
                               act ? json_pack("{s:I, s:o}", "at", (json_int_t)action_at,
                                               "report", act)
                                   : json_null(),
-                              "backend", c->app->cfg->backend, "warm_pool", (json_int_t)warm));
+                              "backend", c->app->cfg->backend, "fallback_backend",
+                              fbname[0] ? json_string(fbname) : json_null(), "fallback_starts",
+                              (json_int_t)fallbacks, "last_fallback_at",
+                              nfb ? json_integer(fb[0].at) : json_null(), "warm_pool",
+                              (json_int_t)warm));
 }

@@ -196,6 +196,7 @@ struct admission {
     int64_t prev_action;      /* the cooldown clock before this start touched it */
     struct challenge_exposure ex; /* network, capabilities, read-only root */
     char route[ROUTE_LEN + 1];
+    const char *backend;      /* the backend this start uses (the row records it) */
 };
 
 static int new_flag(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
@@ -286,7 +287,7 @@ static int reserve(struct ctx *c, const struct ctfd_challenge *ch, const struct 
     ad->inst = (struct instance){
         .account_kind = c->id.account_kind, .account_id = c->id.account_id,
         .user_id = c->id.user.id, .challenge_id = ch->id,
-        .backend = cfg->backend, .image = ch->image,
+        .backend = ad->backend, .image = ch->image,
         .created_at = c->now, .deadline = lifecycle_deadline(l, c->now)};
     if (store_insert_instance(s, c->arena, &ad->inst, err) < 0 || new_route(c, ad, err) < 0)
         return -1;
@@ -362,9 +363,11 @@ static int check_spec(struct ctx *c, const struct ctfd_challenge *ch, struct adm
                   (long long)ch->id, bad);
         return err_set(err, ERR_CAPABILITY_FORBIDDEN, NULL);
     }
-    if (ch->backend && strcmp(ch->backend, c->app->cfg->backend) != 0) {
-        log_error("challenge %lld: backend '%.16s' is not the one this app runs ('%s')",
-                  (long long)ch->id, ch->backend, c->app->cfg->backend);
+    /* The canary: a challenge's own backend, else the global one. */
+    ad->backend = ch->backend ? ch->backend : c->app->cfg->backend;
+    if (!backend_built(ad->backend)) {
+        log_error("challenge %lld: backend '%.16s' is not built into this binary",
+                  (long long)ch->id, ad->backend);
         return err_set(err, ERR_CHALLENGE_MISCONFIGURED, NULL);
     }
     return 0;
@@ -392,6 +395,19 @@ static void fill_spec(struct ctx *c, const struct ctfd_challenge *ch, const stru
     spec->cap_add = ad->ex.cap_add;
     spec->nports = ad->nports;
     memcpy(spec->ports, ad->ports, sizeof(ad->ports));
+    spec->user_id = c->id.user.id;
+}
+
+/* The player's own CTFd credentials, for a backend that must act as the
+ * player (whale). Only the fields nginx forwards (see docs/whale-guide.md). */
+static const struct backend_caller *caller_of(struct ctx *c)
+{
+    struct backend_caller *who = arena_alloc(c->arena, sizeof(*who));
+    who->user_id = c->id.user.id;
+    who->cookie = http_param(c->req, "CTFD_FORWARD_COOKIE");
+    who->csrf_token = http_param(c->req, "CTFD_FORWARD_CSRF_TOKEN");
+    who->authorization = http_param(c->req, "CTFD_FORWARD_AUTHORIZATION");
+    return who;
 }
 
 /* Remove the container a revert replaced, then free its host ports. A
@@ -399,7 +415,8 @@ static void fill_spec(struct ctx *c, const struct ctfd_challenge *ch, const stru
 static void remove_reverted(struct app *app, const struct instance *old)
 {
     struct cc_error err = {0};
-    if (app->backend->ops->stop(app->backend, old->name, &err) < 0) {
+    struct backend *b = ops_backend(app, old->backend, &err);
+    if (b == NULL || b->ops->stop(b, old->name, &err) < 0) {
         log_warn("container %lld: removing the reverted container failed (%s); the reaper "
                  "retries", (long long)old->id, err_code_str(err.code));
         return;
@@ -445,23 +462,18 @@ static int new_ports(struct ctx *c, struct admission *ad, struct cc_error *err)
     return -1;
 }
 
-/* Run the engine side of an admitted start, then publish the row. */
-static int launch(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
-                  struct cc_error *err)
+/* Start on one backend, retrying with other host ports after a clash. */
+static int start_on(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
+                    struct backend *b, struct backend_started *out, struct cc_error *err)
 {
-    struct app *app = c->app;
     struct backend_spec spec;
-    struct backend_started out = {0};
-    bool changed;
-    if (ad->revert)
-        remove_reverted(app, &ad->old);
-    if (ad->claimed)
-        return 0; /* it runs already */
     int rc = -1;
     for (int attempt = 0; attempt < 3; attempt++) {
         fill_spec(c, ch, ad, &spec);
+        spec.caller = caller_of(c);
         err_clear(err); /* a retry's outcome must not carry the clash it retried */
-        rc = app->backend->ops->start(app->backend, c->arena, &spec, &out, err);
+        memset(out, 0, sizeof(*out));
+        rc = b->ops->start(b, c->arena, &spec, out, err);
         if (rc == 0 || !(err->code == ERR_START_FAILED && err->temporary) || attempt == 2)
             break;
         log_info("container %lld: %s; trying other host ports", (long long)ad->inst.id,
@@ -469,19 +481,103 @@ static int launch(struct ctx *c, const struct ctfd_challenge *ch, struct admissi
         if (new_ports(c, ad, err) < 0)
             break;
     }
+    return rc;
+}
+
+/* The fallback: only for a new start, only while the primary answers with
+ * ENGINE_UNAVAILABLE, only to a different backend. The row is moved to the
+ * fallback before it starts there, so whoever cleans up uses the right one;
+ * whatever the primary may have left behind is an orphan there, which the
+ * reaper removes once the primary answers again. */
+static int try_fallback(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
+                        struct backend_started *out, struct cc_error *err)
+{
+    const char *fb = c->app->cfg->fallback_backend;
+    const char *primary = ad->backend;
+    struct cc_error e2 = {0};
+    bool changed = false;
+    if (err->code != ERR_ENGINE_UNAVAILABLE || fb == NULL || fb[0] == '\0' ||
+        strcmp(fb, primary) == 0)
+        return -1;
+    struct backend *b = ops_backend(c->app, fb, &e2);
+    if (b == NULL ||
+        store_set_backend(c->app->store, ad->inst.id, fb, &changed, &e2) < 0 || !changed)
+        return -1; /* keep the primary's error: it is what the player should see */
+    log_warn("container %lld: backend %s unavailable (%s); starting on the fallback %s",
+             (long long)ad->inst.id, primary, err_message(err), fb);
+    ad->backend = fb;
+    ad->inst.backend = fb;
+    if (start_on(c, ch, ad, b, out, err) < 0)
+        return -1;
+    char detail[160];
+    snprintf(detail, sizeof(detail), "%s unavailable; started on %s", primary, fb);
+    ops_audit(c->app, "fallback_start", 0, &ad->inst, detail, c->now);
+    log_warn("container %lld: fallback start on %s (primary %s unavailable)",
+             (long long)ad->inst.id, fb, primary);
+    return 0;
+}
+
+/* A whale start brings its own flag: keep it (encrypted) in place of ours. */
+static int take_engine_flag(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
+                            struct backend_started *out, struct cc_error *err)
+{
+    const struct flag_keys *k = c->app->keys;
+    unsigned char nonce[FLAG_NONCE_LEN], ct[FLAG_CIPHERTEXT_MAX], digest[FLAG_DIGEST_LEN];
+    size_t ctlen;
+    char aad[32];
+    (void)ch;
+    snprintf(aad, sizeof(aad), "%" PRId64, ad->inst.id);
+    size_t len = strlen(out->engine_flag);
+    int rc = -1;
+    if (len > 0 && len <= FLAG_MAX_LEN &&
+        flag_encrypt(k, out->engine_flag, aad, nonce, ct, sizeof(ct), &ctlen) == 0) {
+        flag_digest(k, out->engine_flag, digest);
+        rc = store_replace_flag(c->app->store, ad->inst.id, k->key_id, nonce, ct, ctlen, digest,
+                                err);
+    } else {
+        err_set(err, ERR_INTERNAL, NULL);
+    }
+    flag_wipe(out->engine_flag, len);
+    out->engine_flag = NULL;
+    return rc;
+}
+
+/* Run the engine side of an admitted start, then publish the row. */
+static int launch(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
+                  struct cc_error *err)
+{
+    struct app *app = c->app;
+    struct backend_started out = {0};
+    bool changed;
+    if (ad->revert)
+        remove_reverted(app, &ad->old);
+    if (ad->claimed)
+        return 0; /* a warm pool container: it runs already */
+    struct backend *b = ops_backend(app, ad->backend, err);
+    int rc = b != NULL ? start_on(c, ch, ad, b, &out, err) : -1;
+    if (rc < 0 && b != NULL && try_fallback(c, ch, ad, &out, err) == 0) {
+        rc = 0;
+        b = ops_backend(app, ad->backend, err);
+    }
     flag_wipe(ad->flag, sizeof(ad->flag));
+    if (rc == 0 && out.engine_flag != NULL && take_engine_flag(c, ch, ad, &out, err) < 0) {
+        struct cc_error e3;
+        b->ops->stop(b, ad->inst.name, &e3);
+        rc = -1;
+    }
     if (rc < 0) {
         start_failed(c, ad, err);
         return -1;
     }
-    const char *ports = ops_format_ports(c->arena, ad->ports, ad->nports);
+    const char *ports = out.own_ports ? ops_format_ports(c->arena, out.ports, out.nports)
+                                      : ops_format_ports(c->arena, ad->ports, ad->nports);
     if (store_mark_running(app->store, ad->inst.id, out.engine_id, out.host, ports, c->now,
                            &changed, err) < 0 ||
         !changed) {
         /* Stopped while starting (or the database failed): remove what we made,
          * then free the ports the stopper left reserved for us. */
         struct cc_error e2;
-        if (app->backend->ops->stop(app->backend, ad->inst.name, &e2) == 0 && changed == false &&
+        if (b->ops->stop(b, ad->inst.name, &e2) == 0 && changed == false &&
             err->code == ERR_OK)
             store_free_ports(app->store, ad->inst.id, &e2);
         if (err->code == ERR_OK)
@@ -544,6 +640,7 @@ static int extend_locked(struct ctx *c, const struct lc_limits *l, int64_t cid,
     return store_touch_account(s, c->id.account_kind, c->id.account_id, c->now, err);
 }
 
+
 void api_container_extend(struct ctx *c)
 {
     struct cc_error err = {0};
@@ -566,6 +663,7 @@ void api_container_extend(struct ctx *c)
             return api_fail(c, &err);
         err_clear(&err);
     }
+    ops_engine_extend(c->app, c->arena, &inst);
     http_reply_json(c->resp, 200, player_json(c, &inst, &l));
 }
 

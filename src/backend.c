@@ -29,8 +29,17 @@ static const struct {
 } backend_table[] = {
     {"docker", &backend_docker_ops},
     {"swarm", NULL},
-    {"whale", NULL},
+    {"whale", &backend_whale_ops},
 };
+#define BACKEND_NTABLE (sizeof(backend_table) / sizeof(backend_table[0]))
+
+static int backend_index(const char *name)
+{
+    for (size_t i = 0; i < BACKEND_NTABLE; i++)
+        if (strcmp(backend_table[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
 
 static int backend_lookup(const char *name, const struct backend_ops **ops, struct cc_error *err)
 {
@@ -60,6 +69,7 @@ struct backend *backend_open(const char *name, const struct cc_config *cfg,
     }
     b->ops = ops;
     b->cfg = cfg;
+    b->store = NULL;
     if (ops->open != NULL && ops->open(b, err) < 0) {
         free(b);
         return NULL;
@@ -74,6 +84,51 @@ void backend_close(struct backend *b)
     if (b->ops->destroy != NULL)
         b->ops->destroy(b);
     free(b);
+}
+
+/* ---- the set of backends one process uses --------------------------------- */
+
+bool backend_known(const char *name)
+{
+    return name != NULL && backend_index(name) >= 0;
+}
+
+bool backend_built(const char *name)
+{
+    int i = name != NULL ? backend_index(name) : -1;
+    return i >= 0 && backend_table[i].ops != NULL;
+}
+
+void backend_set_init(struct backend_set *set, const struct cc_config *cfg, struct store *store)
+{
+    memset(set, 0, sizeof(*set));
+    set->cfg = cfg;
+    set->store = store;
+}
+
+struct backend *backend_get(struct backend_set *set, const char *name, struct cc_error *err)
+{
+    if (name == NULL || name[0] == '\0')
+        name = set->cfg->backend;
+    int i = backend_index(name);
+    if (i < 0 || i >= BACKEND_SET_MAX) {
+        err_set(err, ERR_INTERNAL, "unknown backend '%.64s' (docker, swarm or whale)", name);
+        return NULL;
+    }
+    if (set->open[i] == NULL) {
+        set->open[i] = backend_open(name, set->cfg, err);
+        if (set->open[i] != NULL)
+            set->open[i]->store = set->store;
+    }
+    return set->open[i];
+}
+
+void backend_set_close(struct backend_set *set)
+{
+    for (size_t i = 0; i < BACKEND_SET_MAX; i++) {
+        backend_close(set->open[i]);
+        set->open[i] = NULL;
+    }
 }
 
 /* ---- readiness probe ---------------------------------------------------- */

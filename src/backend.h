@@ -48,6 +48,9 @@ struct backend_spec {
     bool allow_internet;     /* outbound traffic allowed (the network gets NAT) */
     bool read_only;          /* read-only root file system (+ a small /tmp) */
     const char *cap_add;     /* the challenge's capabilities; NULL = cfg->cap_add */
+    /* switch/canary/fallback and whale: who asked (may be NULL) */
+    int64_t user_id;
+    const struct backend_caller *caller;
 };
 
 /* One engine object that carries our labels. */
@@ -67,6 +70,24 @@ struct backend_object {
 struct backend_started {
     const char *engine_id;
     const char *host;        /* where players connect (public_host) */
+    /* A backend that chooses its own ports (whale: its router's) sets
+     * own_ports and fills ports[]; the row then records those, not the
+     * reserved ones. Everyone else leaves own_ports false. */
+    bool own_ports;
+    size_t nports;
+    struct backend_port ports[BACKEND_MAX_PORTS];
+    /* A backend whose engine makes the flag itself (whale) returns it here
+     * (in the arena; the caller encrypts it into the row and wipes it). */
+    char *engine_flag;
+};
+
+/* Who asked, for a backend that must act as the player (whale's player API
+ * needs the player's own CTFd session). NULL for the reaper and admins. */
+struct backend_caller {
+    int64_t user_id;
+    const char *cookie;        /* the player's Cookie header, or NULL */
+    const char *csrf_token;    /* the player's CSRF-Token header, or NULL */
+    const char *authorization; /* the player's Authorization header, or NULL */
 };
 
 struct backend;
@@ -91,12 +112,22 @@ struct backend_ops {
     int (*list)(struct backend *b, arena_t *a, struct backend_object **out, size_t *n,
                 struct cc_error *err);
     void (*destroy)(struct backend *b);
+    /* Optional (NULL = nothing to do): tell the engine the container's
+     * deadline moved (an extend). The deadline itself lives in the database;
+     * docker's labels cannot change, whale renews its own timer. */
+    int (*extend)(struct backend *b, arena_t *a, const char *name, int64_t deadline,
+                  struct cc_error *err);
 };
+
+struct store;
 
 struct backend {
     const struct backend_ops *ops;
     const struct cc_config *cfg;
     void *impl;
+    /* The process's database connection, for a backend whose engine keeps its
+     * state in CTFd's database (whale reads whale_container). NULL in tests. */
+    struct store *store;
 };
 
 /* Open the backend named in cfg (or by name); one per process, after fork. */
@@ -116,5 +147,30 @@ int backend_wait_ready(const char *host, int port, enum backend_proto proto, int
 
 /* Implementations (one per backend_*.c). */
 extern const struct backend_ops backend_docker_ops;
+
+/* ---- switch, canary, rollback, fallback: the backends one process uses ----
+ * A process (worker, reaper, one-shot) holds a set, opened lazily by name:
+ * a new start uses its challenge's backend (else the global one, else the
+ * fallback while the primary is unavailable); every later operation uses
+ * the backend its row recorded, so a switch or a rollback leaves running
+ * containers managed by the backend that started them. */
+#define BACKEND_SET_MAX 8
+struct backend_set {
+    const struct cc_config *cfg;
+    struct store *store;
+    struct backend *open[BACKEND_SET_MAX]; /* by backend_table index */
+};
+void backend_set_init(struct backend_set *set, const struct cc_config *cfg, struct store *store);
+/* The named backend (NULL or "" = cfg->backend), opened on first use. */
+struct backend *backend_get(struct backend_set *set, const char *name, struct cc_error *err);
+void backend_set_close(struct backend_set *set);
+/* Is the name in the table / built into this binary? */
+bool backend_known(const char *name);
+bool backend_built(const char *name);
+extern const struct backend_ops backend_whale_ops;
+/* backend_whale.c's parser of ctfd-whale's access string ("nc HOST PORT" or a
+ * link to http://HOST[:PORT]/): 0 with out->host and out->ports[0] set
+ * (own_ports, nports 1), or -1. For its fuzz target. */
+int whale_parse_access(arena_t *a, const char *s, struct backend_started *out);
 
 #endif

@@ -30,8 +30,9 @@ int child_open(struct app *app, const struct cc_config *cfg, const struct flag_k
     app->cfg = cfg;
     app->keys = keys;
     app->store = store_open(cfg, &err);
-    app->backend = app->store ? backend_open(cfg->backend, cfg, &err) : NULL;
-    if (app->store == NULL || app->backend == NULL) {
+    /* Backends open lazily, by name, on first use (switch, canary, fallback). */
+    backend_set_init(&app->backends, cfg, app->store);
+    if (app->store == NULL) {
         log_error("%s: cannot start: %s", role, err_message(&err));
         child_close(app);
         return -1;
@@ -41,8 +42,7 @@ int child_open(struct app *app, const struct cc_config *cfg, const struct flag_k
 
 void child_close(struct app *app)
 {
+    backend_set_close(&app->backends);
     store_close(app->store);
-    backend_close(app->backend);
     app->store = NULL;
-    app->backend = NULL;
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum opt_type { T_STR, T_INT, T_OCTAL, T_DOUBLE, T_PORTS, T_BOOL };
 
@@ -54,8 +55,9 @@ static const struct opt opts[] = {
     {"log_level", T_STR, O(log_level), "info", 0, 0, "", false, "debug, info, warn or error"},
     {"pid_file", T_STR, O(pid_file), "", 0, 0, "path", false,
      "write the master's pid here; empty = none"},
-    {"backend", T_STR, O(backend), "docker", 0, 0, "", false,
-     "docker, swarm or whale (a challenge may override it)"},
+    {"backend", T_STR, O(backend), "", 0, 0, "", false,
+     "docker, swarm or whale; empty = as whale_enabled says, else docker (a challenge may "
+     "override it)"},
     {"docker_endpoint", T_STR, O(docker_endpoint), "unix:///var/run/docker.sock", 0, 0, "", false,
      "Docker Engine API: unix:///path or tcp://host:port"},
     {"docker_tls_ca", T_STR, O(docker_tls_ca), "", 0, 0, "path", false,
@@ -147,6 +149,23 @@ static const struct opt opts[] = {
      "IPv4 range the per-container networks are cut from; empty = the engine's address pools"},
     {"network_prefix", T_INT, O(network_prefix), "28", 16, 29, "bits", false,
      "prefix length of one per-container network (28: 16 addresses)"},
+    /* switch, canary, fallback; the whale backend */
+    {"whale_enabled", T_STR, O(whale_enabled), "", 0, 0, "", false,
+     "the owner's WHALE_ENABLED switch: true = backend whale, false = backend docker; empty = "
+     "unset (a backend set to something else as well is refused)"},
+    {"fallback_backend", T_STR, O(fallback_backend), "", 0, 0, "", false,
+     "backend for new starts while the primary answers ENGINE_UNAVAILABLE; empty = none"},
+    {"whale_url", T_STR, O(whale_url), "", 0, 0, "URL", false,
+     "the CTFd site running ctfd-whale (http://host:port), for backend whale"},
+    {"whale_admin_token", T_STR, O(whale_admin_token), "", 0, 0, "", true,
+     "a CTFd access token of an admin, for ctfd-whale's admin API"},
+    {"whale_admin_token_file", T_STR, O(whale_admin_token_file), "", 0, 0, "path", false,
+     "file whose first line is whale_admin_token (overrides it)"},
+    {"whale_timeout_seconds", T_INT, O(whale_timeout_seconds), "30", 1, 600, "s", false,
+     "timeout of one call to ctfd-whale (a start waits for its container's port too)"},
+    {"whale_ready_check", T_INT, O(whale_ready_check), "1", 0, 1, "0/1", false,
+     "1: a whale start returns only when ctfd-whale's access address answers; 0: when "
+     "ctfd-whale has made the container (no router to probe)"},
 };
 #undef O
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -373,11 +392,66 @@ static int config_check_exposure(struct cc_config *c, char *err, size_t errlen)
     return 0;
 }
 
-static int config_check(struct cc_config *c, char *err, size_t errlen)
+static bool backend_name_ok(const char *b)
 {
-    if (strcmp(c->backend, "docker") && strcmp(c->backend, "swarm") && strcmp(c->backend, "whale"))
+    return strcmp(b, "docker") == 0 || strcmp(b, "swarm") == 0 || strcmp(b, "whale") == 0;
+}
+
+/* The owner's WHALE_ENABLED is an alias of backend: true = whale, false =
+ * docker. Set together with a backend that says otherwise, it is refused. */
+static int check_switch(struct cc_config *c, char *err, size_t errlen)
+{
+    const char *we = c->whale_enabled, *implied = NULL;
+    if (strcasecmp(we, "true") == 0 || strcmp(we, "1") == 0)
+        implied = "whale";
+    else if (strcasecmp(we, "false") == 0 || strcmp(we, "0") == 0)
+        implied = "docker";
+    else if (we[0] != '\0')
+        return snprintf(err, errlen, "whale_enabled: '%.32s' is not true or false", we), -1;
+    if (implied && c->backend[0] && strcmp(c->backend, implied) != 0)
+        return snprintf(err, errlen,
+                        "whale_enabled: %s means backend %s, but backend is %.32s; set one "
+                        "of them", we, implied, c->backend),
+               -1;
+    if (c->backend[0] == '\0') {
+        free(c->backend);
+        c->backend = strdup(implied ? implied : "docker");
+        if (c->backend == NULL)
+            return snprintf(err, errlen, "backend: out of memory"), -1;
+    }
+    if (!backend_name_ok(c->backend))
         return snprintf(err, errlen, "backend: '%.32s' is not docker, swarm or whale", c->backend),
                -1;
+    if (c->fallback_backend[0] && !backend_name_ok(c->fallback_backend))
+        return snprintf(err, errlen, "fallback_backend: '%.32s' is not docker, swarm or whale",
+                        c->fallback_backend),
+               -1;
+    if (c->fallback_backend[0] && strcmp(c->fallback_backend, c->backend) == 0)
+        return snprintf(err, errlen, "fallback_backend: must differ from backend (%s)",
+                        c->backend),
+               -1;
+    return 0;
+}
+
+/* backend whale (global, fallback, or any challenge's) needs ctfd-whale's site. */
+static int check_whale(struct cc_config *c, char *err, size_t errlen)
+{
+    if (c->whale_url[0] && strncmp(c->whale_url, "http://", 7) &&
+        strncmp(c->whale_url, "https://", 8))
+        return snprintf(err, errlen, "whale_url: must start with http:// or https://"), -1;
+    bool used = strcmp(c->backend, "whale") == 0 || strcmp(c->fallback_backend, "whale") == 0;
+    if (used && c->whale_url[0] == '\0')
+        return snprintf(err, errlen, "whale_url: must be set for backend whale"), -1;
+    if (c->whale_admin_token_file[0])
+        return read_secret_file(&c->whale_admin_token, c->whale_admin_token_file,
+                                "whale_admin_token_file", err, errlen);
+    return 0;
+}
+
+static int config_check(struct cc_config *c, char *err, size_t errlen)
+{
+    if (check_switch(c, err, errlen) < 0 || check_whale(c, err, errlen) < 0)
+        return -1;
     if (strncmp(c->docker_endpoint, "unix://", 7) && strncmp(c->docker_endpoint, "tcp://", 6))
         return snprintf(err, errlen, "docker_endpoint: must start with unix:// or tcp://"), -1;
     if (log_level_parse(c->log_level) < 0)

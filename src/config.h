@@ -77,6 +77,14 @@ struct cc_config {
     char *network_mode;           /* isolated | bridge */
     char *network_pool;           /* CIDR the per-container networks come from; "" = engine's */
     int64_t network_prefix;       /* prefix length of one per-container network */
+    /* switch, canary, fallback; the whale backend */
+    char *whale_enabled;          /* "" | true | false: the owner's WHALE_ENABLED alias of backend */
+    char *fallback_backend;       /* "" = none */
+    char *whale_url;              /* the CTFd site that runs ctfd-whale */
+    char *whale_admin_token;      /* secret: an admin's CTFd access token */
+    char *whale_admin_token_file;
+    int64_t whale_timeout_seconds;
+    int64_t whale_ready_check;    /* 1: a whale start waits for the access address to answer */
 };
 
 /* Defaults, then the file (may be NULL), then the environment (envp may be

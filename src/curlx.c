@@ -211,9 +211,67 @@ static int curlx_fail(const struct curlx *cx, CURLcode rc, const struct curlx_si
                    curl_easy_strerror(rc), cx->errbuf[0] ? ": " : "", cx->errbuf);
 }
 
+static int curlx_request_plain(struct curlx *cx, arena_t *a, const char *method,
+                               const char *path, const json_t *body, bool want_json,
+                               struct curlx_reply *out, struct cc_error *err);
+
 int curlx_request(struct curlx *cx, arena_t *a, const char *method, const char *path,
                   const json_t *body, bool want_json, struct curlx_reply *out,
                   struct cc_error *err)
+{
+    return curlx_request_headers(cx, a, method, path, body, want_json, NULL, out, err);
+}
+
+/* Wipe and free a list of extra headers (they may carry a token or a cookie). */
+static void curlx_free_secret_headers(struct curl_slist *h)
+{
+    for (struct curl_slist *p = h; p != NULL; p = p->next)
+        if (p->data != NULL)
+            explicit_bzero(p->data, strlen(p->data));
+    curl_slist_free_all(h);
+}
+
+/* This request's headers: the handle's own plus `extra` (NULL-terminated). */
+static struct curl_slist *curlx_headers_for(const char *const *extra)
+{
+    struct curl_slist *h = NULL;
+    static const char *const base[] = {"Content-Type: application/json", "Expect:", NULL};
+    for (int pass = 0; pass < 2; pass++) {
+        const char *const *list = pass == 0 ? base : extra;
+        for (size_t i = 0; list != NULL && list[i] != NULL; i++) {
+            struct curl_slist *n = curl_slist_append(h, list[i]);
+            if (n == NULL) {
+                curlx_free_secret_headers(h);
+                return NULL;
+            }
+            h = n;
+        }
+    }
+    return h;
+}
+
+int curlx_request_headers(struct curlx *cx, arena_t *a, const char *method, const char *path,
+                          const json_t *body, bool want_json, const char *const *extra,
+                          struct curlx_reply *out, struct cc_error *err)
+{
+    struct curl_slist *h = NULL;
+    if (extra != NULL) {
+        h = curlx_headers_for(extra);
+        if (h == NULL)
+            return err_set(err, ERR_INTERNAL, "out of memory");
+        curl_easy_setopt(cx->curl, CURLOPT_HTTPHEADER, h);
+    }
+    int rc = curlx_request_plain(cx, a, method, path, body, want_json, out, err);
+    if (h != NULL) {
+        curl_easy_setopt(cx->curl, CURLOPT_HTTPHEADER, cx->headers);
+        curlx_free_secret_headers(h);
+    }
+    return rc;
+}
+
+static int curlx_request_plain(struct curlx *cx, arena_t *a, const char *method,
+                               const char *path, const json_t *body, bool want_json,
+                               struct curlx_reply *out, struct cc_error *err)
 {
     memset(out, 0, sizeof(*out));
     char *payload = NULL;

@@ -56,6 +56,11 @@ int curlx_request(struct curlx *cx, arena_t *a, const char *method, const char *
                   const json_t *body, bool want_json, struct curlx_reply *out,
                   struct cc_error *err);
 
+/* The same with extra request headers ("Name: value", NULL-terminated), for
+ * one request only; they are wiped after it (a token or a cookie). */
+int curlx_request_headers(struct curlx *cx, arena_t *a, const char *method, const char *path,
+                          const json_t *body, bool want_json, const char *const *extra,
+                          struct curlx_reply *out, struct cc_error *err);
 /* Percent-encode s for a URL query value or path segment (RFC 3986
  * unreserved characters stay). */
 char *curlx_urlencode(arena_t *a, const char *s);

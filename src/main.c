@@ -263,12 +263,17 @@ static int check_schema(const struct cc_config *c)
 static int check_backend(const struct cc_config *c)
 {
     struct cc_error err = {0};
-    struct backend *b = backend_open(c->backend, c, &err);
-    if (b == NULL) {
-        log_error("backend: %s", err_message(&err));
-        return -1;
+    const char *names[2] = {c->backend, c->fallback_backend};
+    for (int i = 0; i < 2; i++) {
+        if (names[i] == NULL || names[i][0] == '\0')
+            continue;
+        struct backend *b = backend_open(names[i], c, &err);
+        if (b == NULL) {
+            log_error("%s: %s", i == 0 ? "backend" : "fallback_backend", err_message(&err));
+            return -1;
+        }
+        backend_close(b);
     }
-    backend_close(b);
     return 0;
 }
 
@@ -384,10 +389,10 @@ static int one_shot(const char *what)
             fprintf(stderr, "ctfd-containers: migrate failed: %s\n", err_message(&err));
     } else {
         struct app app = {.cfg = cfg, .store = s, .keys = &keys};
-        app.backend = backend_open(cfg->backend, cfg, &err);
+        backend_set_init(&app.backends, cfg, s);
         arena_t *a = arena_new(65536);
         struct reconcile_report rep = {0};
-        if (s && app.backend && reaper_expire(&app, a, time(NULL), &rep) == 0 &&
+        if (s && reaper_expire(&app, a, time(NULL), &rep) == 0 &&
             reaper_reconcile(&app, a, time(NULL), &rep) == 0) {
             reaper_save_report(&app, &rep, time(NULL));
             rc = 0;
@@ -398,7 +403,7 @@ static int one_shot(const char *what)
                     err.code != ERR_OK ? err_message(&err)
                                        : "the engine or the database did not answer (see the log)");
         arena_free(a);
-        backend_close(app.backend);
+        backend_set_close(&app.backends);
     }
     store_close(s);
     return rc;

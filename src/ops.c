@@ -58,13 +58,32 @@ int ops_stop(struct app *app, arena_t *a, const struct instance *inst, const cha
         }
     }
     /* Remove first, then end the row: a row is never ended while its engine
-     * object might still run. */
-    if (app->backend->ops->stop(app->backend, inst->name, err) < 0) {
+     * object might still run. The row's own backend removes it, whatever the
+     * global backend is now (a switch leaves running containers alone). */
+    struct backend *b = ops_backend(app, inst->backend, err);
+    if (b == NULL || b->ops->stop(b, inst->name, err) < 0) {
         log_warn("container %lld: engine stop failed (%s); the reaper retries",
                  (long long)inst->id, err_code_str(err->code));
         return -1;
     }
     return end_row(app, inst, end_state, reason, now, err);
+}
+
+struct backend *ops_backend(struct app *app, const char *name, struct cc_error *err)
+{
+    return backend_get(&app->backends, name, err);
+}
+
+void ops_engine_extend(struct app *app, arena_t *a, const struct instance *inst)
+{
+    struct cc_error err = {0};
+    struct backend *b = ops_backend(app, inst->backend, &err);
+    if (b != NULL && b->ops->extend == NULL)
+        return;
+    if (b == NULL || b->ops->extend(b, a, inst->name, inst->deadline, &err) < 0)
+        log_warn("container %lld: the %s backend did not take the new deadline (%s); the "
+                 "reaper still ends it at the deadline", (long long)inst->id,
+                 inst->backend ? inst->backend : "?", err_code_str(err.code));
 }
 
 static const char *proto_name(enum backend_proto p)
@@ -256,6 +275,7 @@ int ops_admin_extend(struct app *app, arena_t *a, int64_t id, int64_t actor, con
         return err_set(err, ERR_CONTAINER_BUSY, NULL);
     inst->deadline = deadline;
     inst->renewals++;
+    ops_engine_extend(app, a, inst);
     ops_audit(app, "admin_extend", actor, inst, detail, now);
     return 0;
 }

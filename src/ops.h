@@ -16,9 +16,15 @@
 struct app {
     const struct cc_config *cfg;
     struct store *store;
-    struct backend *backend;
+    struct backend_set backends; /* opened lazily, by name (backend_get) */
     const struct flag_keys *keys;
 };
+
+/* The backend a container's row recorded (inst->backend), or NULL with err. */
+struct backend *ops_backend(struct app *app, const char *name, struct cc_error *err);
+/* After an extend committed: tell the row's backend (whale renews its own
+ * timer). A failure is logged, never undoes the extend. */
+void ops_engine_extend(struct app *app, arena_t *a, const struct instance *inst);
 
 /* End a live container: claim it (CAS to stopping), remove the engine object
  * (idempotent), end the row with end_state. A row still starting is ended at

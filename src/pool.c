@@ -1,6 +1,7 @@
 /* pool.c: warm pools (see pool.h). The reaper fills and drains; the admission
  * transaction of a player's start claims. */
 #include "pool.h"
+#include "route.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -83,7 +84,11 @@ int pool_retire(struct app *app, int64_t id, const char *name, const char *end_s
         return -1;
     if (!changed)
         return 0; /* claimed (now a player's), or already ending */
-    if (app->backend->ops->stop(app->backend, name, err) < 0) {
+    /* Pool rows are made on the global backend only (pool_spec_key names it);
+     * a row left from before a switch that this stop misses is an orphan on
+     * its own backend, which the reaper's per-backend reconcile removes. */
+    struct backend *b = ops_backend(app, app->cfg->backend, err);
+    if (b == NULL || b->ops->stop(b, name, err) < 0) {
         log_warn("warm pool container %lld: engine stop failed (%s); the reaper retries",
                  (long long)id, err_code_str(err->code));
         return -1; /* the row stays stopping: the stale-stop repair finishes it */
@@ -104,6 +109,8 @@ struct pool_start {
     struct backend_port ports[BACKEND_MAX_PORTS];
     size_t nports;
     char flag[FLAG_MAX_LEN + 1];
+    struct challenge_exposure ex; /* network, capabilities, read-only root */
+    char route[ROUTE_LEN + 1];    /* its name through nginx; shown only once claimed */
 };
 
 static int pool_flag(struct app *app, struct pool_start *ps, int64_t now, struct cc_error *err)
@@ -146,8 +153,19 @@ static int pool_admit_locked(struct app *app, arena_t *a, struct pool_start *ps,
         .backend = cfg->backend, .image = ps->ch->image, .created_at = now,
         .deadline = now + cfg->warm_pool_lifetime_seconds};
     if (store_insert_instance(app->store, a, &ps->inst, err) < 0 ||
-        store_pool_mark(app->store, ps->inst.id, ps->key, err) < 0)
+        store_pool_mark(app->store, ps->inst.id, ps->key, err) < 0 ||
+        store_challenge_exposure(app->store, a, ps->ch->id, &ps->ex, err) < 0)
         return -1;
+    char bad[32];
+    if (ps->ex.cap_add != NULL && !route_caps_allowed(ps->ex.cap_add, bad, sizeof(bad)))
+        return err_set(err, ERR_CAPABILITY_FORBIDDEN, NULL);
+    bool dup = true;
+    for (int attempt = 0; dup && attempt < 3; attempt++)
+        if (route_generate(ps->route, sizeof(ps->route)) < 0 ||
+            (store_set_route(app->store, ps->inst.id, ps->route, &dup, err) < 0 && !dup))
+            return -1;
+    if (dup)
+        return err_set(err, ERR_INTERNAL, NULL);
     for (size_t i = 0; i < ps->nports; i++) {
         int64_t port;
         if (store_reserve_port(app->store, ps->inst.id, cfg->port_min, cfg->port_max, &port,
@@ -200,6 +218,10 @@ static void pool_fill_spec(const struct cc_config *cfg, const struct pool_start 
     spec->memory_bytes = memory_bytes(cfg, ps->ch);
     spec->nano_cpus = nano_cpus(cfg, ps->ch);
     spec->pids_limit = cfg->pids_limit;
+    spec->route = ps->route;
+    spec->allow_internet = ps->ex.allow_internet;
+    spec->read_only = ps->ex.read_only;
+    spec->cap_add = ps->ex.cap_add;
     spec->nports = ps->nports;
     memcpy(spec->ports, ps->ports, sizeof(ps->ports));
 }
@@ -220,7 +242,8 @@ static int pool_start_one(struct app *app, arena_t *a, struct pool_start *ps, in
     if (!admitted)
         return 0;
     pool_fill_spec(app->cfg, ps, &spec);
-    int rc = app->backend->ops->start(app->backend, a, &spec, &out, &err);
+    struct backend *b = ops_backend(app, app->cfg->backend, &err);
+    int rc = b != NULL ? b->ops->start(b, a, &spec, &out, &err) : -1;
     flag_wipe(ps->flag, sizeof(ps->flag));
     if (rc < 0) {
         struct cc_error e2;
@@ -237,7 +260,7 @@ static int pool_start_one(struct app *app, arena_t *a, struct pool_start *ps, in
                            &changed, &err) < 0 ||
         !changed) {
         struct cc_error e2;
-        if (app->backend->ops->stop(app->backend, ps->inst.name, &e2) == 0 && !changed &&
+        if (b->ops->stop(b, ps->inst.name, &e2) == 0 && !changed &&
             err.code == ERR_OK)
             store_free_ports(app->store, ps->inst.id, &e2);
         return -1;

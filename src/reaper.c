@@ -105,7 +105,8 @@ static void stale(struct app *app, arena_t *a, const char *state, int64_t grace,
         bool found, changed;
         if (store_get_instance(app->store, a, ids[i], &inst, &found, &err) < 0 || !found)
             continue;
-        if (app->backend->ops->stop(app->backend, inst.name, &err) < 0) {
+        struct backend *b = ops_backend(app, inst.backend, &err);
+        if (b == NULL || b->ops->stop(b, inst.name, &err) < 0) {
             rep->failures++;
             continue;
         }
@@ -120,6 +121,15 @@ static void stale(struct app *app, arena_t *a, const char *state, int64_t grace,
     }
 }
 
+/* What one backend listed in this pass. */
+struct listing {
+    const char *name;
+    struct backend *b;
+    struct backend_object *objs;
+    size_t n;
+    bool ok;
+};
+
 static bool listed(const struct backend_object *objs, size_t n, int64_t id)
 {
     for (size_t i = 0; i < n; i++)
@@ -128,10 +138,12 @@ static bool listed(const struct backend_object *objs, size_t n, int64_t id)
     return false;
 }
 
-/* The live row ids, read once per pass (after the engine listing: every
- * listed object's row existed before the object did), sorted for lookups. */
+/* The live rows (id and the backend each recorded), read once per pass after
+ * the engine listings: every listed object's row existed before the object
+ * did. Sorted by id (the store returns them so) for lookups. */
 struct live_set {
     int64_t *ids;
+    const char **backends;
     size_t n;
 };
 
@@ -141,63 +153,79 @@ static int cmp_id(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
-static bool is_live(const struct live_set *live, int64_t id)
+/* The backend a live row recorded, or NULL when the id is not live. */
+static const char *live_backend(const struct live_set *live, int64_t id)
 {
-    return bsearch(&id, live->ids, live->n, sizeof(int64_t), cmp_id) != NULL;
+    const int64_t *p = bsearch(&id, live->ids, live->n, sizeof(int64_t), cmp_id);
+    return p != NULL ? live->backends[p - live->ids] : NULL;
 }
 
-static void orphans(struct app *app, const struct backend_object *objs, size_t n,
-                    const struct live_set *live, int64_t now, struct reconcile_report *rep)
+/* An object is an orphan when no live row claims it *in this backend*: a row
+ * that fell back to another backend leaves the primary's leftover an orphan. */
+static void orphans(struct app *app, const struct listing *l, const struct live_set *live,
+                    int64_t now, struct reconcile_report *rep)
 {
     struct cc_error err = {0};
-    for (size_t i = 0; i < n; i++) {
-        if (objs[i].instance_id > 0 && is_live(live, objs[i].instance_id))
+    for (size_t i = 0; i < l->n; i++) {
+        const struct backend_object *o = &l->objs[i];
+        const char *owner = o->instance_id > 0 ? live_backend(live, o->instance_id) : NULL;
+        if (owner != NULL && strcmp(owner, l->name) == 0)
             continue;
-        if (now - objs[i].created < app->cfg->orphan_grace_seconds)
+        if (now - o->created < app->cfg->orphan_grace_seconds)
             continue;
-        if (app->backend->ops->stop(app->backend, objs[i].name, &err) == 0) {
+        if (l->b->ops->stop(l->b, o->name, &err) == 0) {
             rep->orphans_removed++;
-            note(&rep->orphan_ids, objs[i].instance_id);
-            log_info("reconcile: removed orphan %s (instance %lld)", objs[i].name,
-                     (long long)objs[i].instance_id);
+            note(&rep->orphan_ids, o->instance_id);
+            log_info("reconcile: removed orphan %s from %s (instance %lld)", o->name, l->name,
+                     (long long)o->instance_id);
         } else {
             rep->failures++;
         }
     }
 }
 
-static void lost(struct app *app, arena_t *a, const struct backend_object *objs, size_t n,
+static const struct listing *listing_of(const struct listing *ls, size_t nl, const char *name)
+{
+    for (size_t i = 0; i < nl; i++)
+        if (strcmp(ls[i].name, name) == 0)
+            return &ls[i];
+    return NULL;
+}
+
+/* Live running rows their own backend no longer lists (and does not find by
+ * name) are lost. A row whose backend could not be listed is left alone. */
+static void lost(struct app *app, arena_t *a, const struct listing *ls, size_t nl,
                  const struct live_set *live, int64_t listed_at, struct reconcile_report *rep)
 {
-    const int64_t *ids = live->ids;
     struct cc_error err = {0};
     for (size_t i = 0; i < live->n; i++) {
+        const struct listing *l = listing_of(ls, nl, live->backends[i]);
         struct instance inst;
         bool found, changed;
         struct backend_object obj;
-        if (listed(objs, n, ids[i]) ||
-            store_get_instance(app->store, a, ids[i], &inst, &found, &err) < 0 || !found ||
+        if (l == NULL || !l->ok || listed(l->objs, l->n, live->ids[i]) ||
+            store_get_instance(app->store, a, live->ids[i], &inst, &found, &err) < 0 || !found ||
             strcmp(inst.state, "running") != 0 || inst.started_at > listed_at - 5)
             continue;
         /* Confirm by name before declaring it lost: the listing may be stale. */
-        if (app->backend->ops->inspect(app->backend, a, inst.name, &obj, &found, &err) < 0 ||
+        if (l->b->ops->inspect(l->b, a, inst.name, &obj, &found, &err) < 0 ||
             (found && obj.running))
             continue;
         if (found)
-            app->backend->ops->stop(app->backend, inst.name, &err);
-        const char *why = found ? "its container stopped by itself" : "its container disappeared";
-        if (store_end(app->store, inst.id, "lost", why, time(NULL), &changed, &err) == 0 &&
-            changed) {
+            l->b->ops->stop(l->b, inst.name, &err);
+        if (store_end(app->store, inst.id, "lost",
+                      found ? "its container stopped by itself" : "its container disappeared",
+                      time(NULL), &changed, &err) == 0 && changed) {
             rep->lost++;
             note(&rep->lost_ids, inst.id);
-            log_warn("reconcile: container %lld lost: %s", (long long)inst.id, why);
+            log_warn("reconcile: container %lld lost (backend %s)", (long long)inst.id, l->name);
         }
     }
 }
 
 /* Host ports of ended rows (a revert keeps them until its old container is
- * gone) are freed once the engine lists no object for the row. */
-static void ended_ports(struct app *app, arena_t *a, const struct backend_object *objs, size_t n,
+ * gone) are freed once the row's own backend lists no object for it. */
+static void ended_ports(struct app *app, arena_t *a, const struct listing *ls, size_t nl,
                         struct reconcile_report *rep)
 {
     int64_t *ids;
@@ -205,9 +233,54 @@ static void ended_ports(struct app *app, arena_t *a, const struct backend_object
     struct cc_error err = {0};
     if (store_ids_ports_ended(app->store, a, &ids, &nids, &err) < 0)
         return;
-    for (size_t i = 0; i < nids; i++)
-        if (!listed(objs, n, ids[i]) && store_free_ports(app->store, ids[i], &err) == 0)
+    for (size_t i = 0; i < nids; i++) {
+        struct instance inst;
+        bool found;
+        if (store_get_instance(app->store, a, ids[i], &inst, &found, &err) < 0)
+            continue;
+        const struct listing *l = found ? listing_of(ls, nl, inst.backend) : NULL;
+        if (found && (l == NULL || !l->ok || listed(l->objs, l->n, ids[i])))
+            continue;
+        if (store_free_ports(app->store, ids[i], &err) == 0)
             rep->ports_freed++;
+    }
+}
+
+/* Add a backend name to the pass's listings (once; unknown or unbuilt names
+ * are reported, not listed). */
+static void add_listing(struct app *app, struct listing *ls, size_t *nl, const char *name,
+                        struct reconcile_report *rep)
+{
+    if (name == NULL || name[0] == '\0' || listing_of(ls, *nl, name) != NULL ||
+        *nl >= BACKEND_SET_MAX)
+        return;
+    struct cc_error err = {0};
+    struct backend *b = backend_built(name) ? ops_backend(app, name, &err) : NULL;
+    if (b == NULL) {
+        log_warn("reconcile: backend '%.16s' is in use but not available in this build",
+                 name);
+        rep->failures++;
+        return;
+    }
+    ls[(*nl)++] = (struct listing){.name = name, .b = b};
+}
+
+/* The backends in use: the global one, the fallback, every backend a row
+ * (live, recently ended, or holding ports) recorded, every challenge override. */
+static size_t backends_in_use(struct app *app, arena_t *a, int64_t now, struct listing *ls,
+                              struct reconcile_report *rep)
+{
+    size_t nl = 0;
+    const char **names;
+    size_t n = 0;
+    struct cc_error err = {0};
+    add_listing(app, ls, &nl, app->cfg->backend, rep);
+    add_listing(app, ls, &nl, app->cfg->fallback_backend, rep);
+    if (store_backends_in_use(app->store, a, now - 86400, &names, &n, &err) < 0)
+        rep->failures++;
+    for (size_t i = 0; i < n; i++)
+        add_listing(app, ls, &nl, names[i], rep);
+    return nl;
 }
 
 static json_t *ids_json(const struct report_ids *l)
@@ -241,28 +314,36 @@ void reaper_save_report(struct app *app, const struct reconcile_report *r, int64
 
 int reaper_reconcile(struct app *app, arena_t *a, int64_t now, struct reconcile_report *rep)
 {
-    struct backend_object *objs;
-    size_t n;
+    struct listing ls[BACKEND_SET_MAX];
     struct cc_error err = {0};
     stale(app, a, "starting", app->cfg->starting_grace_seconds, now, &rep->stale_starts, rep);
     stale(app, a, "stopping", app->cfg->stopping_grace_seconds, now, &rep->stale_stops, rep);
+    size_t nl = backends_in_use(app, a, now, ls, rep);
     int64_t listed_at = time(NULL);
-    if (app->backend->ops->list(app->backend, a, &objs, &n, &err) < 0) {
-        log_warn("reconcile: engine listing failed (%s); nothing decided",
+    size_t nok = 0;
+    for (size_t i = 0; i < nl; i++) {
+        ls[i].ok = ls[i].b->ops->list(ls[i].b, a, &ls[i].objs, &ls[i].n, &err) == 0;
+        if (ls[i].ok) {
+            nok++;
+            continue;
+        }
+        /* One backend down must not stop the others' reconciliation. */
+        log_warn("reconcile: %s listing failed (%s); nothing decided for it", ls[i].name,
                  err_code_str(err.code));
+        ls[i].n = 0;
         rep->failures++;
-        return -1;
     }
     struct live_set live;
-    if (store_ids_live(app->store, a, &live.ids, &live.n, &err) < 0) {
+    if (store_live_backends(app->store, a, &live.ids, &live.backends, &live.n, &err) < 0) {
         rep->failures++;
         return -1; /* database trouble: decide nothing */
     }
-    qsort(live.ids, live.n, sizeof(int64_t), cmp_id);
-    orphans(app, objs, n, &live, now, rep);
-    lost(app, a, objs, n, &live, listed_at, rep);
-    ended_ports(app, a, objs, n, rep);
-    return 0;
+    for (size_t i = 0; i < nl; i++)
+        if (ls[i].ok)
+            orphans(app, &ls[i], &live, now, rep);
+    lost(app, a, ls, nl, &live, listed_at, rep);
+    ended_ports(app, a, ls, nl, rep);
+    return nok == nl ? 0 : -1;
 }
 
 static void print_ids(const struct report_ids *l, FILE *out)

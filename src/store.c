@@ -33,6 +33,9 @@ enum stmt_id {
     Q_MIGRATIONS_TABLE, Q_MIGRATIONS_GET, Q_MIGRATION_ADD,
     /* exposure (docs/exposure.md) */
     Q_SET_ROUTE, Q_GET_ROUTE, Q_ROUTE_LOOKUP, Q_ROUTES_RUNNING, Q_CHALLENGE_EXPOSURE,
+    /* switch, canary, fallback; the whale backend (ctfd-whale's own table) */
+    Q_SET_BACKEND, Q_FLAG_REPLACE, Q_LIVE_BACKENDS, Q_BACKENDS_IN_USE, Q_INSTANCE_BY_NAME,
+    Q_WHALE_BY_USER, Q_WHALE_BY_UUID, Q_WHALE_OURS,
     Q__MAX
 };
 
@@ -204,6 +207,27 @@ static const char *const sql[Q__MAX] = {
                          "AND state = 'running' AND route IS NOT NULL ORDER BY id",
     [Q_CHALLENGE_EXPOSURE] = "SELECT route_owner_only, `connect`, allow_internet, cap_add, "
                              "read_only FROM docker_challenge WHERE id = ?",
+    /* switch, canary, fallback */
+    [Q_SET_BACKEND] = "UPDATE container_instances SET backend = ?, updated_at = ? "
+                      "WHERE id = ? AND live = 1 AND state = 'starting'",
+    [Q_FLAG_REPLACE] = "UPDATE container_flags SET key_id = ?, nonce = ?, ciphertext = ?, "
+                       "digest = ? WHERE instance_id = ? AND retired_at IS NULL",
+    [Q_LIVE_BACKENDS] = "SELECT id, backend FROM container_instances WHERE live = 1 ORDER BY id",
+    [Q_BACKENDS_IN_USE] = "SELECT DISTINCT backend FROM container_instances WHERE live = 1 "
+                          "OR ended_at >= ? OR id IN (SELECT instance_id FROM container_ports) "
+                          "UNION SELECT DISTINCT backend FROM docker_challenge "
+                          "WHERE backend IS NOT NULL AND backend <> ''",
+    [Q_INSTANCE_BY_NAME] = "SELECT " INSTANCE_COLS " FROM container_instances i WHERE i.name = ?",
+    /* the whale backend: ctfd-whale's table, read only */
+    [Q_WHALE_BY_USER] = "SELECT id, user_id, challenge_id, UNIX_TIMESTAMP(start_time), "
+                        "renew_count, port, uuid, flag FROM whale_container WHERE user_id = ? "
+                        "ORDER BY id LIMIT 1",
+    [Q_WHALE_BY_UUID] = "SELECT id, user_id, challenge_id, UNIX_TIMESTAMP(start_time), "
+                        "renew_count, port, uuid, flag FROM whale_container WHERE uuid = ?",
+    [Q_WHALE_OURS] = "SELECT w.id, w.user_id, w.challenge_id, UNIX_TIMESTAMP(w.start_time), "
+                     "w.renew_count, w.port, w.uuid, i.id, i.name, i.deadline "
+                     "FROM whale_container w JOIN container_instances i "
+                     "ON i.engine_id = w.uuid AND i.backend = 'whale' LIMIT 5000",
 };
 
 static const char *const stmt_names[Q__MAX] = {
@@ -219,6 +243,8 @@ static const char *const stmt_names[Q__MAX] = {
     "pool_mark", "pool_pick", "pool_claim", "pool_flag_claim", "pool_retire",
     "migrations_table", "migrations_get", "migration_add",
     "set_route", "get_route", "route_lookup", "routes_running", "challenge_exposure",
+    "set_backend", "flag_replace", "live_backends", "backends_in_use", "instance_by_name",
+    "whale_by_user", "whale_by_uuid", "whale_ours",
 };
 
 struct store {
@@ -1521,6 +1547,45 @@ int store_routes_running(struct store *s, arena_t *a, struct route_row **rows, s
     return 0;
 }
 
+/* ---- switch, canary, fallback ------------------------------------------- */
+
+int store_set_backend(struct store *s, int64_t id, const char *backend, bool *changed,
+                      struct cc_error *err)
+{
+    struct result r;
+    int rc = EXEC(s, NULL, Q_SET_BACKEND, &r, err, AS(backend), AI(time(NULL)), AI(id));
+    *changed = rc == 0 && r.affected == 1;
+    return rc;
+}
+
+int store_replace_flag(struct store *s, int64_t instance_id, const char *key_id,
+                       const unsigned char nonce[FLAG_NONCE_LEN], const unsigned char *ct,
+                       size_t ctlen, const unsigned char digest[FLAG_DIGEST_LEN],
+                       struct cc_error *err)
+{
+    struct result r;
+    if (EXEC(s, NULL, Q_FLAG_REPLACE, &r, err, AS(key_id), AB(nonce, FLAG_NONCE_LEN),
+             AB(ct, ctlen), AB(digest, FLAG_DIGEST_LEN), AI(instance_id)) < 0)
+        return -1;
+    return r.affected == 1 ? 0 : err_set(err, ERR_INTERNAL, NULL);
+}
+
+int store_live_backends(struct store *s, arena_t *a, int64_t **ids, const char ***backends,
+                        size_t *n, struct cc_error *err)
+{
+    struct result r;
+    if (EXEC0(s, a, Q_LIVE_BACKENDS, &r, err) < 0)
+        return -1;
+    *ids = arena_alloc(a, sizeof(int64_t) * (r.nrows ? r.nrows : 1));
+    *backends = arena_alloc(a, sizeof(char *) * (r.nrows ? r.nrows : 1));
+    *n = 0;
+    for (size_t i = 0; i < r.nrows; i++) {
+        (*ids)[*n] = col_i64(&r.rows[i], 0, 0);
+        (*backends)[(*n)++] = col_str(&r.rows[i], 1) ? col_str(&r.rows[i], 1) : "";
+    }
+    return 0;
+}
+
 int store_challenge_exposure(struct store *s, arena_t *a, int64_t id,
                              struct challenge_exposure *out, struct cc_error *err)
 {
@@ -1536,5 +1601,79 @@ int store_challenge_exposure(struct store *s, arena_t *a, int64_t id,
     out->allow_internet = col_true(w, 2);
     out->cap_add = col_str(w, 3);
     out->read_only = col_true(w, 4);
+    return 0;
+}
+
+int store_backends_in_use(struct store *s, arena_t *a, int64_t since, const char ***names,
+                          size_t *n, struct cc_error *err)
+{
+    struct result r;
+    if (EXEC(s, a, Q_BACKENDS_IN_USE, &r, err, AI(since)) < 0)
+        return -1;
+    *names = arena_alloc(a, sizeof(char *) * (r.nrows ? r.nrows : 1));
+    *n = 0;
+    for (size_t i = 0; i < r.nrows; i++)
+        if (col_str(&r.rows[i], 0))
+            (*names)[(*n)++] = col_str(&r.rows[i], 0);
+    return 0;
+}
+
+int store_instance_by_name(struct store *s, arena_t *a, const char *name, struct instance *out,
+                           bool *found, struct cc_error *err)
+{
+    struct result r;
+    if (EXEC(s, a, Q_INSTANCE_BY_NAME, &r, err, AS(name)) < 0)
+        return -1;
+    *found = r.nrows > 0;
+    if (*found)
+        instance_from(&r.rows[0], out);
+    return 0;
+}
+
+/* ---- the whale backend: ctfd-whale's whale_container (read only) --------- */
+
+static void whale_from(const struct row *w, struct whale_row *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->id = col_i64(w, 0, 0);
+    o->user_id = col_i64(w, 1, 0);
+    o->challenge_id = col_i64(w, 2, 0);
+    o->start_time = col_i64(w, 3, 0);
+    o->renew_count = col_i64(w, 4, 0);
+    o->port = col_i64(w, 5, 0);
+    o->uuid = col_str(w, 6) ? col_str(w, 6) : "";
+}
+
+int store_whale_find(struct store *s, arena_t *a, int64_t user_id, const char *uuid,
+                     struct whale_row *out, bool *found, struct cc_error *err)
+{
+    struct result r;
+    memset(out, 0, sizeof(*out));
+    int rc = uuid ? EXEC(s, a, Q_WHALE_BY_UUID, &r, err, AS(uuid))
+                  : EXEC(s, a, Q_WHALE_BY_USER, &r, err, AI(user_id));
+    if (rc < 0)
+        return -1;
+    *found = r.nrows > 0;
+    if (*found) {
+        whale_from(&r.rows[0], out);
+        out->flag = col_str(&r.rows[0], 7); /* plaintext in whale's table: never log it */
+    }
+    return 0;
+}
+
+int store_whale_ours(struct store *s, arena_t *a, struct whale_row **rows, size_t *n,
+                     struct cc_error *err)
+{
+    struct result r;
+    if (EXEC0(s, a, Q_WHALE_OURS, &r, err) < 0)
+        return -1;
+    *rows = arena_alloc(a, sizeof(struct whale_row) * (r.nrows ? r.nrows : 1));
+    *n = r.nrows;
+    for (size_t i = 0; i < r.nrows; i++) {
+        whale_from(&r.rows[i], &(*rows)[i]);
+        (*rows)[i].instance_id = col_i64(&r.rows[i], 7, -1);
+        (*rows)[i].name = col_str(&r.rows[i], 8);
+        (*rows)[i].deadline = col_i64(&r.rows[i], 9, 0);
+    }
     return 0;
 }

@@ -306,5 +306,44 @@ struct challenge_exposure {
 };
 int store_challenge_exposure(struct store *s, arena_t *a, int64_t id,
                              struct challenge_exposure *out, struct cc_error *err);
+/* ---- switch, canary, fallback ---- */
+/* Move a row that is still starting to another backend (the fallback) before
+ * starting it there; *changed false when it is no longer starting. */
+int store_set_backend(struct store *s, int64_t id, const char *backend, bool *changed,
+                      struct cc_error *err);
+/* Replace a live row's flag (a backend that makes its own flag: whale). */
+int store_replace_flag(struct store *s, int64_t instance_id, const char *key_id,
+                       const unsigned char nonce[FLAG_NONCE_LEN], const unsigned char *ct,
+                       size_t ctlen, const unsigned char digest[FLAG_DIGEST_LEN],
+                       struct cc_error *err);
+/* Live rows' ids (ascending) and the backend each recorded. */
+int store_live_backends(struct store *s, arena_t *a, int64_t **ids, const char ***backends,
+                        size_t *n, struct cc_error *err);
+/* Backends the reaper must list: those of live rows, of rows ended at or
+ * after `since` or still holding host ports, and challenges' overrides. */
+int store_backends_in_use(struct store *s, arena_t *a, int64_t since, const char ***names,
+                          size_t *n, struct cc_error *err);
+int store_instance_by_name(struct store *s, arena_t *a, const char *name, struct instance *out,
+                           bool *found, struct cc_error *err);
+
+/* ---- the whale backend: ctfd-whale's own table whale_container (read only) ---- */
+struct whale_row {
+    int64_t id, user_id, challenge_id;
+    int64_t start_time;        /* unix seconds (whale writes local time) */
+    int64_t renew_count, port;
+    const char *uuid;
+    const char *flag;          /* plaintext, as whale keeps it; only from store_whale_find */
+    /* store_whale_ours: the row of ours that started it */
+    int64_t instance_id;
+    const char *name;
+    int64_t deadline;
+};
+/* whale's container by uuid (when uuid is not NULL) or else the user's one
+ * (whale allows one per user). */
+int store_whale_find(struct store *s, arena_t *a, int64_t user_id, const char *uuid,
+                     struct whale_row *out, bool *found, struct cc_error *err);
+/* whale's containers that one of our rows (backend whale) started. */
+int store_whale_ours(struct store *s, arena_t *a, struct whale_row **rows, size_t *n,
+                     struct cc_error *err);
 
 #endif

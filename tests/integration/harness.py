@@ -228,6 +228,8 @@ PORT_BLOCKS = {"api": 0, "proc": 1, "races": 2, "racecap": 3, "valgrind": 4, "be
                "chaos": 8, "load": 9,
                "expose": 6, "exposescale": 7}  # expose*: test_exposure*.py
 PORT_BLOCKS["pool"] = 11  # warm pools (test_warm_pool.py, benchmarks/bench_warm_pool)
+# switch, canary, fallback (test_switch.py) and the whale backend (test_whale.py)
+PORT_BLOCKS.update({"switch": 17, "whale": 18})
 
 
 def port_range(db_name):

@@ -430,7 +430,7 @@ static void test_good_values_table(void **state)
         {"workers", "007", "7"},
         {"port_range", "1024-65535", "1024-65535"},
         {"port_range", "30000-30000", "30000-30000"},
-        {"backend", "whale", "whale"},
+        {"backend", "swarm", "swarm"},
         {"docker_endpoint", "tcp://docker:2376", "tcp://docker:2376"},
         {"docker_endpoint", "unix:///run/docker.sock", "unix:///run/docker.sock"},
         {"log_level", "debug", "debug"},
@@ -635,6 +635,76 @@ static void test_free_is_idempotent(void **state)
     config_free(&c);
 }
 
+/* ---- switch, canary, fallback: whale_enabled and fallback_backend ---------- */
+
+static void test_switch_table(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *env[4];
+        const char *backend;   /* the effective backend, or NULL: refused */
+        const char *err_key;   /* the key a refusal names */
+    } cases[] = {
+        {{NULL}, "docker", NULL},
+        {{"CTFD_CONTAINERS_WHALE_ENABLED=true", "CTFD_CONTAINERS_WHALE_URL=http://ctfd:8000",
+          NULL}, "whale", NULL},
+        {{"CTFD_CONTAINERS_WHALE_ENABLED=TRUE", "CTFD_CONTAINERS_WHALE_URL=http://ctfd:8000",
+          NULL}, "whale", NULL},
+        {{"CTFD_CONTAINERS_WHALE_ENABLED=false", NULL}, "docker", NULL},
+        {{"CTFD_CONTAINERS_WHALE_ENABLED=0", "CTFD_CONTAINERS_BACKEND=docker", NULL}, "docker",
+         NULL},
+        {{"CTFD_CONTAINERS_WHALE_ENABLED=true", "CTFD_CONTAINERS_WHALE_URL=http://c:1",
+          "CTFD_CONTAINERS_BACKEND=whale", NULL}, "whale", NULL},
+        {{"CTFD_CONTAINERS_WHALE_ENABLED=true", "CTFD_CONTAINERS_BACKEND=docker", NULL}, NULL,
+         "whale_enabled:"},
+        {{"CTFD_CONTAINERS_WHALE_ENABLED=false", "CTFD_CONTAINERS_BACKEND=swarm", NULL}, NULL,
+         "whale_enabled:"},
+        {{"CTFD_CONTAINERS_WHALE_ENABLED=yes please", NULL}, NULL, "whale_enabled:"},
+        {{"CTFD_CONTAINERS_WHALE_ENABLED=true", NULL}, NULL, "whale_url:"},
+        {{"CTFD_CONTAINERS_BACKEND=whale", "CTFD_CONTAINERS_WHALE_URL=ftp://x", NULL}, NULL,
+         "whale_url:"},
+        {{"CTFD_CONTAINERS_FALLBACK_BACKEND=docker", NULL}, NULL, "fallback_backend:"},
+        {{"CTFD_CONTAINERS_FALLBACK_BACKEND=kubernetes", NULL}, NULL, "fallback_backend:"},
+        {{"CTFD_CONTAINERS_FALLBACK_BACKEND=whale", NULL}, NULL, "whale_url:"},
+        {{"CTFD_CONTAINERS_BACKEND=swarm", "CTFD_CONTAINERS_FALLBACK_BACKEND=docker", NULL},
+         "swarm", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cc_config c;
+        char err[512] = "";
+        int rc = config_load(&c, NULL, (char *const *)cases[i].env, err, sizeof(err));
+        if (cases[i].backend != NULL) {
+            if (rc != 0)
+                fail_msg("case %zu refused: %s", i, err);
+            assert_string_equal(c.backend, cases[i].backend);
+        } else {
+            if (rc == 0)
+                fail_msg("case %zu accepted (backend %s)", i, c.backend);
+            if (strncmp(err, cases[i].err_key, strlen(cases[i].err_key)) != 0)
+                fail_msg("case %zu: error '%s' does not start with %s", i, err,
+                         cases[i].err_key);
+        }
+        config_free(&c);
+    }
+}
+
+static void test_whale_token_file(void **state)
+{
+    struct tmp *t = *state;
+    const char *path = tmp_file(t, "tok", "ctfd_0123abcd\n");
+    char var[600];
+    snprintf(var, sizeof(var), "CTFD_CONTAINERS_WHALE_ADMIN_TOKEN_FILE=%s", path);
+    char *envp[] = {var, NULL};
+    struct cc_config c;
+    char err[256] = "";
+    assert_int_equal(config_load(&c, NULL, envp, err, sizeof(err)), 0);
+    assert_string_equal(c.whale_admin_token, "ctfd_0123abcd");
+    char *out = printed(&c);
+    assert_null(strstr(out, "ctfd_0123abcd")); /* a secret: masked */
+    free(out);
+    config_free(&c);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, tmp_setup, tmp_teardown)
@@ -659,6 +729,8 @@ int main(void)
         T(test_print_lists_every_key),
         T(test_print_round_trips),
         T(test_free_is_idempotent),
+        T(test_switch_table),
+        T(test_whale_token_file),
     };
 #undef T
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -1,0 +1,283 @@
+"""backend = whale against a real ctfd-whale (frankli0324/ctfd-whale) installed
+in a real CTFd 3.8.7 (tests/whale/lab.py: CTFd under gunicorn on MariaDB and
+Redis, ctfd-whale's swarm on a private dockerd in a network namespace, a
+stand-in for frpc's admin API), with this project's plugin answering nginx's
+auth subrequest, real nginx with the shipped nginx/ctfd-containers.conf plus
+nginx/whale-forward.conf, and real CTFd access tokens.
+
+Skipped unless CTFD_PATH (a CTFd 3.8.7 checkout of your own: its plugins
+folder is written to) and WHALE_PATH (ctfd-whale's source) are set; see
+tests/whale/lab.py for the Python packages CTFD_PYTHON needs."""
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "whale"))
+from harness import (SRCDIR, App, Client, Database, Nginx, Skip, case, check, eq,  # noqa
+                     require_engine_and_images, run, sh, wait_for)
+
+CTFD_PATH = os.environ.get("CTFD_PATH")
+WHALE_PATH = os.environ.get("WHALE_PATH")
+
+
+class LabDb(Database):
+    """The lab CTFd's own database (CTFd made it; the plugin added docker_challenge)."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+class Lab:
+    pass
+
+
+def setup():
+    if not CTFD_PATH or not WHALE_PATH:
+        raise Skip("CTFD_PATH and WHALE_PATH are not set (a CTFd 3.8.7 of your own and "
+                   "ctfd-whale's source: see tests/whale/lab.py)")
+    if os.geteuid() != 0:
+        raise Skip("needs root (network namespace, private dockerd, nginx)")
+    require_engine_and_images()
+    import lab as labmod
+    t = Lab()
+    t.labmod = labmod
+    t.app = t.nginx = None
+    t.workdir = tempfile.mkdtemp(prefix="cc-whale-")
+    t.lab = labmod.up()
+    try:
+        build_site(t)
+    except BaseException:
+        teardown(t)
+        raise
+    return t
+
+
+def build_site(t):
+    lab = t.lab
+    t.db = LabDb(lab["database"])
+    t.players = [lab["users"]["player1"], lab["users"]["player2"]]
+    t.admin = lab["users"]["admin"]
+    t.ch = lab["challenges"]
+    for cid in t.ch:  # the app's view of ctfd-whale's challenges: served by backend whale
+        t.db.sql(f"INSERT INTO docker_challenge (id, image, ports, flag_template, backend) "
+                 f"VALUES ({cid}, '{lab['image']}', '8080/tcp', 'unused{{<hex:32>}}', 'whale')")
+    token_file = os.path.join(t.workdir, "whale-admin.token")
+    with open(token_file, "w") as fh:
+        fh.write(lab["tokens"]["admin"] + "\n")
+    os.chmod(token_file, 0o600)
+    t.app = App(t.workdir, t.db, whale_enabled="true", whale_url=lab["whale_url"],
+                whale_admin_token_file=token_file, whale_ready_check=0,
+                flag_key_file=lab["flag_key"], port_range="38000-38999",
+                reconcile_interval_seconds=1, max_containers_per_account=2, site="cct-whale")
+    t.app.start()
+    os.makedirs(os.path.join(t.workdir, "nginx"), exist_ok=True)
+    with open(os.path.join(SRCDIR, "nginx", "whale-forward.conf")) as src, \
+            open(os.path.join(t.workdir, "nginx", "ctfd-containers-forward.conf"), "w") as dst:
+        dst.write(src.read())
+    t.nginx = Nginx(t.workdir, t.app.socket, lab["ctfd_port"])
+    t.client = Client(t.nginx.port)
+
+
+def teardown(t):
+    if t.nginx:
+        t.nginx.stop()
+    if t.app:
+        t.app.stop()
+    t.labmod.down()
+    shutil.rmtree(t.workdir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- helpers
+def call(t, method, path, who, body=None):
+    tok = t.lab["tokens"][who]
+    return t.client.call(method, path, headers={"Authorization": f"Token {tok}"}, body=body)
+
+
+def start(t, who, cid):
+    return call(t, "POST", "/api/v1/container", who, {"challenge_id": cid})
+
+
+def whale_row(t, uid):
+    rows = t.db.rows(f"SELECT uuid, challenge_id, port, flag, renew_count, "
+                     f"FLOOR(UNIX_TIMESTAMP(start_time)) FROM whale_container WHERE user_id = {uid}")
+    return rows[0] if rows else None
+
+
+def ours(t, rid):
+    r = t.db.rows(f"SELECT state, backend, engine_id, live FROM container_instances "
+                  f"WHERE id = {rid}")
+    return r[0] if r else None
+
+
+def pdocker(t, *args, check=True):
+    return sh("docker", "-H", t.lab["docker"], *args, check=check)
+
+
+def service_running(t, uid, uuid):
+    r = pdocker(t, "service", "ps", "--format", "{{.CurrentState}}", f"{uid}-{uuid}",
+                check=False)
+    return r.returncode == 0 and r.stdout.startswith("Running")
+
+
+def service_gone(t, uid, uuid):
+    return pdocker(t, "service", "inspect", f"{uid}-{uuid}", check=False).returncode != 0
+
+
+def whale_admin(t, method, uid):
+    req = urllib.request.Request(
+        f"{t.lab['whale_url']}/api/v1/plugins/ctfd-whale/admin/container?user_id={uid}",
+        method=method, headers={"Authorization": f"Token {t.lab['tokens']['admin']}",
+                                "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+# ---------------------------------------------------------------- cases
+@case
+def start_runs_a_whale_container(t):
+    """start through nginx and the app runs ctfd-whale's container; the row records whale,
+    ctfd-whale's uuid and its access (nc host port)"""
+    p1 = t.players[0]
+    r = start(t, "player1", t.ch[0])
+    eq(r.status, 200, f"start {r}")
+    w = whale_row(t, p1)
+    check(w is not None, "ctfd-whale keeps a row for the player")
+    uuid, cid, port = w[0], int(w[1]), int(w[2])
+    eq(cid, t.ch[0], "for this challenge")
+    state, backend, engine_id, _ = ours(t, r.data["id"])
+    eq((state, backend, engine_id), ("running", "whale", uuid), "our row")
+    conn = r.data["ports"][0]
+    eq((conn["host"], conn["host_port"], conn["protocol"]), ("127.0.0.1", port, "tcp"),
+       "the access ctfd-whale gives")
+    eq(conn["connection"], f"nc 127.0.0.1 {port}", "as a command")
+    wait_for(lambda: service_running(t, p1, uuid), timeout=60, what="ctfd-whale's service")
+    t.first = (r.data["id"], uuid)
+
+
+@case
+def the_flag_is_whales(t):
+    """the flag is ctfd-whale's own (kept encrypted in our row too): the admin reveal shows
+    it, the container serves it, CTFd accepts it, and no log line carries it"""
+    rid, uuid = t.first
+    flag = whale_row(t, t.players[0])[3]
+    r = call(t, "GET", f"/api/v1/admin/containers/{rid}/flag", "admin")
+    eq(r.status, 200, f"reveal {r}")
+    eq(r.data["flag"], flag, "the revealed flag is ctfd-whale's")
+    ct = pdocker(t, "ps", "-q", "--filter", f"label=com.docker.swarm.service.name="
+                 f"{t.players[0]}-{uuid}").stdout.split()
+    check(ct, "the service's container")
+    got = pdocker(t, "exec", ct[0], "sh", "-c",
+                  "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8080").stdout
+    check(flag in got, f"the container serves the flag: {got[-200:]!r}")
+    req = urllib.request.Request(
+        f"{t.lab['whale_url']}/api/v1/challenges/attempt", method="POST",
+        data=json.dumps({"challenge_id": t.ch[0], "submission": flag}).encode(),
+        headers={"Authorization": f"Token {t.lab['tokens']['player1']}",
+                 "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        eq(json.loads(resp.read())["data"]["status"], "correct", "CTFd (ctfd-whale) accepts it")
+    check(flag not in t.app.log(), "no log line carries the flag")
+
+
+@case
+def extend_renews_whales_timer(t):
+    """extend moves our deadline and renews ctfd-whale's own timer (admin API)"""
+    p1 = t.players[0]
+    t.db.sql(f"UPDATE whale_container SET start_time = start_time - INTERVAL 600 SECOND "
+             f"WHERE user_id = {p1}")
+    before = int(whale_row(t, p1)[5])
+    r = call(t, "PATCH", f"/api/v1/container?challenge_id={t.ch[0]}", "player1")
+    eq(r.status, 200, f"extend {r}")
+    eq(r.data["renewals_used"], 1, "our renewal count")
+    w = whale_row(t, p1)
+    eq(int(w[4]), 1, "ctfd-whale's renew count")
+    check(int(w[5]) >= before + 590, f"ctfd-whale's timer restarted ({before} -> {w[5]})")
+
+
+@case
+def one_whale_instance_per_player(t):
+    """ctfd-whale runs one container per player: a second challenge is refused
+    (CONTAINER_LIMIT_REACHED) instead of silently replacing the first"""
+    uuid = whale_row(t, t.players[0])[0]
+    r = start(t, "player1", t.ch[1])
+    eq((r.status, r.code), (409, "CONTAINER_LIMIT_REACHED"), f"second challenge {r}")
+    eq(whale_row(t, t.players[0])[0], uuid, "the first container is untouched")
+    eq(ours(t, t.first[0])[0], "running", "and our row")
+
+
+@case
+def revert_replaces_it(t):
+    """a start for the same challenge (revert) removes the old ctfd-whale container and
+    makes a new one with a new flag"""
+    p1 = t.players[0]
+    old_uuid, old_flag = whale_row(t, p1)[0], whale_row(t, p1)[3]
+    r = start(t, "player1", t.ch[0])
+    eq(r.status, 200, f"revert {r}")
+    w = whale_row(t, p1)
+    check(w[0] != old_uuid and w[3] != old_flag, "a new container and flag")
+    eq(ours(t, t.first[0])[0], "reverted", "the old row")
+    wait_for(lambda: service_gone(t, p1, old_uuid), timeout=30, what="the old service's removal")
+    t.first = (r.data["id"], w[0])
+
+
+@case
+def stop_and_stop_again(t):
+    """stop removes it through ctfd-whale's admin API; a second stop is CONTAINER_NOT_FOUND"""
+    p1 = t.players[0]
+    rid, uuid = t.first
+    r = call(t, "DELETE", f"/api/v1/container?challenge_id={t.ch[0]}", "player1")
+    eq(r.status, 200, f"stop {r}")
+    eq(whale_row(t, p1), None, "ctfd-whale's row is gone")
+    eq(ours(t, rid)[0], "stopped", "our row")
+    wait_for(lambda: service_gone(t, p1, uuid), timeout=30, what="the service's removal")
+    r = call(t, "DELETE", f"/api/v1/container?challenge_id={t.ch[0]}", "player1")
+    eq((r.status, r.code), (404, "CONTAINER_NOT_FOUND"), f"second stop {r}")
+
+
+@case
+def expiry_through_whale(t):
+    """expiry: the reaper ends it at our deadline through ctfd-whale's admin API"""
+    r = start(t, "player2", t.ch[0])
+    eq(r.status, 200, f"start {r}")
+    t.db.sql(f"UPDATE container_instances SET deadline = UNIX_TIMESTAMP() - 1 "
+             f"WHERE id = {r.data['id']}")
+    wait_for(lambda: ours(t, r.data["id"])[0] == "expired", timeout=20, what="the expiry")
+    eq(whale_row(t, t.players[1]), None, "ctfd-whale's row is gone")
+
+
+@case
+def lost_and_orphan(t):
+    """reconcile: a container removed behind our back is lost; one whose row ended is an
+    orphan and removed from ctfd-whale"""
+    r = start(t, "player2", t.ch[0])
+    eq(r.status, 200, f"start {r}")
+    time.sleep(6)  # reconcile leaves rows started in the last 5 s alone
+    eq(whale_admin(t, "DELETE", t.players[1])["success"], True, "removed via ctfd-whale")
+    wait_for(lambda: ours(t, r.data["id"])[0] == "lost", timeout=20, what="lost")
+    r = start(t, "player1", t.ch[1])
+    eq(r.status, 200, f"start {r}")
+    t.db.sql(f"UPDATE container_instances SET live = NULL, state = 'stopped' "
+             f"WHERE id = {r.data['id']}")
+    wait_for(lambda: whale_row(t, t.players[0]) is None, timeout=20, what="the orphan removed")
+
+
+@case
+def admin_stop(t):
+    """admin stop through the app ends a whale container"""
+    r = start(t, "player2", t.ch[1])
+    eq(r.status, 200, f"start {r}")
+    a = call(t, "DELETE", f"/api/v1/admin/containers/{r.data['id']}", "admin")
+    eq(a.status, 200, f"admin stop {a}")
+    eq(whale_row(t, t.players[1]), None, "ctfd-whale's row is gone")
+    st = call(t, "GET", "/api/v1/admin/containers/status", "admin")
+    eq(st.data["backend"], "whale", "status names the backend")
+    check("killed by signal" not in t.app.log(), "no process of the app crashed")
+
+
+if __name__ == "__main__":
+    run(setup, teardown)
