@@ -43,6 +43,9 @@ struct backend_spec {
     int64_t pids_limit;      /* 0 = backend default */
     size_t nports;
     struct backend_port ports[BACKEND_MAX_PORTS];
+    /* swarm: the challenge's placement constraints (docker_challenge.placement,
+     * see placement.h); NULL or "" for none. Other backends ignore it. */
+    const char *placement;
 };
 
 /* One engine object that carries our labels. */
@@ -110,5 +113,6 @@ int backend_wait_ready(const char *host, int port, enum backend_proto proto, int
 
 /* Implementations (one per backend_*.c). */
 extern const struct backend_ops backend_docker_ops;
+extern const struct backend_ops backend_swarm_ops;
 
 #endif

@@ -5,6 +5,7 @@
  * Must not: log values, connect anywhere, or keep pointers into its input. */
 #include "config.h"
 #include "log.h"
+#include "placement.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -115,6 +116,19 @@ static const struct opt opts[] = {
      "a row still stopping after this long is stopped again by the reaper"},
     {"reconcile_interval_seconds", T_INT, O(reconcile_interval_seconds), "10", 1, 3600, "s",
      false, "how often the reaper compares the engine's objects with the database"},
+    /* swarm backend (backend_swarm.c, --sync-images) */
+    {"swarm_endpoint", T_STR, O(swarm_endpoint), "", 0, 0, "", false,
+     "the swarm manager's Engine API (unix:///path or tcp://host:port, TLS files as "
+     "docker_tls_*); empty = docker_endpoint"},
+    {"swarm_node_endpoints", T_STR, O(swarm_node_endpoints), "", 0, 0, "", false,
+     "every swarm node's Engine API, comma-separated: where --sync-images copies images to"},
+    {"swarm_placement", T_STR, O(swarm_placement), "", 0, 0, "", false,
+     "placement constraints for every swarm container, e.g. node.role==worker (a challenge "
+     "adds its own)"},
+    {"swarm_network_per_container", T_INT, O(swarm_network_per_container), "0", 0, 1, "", false,
+     "1: each swarm container gets an attachable overlay network of its own, removed with it "
+     "(slower: about 2 s more per start here); 0: the node's default bridge, as the docker "
+     "backend"},
 };
 #undef O
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -302,6 +316,30 @@ static int read_secret_file(char **dst, const char *path, const char *key, char 
     return *dst ? 0 : -1;
 }
 
+/* The swarm keys: endpoints by scheme, placement by its grammar. */
+static int config_check_swarm(const struct cc_config *c, char *err, size_t errlen)
+{
+    if (c->swarm_endpoint[0] && strncmp(c->swarm_endpoint, "unix://", 7) &&
+        strncmp(c->swarm_endpoint, "tcp://", 6))
+        return snprintf(err, errlen, "swarm_endpoint: must start with unix:// or tcp://"), -1;
+    for (const char *p = c->swarm_node_endpoints; *p != '\0';) {
+        p += strspn(p, " \t,");
+        if (*p != '\0' && strncmp(p, "unix://", 7) && strncmp(p, "tcp://", 6))
+            return snprintf(err, errlen, "swarm_node_endpoints: each must start with unix:// "
+                                         "or tcp://"),
+                   -1;
+        p += strcspn(p, ",");
+    }
+    char why[160];
+    struct placement pl;
+    arena_t *a = arena_new(1024);
+    int rc = placement_parse(a, c->swarm_placement, &pl, why, sizeof(why));
+    arena_free(a);
+    if (rc < 0)
+        return snprintf(err, errlen, "swarm_placement: %s", why), -1;
+    return 0;
+}
+
 static int config_check(struct cc_config *c, char *err, size_t errlen)
 {
     if (strcmp(c->backend, "docker") && strcmp(c->backend, "swarm") && strcmp(c->backend, "whale"))
@@ -328,6 +366,8 @@ static int config_check(struct cc_config *c, char *err, size_t errlen)
                -1;
     if (c->flag_key_file[0] == '\0')
         return snprintf(err, errlen, "flag_key_file: must be set"), -1;
+    if (config_check_swarm(c, err, errlen) < 0)
+        return -1;
     if (c->database_password_file[0])
         return read_secret_file(&c->database_password, c->database_password_file,
                                 "database_password_file", err, errlen);

@@ -61,6 +61,11 @@ struct cc_config {
     int64_t starting_grace_seconds;
     int64_t stopping_grace_seconds;
     int64_t reconcile_interval_seconds;
+    /* swarm backend (backend_swarm.c, --sync-images) */
+    char *swarm_endpoint;         /* the manager's Engine API; "" = docker_endpoint */
+    char *swarm_node_endpoints;   /* every node's Engine API, comma-separated (--sync-images) */
+    char *swarm_placement;        /* constraints for every service (placement.h) */
+    int64_t swarm_network_per_container; /* 1: an overlay network of its own per container */
 };
 
 /* Defaults, then the file (may be NULL), then the environment (envp may be
