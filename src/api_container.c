@@ -334,6 +334,7 @@ static void fill_spec(struct ctx *c, const struct ctfd_challenge *ch, const stru
     spec->pids_limit = cfg->pids_limit;
     spec->nports = ad->nports;
     memcpy(spec->ports, ad->ports, sizeof(ad->ports));
+    spec->placement = ch->placement;
 }
 
 /* Remove the container a revert replaced, then free its host ports. A

@@ -26,6 +26,7 @@ enum stmt_id {
     Q_IDS_STALE, Q_IDS_LIVE, Q_EVENT, Q_STATUS_SET, Q_STATUS_GET, Q_SCHEMA_GET, Q_SCHEMA_SET,
     Q_LOCK_MIGRATE, Q_UNLOCK_MIGRATE, Q_PING, Q_ACCOUNT_RESTORE, Q_PORTS_ENDED, Q_END_IF_STATE,
     Q_LOCK_LIVE_STATE, Q_READ_LIVE, Q_LIST_DESC, Q_LIVE_BY_CHALLENGE, Q_EVENTS, Q_EVENTS_COUNT,
+    Q_IMAGES, /* --sync-images */
     Q__MAX
 };
 
@@ -51,7 +52,7 @@ static const char *const sql[Q__MAX] = {
                  "('user_mode', 'start', 'end', 'paused', 'verify_emails') ORDER BY id",
     [Q_CHALLENGE] = "SELECT c.id, c.name, c.state, c.requirements, d.image, d.ports, "
                     "d.flag_template, d.flag_env, d.memory_mb, d.cpus, d.lifetime_seconds, "
-                    "d.max_renewals, d.backend FROM challenges c "
+                    "d.max_renewals, d.backend, d.placement FROM challenges c "
                     "JOIN docker_challenge d ON d.id = c.id WHERE c.id = ?",
     [Q_CHALLENGE_EXISTS] = "SELECT id FROM challenges WHERE id = ?",
     [Q_SOLVED_TEAM] = "SELECT challenge_id FROM solves WHERE team_id = ?",
@@ -119,6 +120,8 @@ static const char *const sql[Q__MAX] = {
                  "LEFT JOIN challenges c ON c.id = e.challenge_id "
                  "WHERE (? = '' OR e.kind = ?) ORDER BY e.id DESC LIMIT ? OFFSET ?",
     [Q_EVENTS_COUNT] = "SELECT COUNT(*) FROM container_events e WHERE (? = '' OR e.kind = ?)",
+    /* --sync-images: every image a challenge names */
+    [Q_IMAGES] = "SELECT DISTINCT image FROM docker_challenge WHERE image <> '' ORDER BY image",
     [Q_IDS_EXPIRED] = "SELECT id FROM container_instances WHERE live = 1 AND state = 'running' "
                       "AND deadline <= ? ORDER BY deadline LIMIT 200",
     [Q_IDS_STALE] = "SELECT id FROM container_instances WHERE live = 1 AND state = ? "
@@ -160,6 +163,7 @@ static const char *const stmt_names[Q__MAX] = {
     "ids_stale", "ids_live", "event", "status_set", "status_get", "schema_get", "schema_set",
     "lock_migrate", "unlock_migrate", "ping", "account_restore", "ports_ended", "end_if_state",
     "lock_live_state", "read_live", "list_desc", "live_by_challenge", "events", "events_count",
+    "images",
 };
 
 struct store {
@@ -619,6 +623,22 @@ int store_challenge(struct store *s, arena_t *a, int64_t id, struct ctfd_challen
     out->lifetime = col_i64(w, 10, -1);
     out->max_renewals = col_i64(w, 11, -1);
     out->backend = col_str(w, 12) && *col_str(w, 12) ? col_str(w, 12) : NULL;
+    out->placement = col_str(w, 13) && *col_str(w, 13) ? col_str(w, 13) : NULL;
+    return 0;
+}
+
+int store_challenge_images(struct store *s, arena_t *a, const char ***images, size_t *n,
+                           struct cc_error *err)
+{
+    struct result r;
+    *images = NULL;
+    *n = 0;
+    if (EXEC0(s, a, Q_IMAGES, &r, err) < 0)
+        return -1;
+    *images = arena_alloc(a, sizeof(char *) * (r.nrows ? r.nrows : 1));
+    for (size_t i = 0; i < r.nrows; i++)
+        if (col_str(&r.rows[i], 0) != NULL)
+            (*images)[(*n)++] = col_str(&r.rows[i], 0);
     return 0;
 }
 

@@ -33,6 +33,8 @@ class DockerChallenge(Challenges):
     lifetime_seconds = db.Column(db.Integer, nullable=True)
     max_renewals = db.Column(db.Integer, nullable=True)
     backend = db.Column(db.String(16), nullable=True)
+    #: swarm placement constraints, e.g. "node.labels.zone==a" (src/placement.h)
+    placement = db.Column(db.String(255), nullable=True)
 
     #: the columns above besides id, in table order
     SETTINGS = (
@@ -45,4 +47,5 @@ class DockerChallenge(Challenges):
         "lifetime_seconds",
         "max_renewals",
         "backend",
+        "placement",
     )
