@@ -222,6 +222,7 @@ def sqlq(v):
 # Linux's ephemeral range (32768-60999): a client socket in TIME_WAIT on a
 # port there makes a later listen on it fail.
 PORT_BLOCKS = {"api": 0, "proc": 1, "races": 2, "racecap": 3, "valgrind": 4, "bench": 5}
+PORT_BLOCKS["contract"] = 10  # test_contract.py (the swarm tests publish inside namespaces)
 
 
 def port_range(db_name):
