@@ -89,6 +89,17 @@ static bool listed(const struct backend_object *objs, size_t n, int64_t id)
     return false;
 }
 
+/* Listed and running: nothing to decide. An object listed but not running
+ * (an exited container; a swarm service whose node was drained or is down)
+ * is confirmed by name below, like one that is not listed at all. */
+static bool listed_running(const struct backend_object *objs, size_t n, int64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (objs[i].instance_id == id && objs[i].running)
+            return true;
+    return false;
+}
+
 /* The live row ids, read once per pass (after the engine listing: every
  * listed object's row existed before the object did), sorted for lookups. */
 struct live_set {
@@ -135,7 +146,7 @@ static void lost(struct app *app, arena_t *a, const struct backend_object *objs,
         struct instance inst;
         bool found, changed;
         struct backend_object obj;
-        if (listed(objs, n, ids[i]) ||
+        if (listed_running(objs, n, ids[i]) ||
             store_get_instance(app->store, a, ids[i], &inst, &found, &err) < 0 || !found ||
             strcmp(inst.state, "running") != 0 || inst.started_at > listed_at - 5)
             continue;

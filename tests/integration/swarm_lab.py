@@ -95,5 +95,8 @@ class Lab:
 
     def close(self):
         if self.up:
-            subprocess.run([LAB, "down"], env=self.env, capture_output=True, timeout=300)
+            r = subprocess.run([LAB, "down"], env=self.env, capture_output=True, text=True,
+                               timeout=300)
+            if r.returncode != 0 or os.path.exists(f"/var/run/netns/{self.name}-hub"):
+                print(f"# swarm-lab down left something ({r.returncode}): {r.stderr[-500:]}")
             self.up = False

@@ -30,7 +30,7 @@ from swarm_lab import Lab  # noqa: E402
 FULL = os.environ.get("CC_SWARM_FULL") == "1"
 EXTEND = 600
 PLACED = 10          # a challenge with placement node.labels.zone==b (nodes 2 and 3)
-USERS = range(100, 140)
+USERS = range(100, 170)
 CHECK = os.path.join(BUILDDIR, "tests", "integration", "backend_check")
 
 
@@ -320,7 +320,7 @@ def measure_start_and_stop(site):
     n = 10
     app_start, app_stop, cli_start, cli_stop = [], [], [], []
     for i in range(n):
-        u = list(USERS)[i]
+        u = list(USERS)[50 + i]
         t0 = time.monotonic()
         r = site.client.start(u, PLACED)
         eq(r.status, 200, f"start {r}")
