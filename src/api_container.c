@@ -396,6 +396,7 @@ static void fill_spec(struct ctx *c, const struct ctfd_challenge *ch, const stru
     spec->nports = ad->nports;
     memcpy(spec->ports, ad->ports, sizeof(ad->ports));
     spec->user_id = c->id.user.id;
+    spec->placement = ch->placement;
 }
 
 /* The player's own CTFd credentials, for a backend that must act as the

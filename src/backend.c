@@ -28,7 +28,7 @@ static const struct {
     const struct backend_ops *ops; /* NULL: named but not built yet */
 } backend_table[] = {
     {"docker", &backend_docker_ops},
-    {"swarm", NULL},
+    {"swarm", &backend_swarm_ops},
     {"whale", &backend_whale_ops},
 };
 #define BACKEND_NTABLE (sizeof(backend_table) / sizeof(backend_table[0]))

@@ -51,6 +51,9 @@ struct backend_spec {
     /* switch/canary/fallback and whale: who asked (may be NULL) */
     int64_t user_id;
     const struct backend_caller *caller;
+    /* swarm: the challenge's placement constraints (docker_challenge.placement,
+     * see placement.h); NULL or "" for none. Other backends ignore it. */
+    const char *placement;
 };
 
 /* One engine object that carries our labels. */
@@ -147,6 +150,7 @@ int backend_wait_ready(const char *host, int port, enum backend_proto proto, int
 
 /* Implementations (one per backend_*.c). */
 extern const struct backend_ops backend_docker_ops;
+extern const struct backend_ops backend_swarm_ops;
 
 /* ---- switch, canary, rollback, fallback: the backends one process uses ----
  * A process (worker, reaper, one-shot) holds a set, opened lazily by name:

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "log.h"
 #include "route.h"
+#include "placement.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -166,6 +167,19 @@ static const struct opt opts[] = {
     {"whale_ready_check", T_INT, O(whale_ready_check), "1", 0, 1, "0/1", false,
      "1: a whale start returns only when ctfd-whale's access address answers; 0: when "
      "ctfd-whale has made the container (no router to probe)"},
+    /* swarm backend (backend_swarm.c, --sync-images) */
+    {"swarm_endpoint", T_STR, O(swarm_endpoint), "", 0, 0, "", false,
+     "the swarm manager's Engine API (unix:///path or tcp://host:port, TLS files as "
+     "docker_tls_*); empty = docker_endpoint"},
+    {"swarm_node_endpoints", T_STR, O(swarm_node_endpoints), "", 0, 0, "", false,
+     "every swarm node's Engine API, comma-separated: where --sync-images copies images to"},
+    {"swarm_placement", T_STR, O(swarm_placement), "", 0, 0, "", false,
+     "placement constraints for every swarm container, e.g. node.role==worker (a challenge "
+     "adds its own)"},
+    {"swarm_network_per_container", T_INT, O(swarm_network_per_container), "0", 0, 1, "", false,
+     "1: each swarm container gets an attachable overlay network of its own, removed with it "
+     "(slower: about 2 s more per start here); 0: the node's default bridge, as the docker "
+     "backend"},
 };
 #undef O
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -353,6 +367,30 @@ static int read_secret_file(char **dst, const char *path, const char *key, char 
     return *dst ? 0 : -1;
 }
 
+/* The swarm keys: endpoints by scheme, placement by its grammar. */
+static int config_check_swarm(const struct cc_config *c, char *err, size_t errlen)
+{
+    if (c->swarm_endpoint[0] && strncmp(c->swarm_endpoint, "unix://", 7) &&
+        strncmp(c->swarm_endpoint, "tcp://", 6))
+        return snprintf(err, errlen, "swarm_endpoint: must start with unix:// or tcp://"), -1;
+    for (const char *p = c->swarm_node_endpoints; *p != '\0';) {
+        p += strspn(p, " \t,");
+        if (*p != '\0' && strncmp(p, "unix://", 7) && strncmp(p, "tcp://", 6))
+            return snprintf(err, errlen, "swarm_node_endpoints: each must start with unix:// "
+                                         "or tcp://"),
+                   -1;
+        p += strcspn(p, ",");
+    }
+    char why[160];
+    struct placement pl;
+    arena_t *a = arena_new(1024);
+    int rc = placement_parse(a, c->swarm_placement, &pl, why, sizeof(why));
+    arena_free(a);
+    if (rc < 0)
+        return snprintf(err, errlen, "swarm_placement: %s", why), -1;
+    return 0;
+}
+
 /* "10.213.0.0/16" -> network address and prefix length; -1 if not IPv4 CIDR. */
 int config_parse_cidr(const char *s, uint32_t *addr, int *prefix)
 {
@@ -475,6 +513,8 @@ static int config_check(struct cc_config *c, char *err, size_t errlen)
         return -1;
     if (c->flag_key_file[0] == '\0')
         return snprintf(err, errlen, "flag_key_file: must be set"), -1;
+    if (config_check_swarm(c, err, errlen) < 0)
+        return -1;
     if (c->database_password_file[0])
         return read_secret_file(&c->database_password, c->database_password_file,
                                 "database_password_file", err, errlen);

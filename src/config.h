@@ -85,6 +85,11 @@ struct cc_config {
     char *whale_admin_token_file;
     int64_t whale_timeout_seconds;
     int64_t whale_ready_check;    /* 1: a whale start waits for the access address to answer */
+    /* swarm backend (backend_swarm.c, --sync-images) */
+    char *swarm_endpoint;         /* the manager's Engine API; "" = docker_endpoint */
+    char *swarm_node_endpoints;   /* every node's Engine API, comma-separated (--sync-images) */
+    char *swarm_placement;        /* constraints for every service (placement.h) */
+    int64_t swarm_network_per_container; /* 1: an overlay network of its own per container */
 };
 
 /* Defaults, then the file (may be NULL), then the environment (envp may be

@@ -325,3 +325,204 @@ char *curlx_urlencode(arena_t *a, const char *s)
     *p = '\0';
     return out;
 }
+
+/* ---- streaming copy (ctfd-containers --sync-images) ----------------------------
+ * Two duplicated easy handles on one multi handle: the GET's write callback
+ * fills a ring buffer and pauses when it is full; the POST's read callback
+ * drains it and pauses when it is empty. The loop below unpauses each side
+ * when the other has made room or data, so memory stays at the ring's size. */
+
+#define CURLX_RING ((size_t)1 << 20)
+#define CURLX_COPY_REPLY_MAX ((size_t)64 << 10)
+
+struct curlx_ring {
+    char *buf;
+    size_t head, used;          /* read position, bytes held */
+    bool src_done, src_failed;  /* the GET finished / answered with an error */
+    bool src_paused, dst_paused;
+    CURL *src;
+    uint64_t moved;
+    strbuf_t reply;             /* the POST's reply (bounded) */
+    strbuf_t src_error;         /* a failed GET's body (bounded) */
+};
+
+static size_t curlx_ring_in(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct curlx_ring *r = userdata;
+    size_t n = size * nmemb;
+    long status = 0;
+    curl_easy_getinfo(r->src, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200) { /* an error body: keep a little of it, never feed it on */
+        r->src_failed = true;
+        if (r->src_error.len + n <= 4096)
+            sb_putn(&r->src_error, data, n);
+        return n;
+    }
+    if (n > CURLX_RING)
+        return 0; /* cannot happen with libcurl's chunk sizes; fail rather than overflow */
+    if (CURLX_RING - r->used < n) {
+        r->src_paused = true;
+        return CURL_WRITEFUNC_PAUSE; /* libcurl hands the same bytes again later */
+    }
+    size_t tail = (r->head + r->used) % CURLX_RING;
+    size_t first = n < CURLX_RING - tail ? n : CURLX_RING - tail;
+    memcpy(r->buf + tail, data, first);
+    memcpy(r->buf, data + first, n - first);
+    r->used += n;
+    return n;
+}
+
+static size_t curlx_ring_out(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct curlx_ring *r = userdata;
+    size_t want = size * nmemb;
+    if (r->src_failed)
+        return CURL_READFUNC_ABORT;
+    if (r->used == 0) {
+        if (r->src_done)
+            return 0; /* end of the body */
+        r->dst_paused = true;
+        return CURL_READFUNC_PAUSE;
+    }
+    size_t n = want < r->used ? want : r->used;
+    size_t first = n < CURLX_RING - r->head ? n : CURLX_RING - r->head;
+    memcpy(data, r->buf + r->head, first);
+    memcpy(data + first, r->buf, n - first);
+    r->head = (r->head + n) % CURLX_RING;
+    r->used -= n;
+    r->moved += n;
+    return n;
+}
+
+static size_t curlx_reply_in(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct curlx_ring *r = userdata;
+    size_t n = size * nmemb;
+    if (r->reply.len + n <= CURLX_COPY_REPLY_MAX)
+        sb_putn(&r->reply, data, n);
+    return n;
+}
+
+/* A handle like cx's (endpoint, TLS, socket) for one long transfer. */
+static CURL *curlx_copy_handle(struct curlx *cx, const char *path, arena_t *a)
+{
+    CURL *c = curl_easy_duphandle(cx->curl);
+    if (c == NULL)
+        return NULL;
+    curl_easy_setopt(c, CURLOPT_URL, arena_printf(a, "%s%s", cx->base, path));
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 0L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)0);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, NULL);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    return c;
+}
+
+/* Unpause a side that can move again (never from inside a callback). */
+static void curlx_copy_unpause(struct curlx_ring *r, CURL *dst)
+{
+    if (r->src_paused && CURLX_RING - r->used >= CURLX_RING / 2) {
+        r->src_paused = false;
+        curl_easy_pause(r->src, CURLPAUSE_CONT);
+    }
+    if (r->dst_paused && (r->used > 0 || r->src_done || r->src_failed)) {
+        r->dst_paused = false;
+        curl_easy_pause(dst, CURLPAUSE_CONT);
+    }
+}
+
+/* Run both transfers to their end; the first failure of each side is kept. */
+static void curlx_copy_run(CURLM *m, struct curlx_ring *r, CURL *dst, CURLcode *src_rc,
+                           CURLcode *dst_rc)
+{
+    int running = 2;
+    while (running > 0) {
+        if (curl_multi_perform(m, &running) != CURLM_OK)
+            break;
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            if (msg->easy_handle == r->src) {
+                *src_rc = msg->data.result;
+                r->src_done = true;
+                if (msg->data.result != CURLE_OK)
+                    r->src_failed = true;
+            } else {
+                *dst_rc = msg->data.result;
+            }
+        }
+        curlx_copy_unpause(r, dst);
+        if (running > 0)
+            curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+}
+
+int curlx_copy(struct curlx *src, const char *src_path, struct curlx *dst,
+               const char *dst_path, const char *content_type, arena_t *a,
+               struct curlx_copy_result *out, struct cc_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->reply = "";
+    int rc = -1;
+    struct curlx_ring r = {.buf = malloc(CURLX_RING)};
+    sb_init(&r.reply, a);
+    sb_init(&r.src_error, a);
+    CURLM *m = curl_multi_init();
+    CURL *get = curlx_copy_handle(src, src_path, a);
+    CURL *post = curlx_copy_handle(dst, dst_path, a);
+    struct curl_slist *h = curl_slist_append(NULL, arena_printf(a, "Content-Type: %s",
+                                                                 content_type));
+    struct curl_slist *h2 = h ? curl_slist_append(h, "Expect:") : NULL;
+    if (r.buf == NULL || m == NULL || get == NULL || post == NULL || h2 == NULL) {
+        err_set(err, ERR_INTERNAL, "out of memory");
+        goto done;
+    }
+    h = h2;
+    r.src = get;
+    curl_easy_setopt(get, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(get, CURLOPT_WRITEFUNCTION, curlx_ring_in);
+    curl_easy_setopt(get, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(post, CURLOPT_POST, 1L);
+    curl_easy_setopt(post, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(post, CURLOPT_READFUNCTION, curlx_ring_out);
+    curl_easy_setopt(post, CURLOPT_READDATA, &r);
+    curl_easy_setopt(post, CURLOPT_WRITEFUNCTION, curlx_reply_in);
+    curl_easy_setopt(post, CURLOPT_WRITEDATA, &r);
+    curl_multi_add_handle(m, get);
+    curl_multi_add_handle(m, post);
+    CURLcode src_rc = CURLE_OK, dst_rc = CURLE_OK;
+    curlx_copy_run(m, &r, post, &src_rc, &dst_rc);
+    curl_easy_getinfo(get, CURLINFO_RESPONSE_CODE, &out->src_status);
+    curl_easy_getinfo(post, CURLINFO_RESPONSE_CODE, &out->dst_status);
+    out->bytes = r.moved;
+    out->reply = out->src_status == 200 ? sb_str(&r.reply) : sb_str(&r.src_error);
+    rc = 0;
+    if (src_rc != CURLE_OK && out->src_status == 0)
+        rc = err_set(err, ERR_ENGINE_UNAVAILABLE, "source engine: %s",
+                     curl_easy_strerror(src_rc));
+    else if (dst_rc != CURLE_OK && out->src_status == 200)
+        rc = err_set(err, ERR_ENGINE_UNAVAILABLE, "destination engine: %s",
+                     curl_easy_strerror(dst_rc));
+    else if (src_rc != CURLE_OK && out->src_status == 200)
+        rc = err_set(err, ERR_ENGINE_UNAVAILABLE, "source engine stopped sending: %s",
+                     curl_easy_strerror(src_rc));
+done:
+    if (m != NULL) {
+        if (get != NULL)
+            curl_multi_remove_handle(m, get);
+        if (post != NULL)
+            curl_multi_remove_handle(m, post);
+        curl_multi_cleanup(m);
+    }
+    if (get != NULL)
+        curl_easy_cleanup(get);
+    if (post != NULL)
+        curl_easy_cleanup(post);
+    curl_slist_free_all(h);
+    free(r.buf);
+    return rc;
+}

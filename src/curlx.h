@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -66,3 +67,23 @@ int curlx_request_headers(struct curlx *cx, arena_t *a, const char *method, cons
 char *curlx_urlencode(arena_t *a, const char *s);
 
 #endif
+
+/* ---- streaming copy (ctfd-containers --sync-images) ------------------------- */
+
+/* What a copy moved, and what the destination answered. */
+struct curlx_copy_result {
+    long src_status;    /* HTTP status of the GET (0 if it never answered) */
+    long dst_status;    /* HTTP status of the POST */
+    uint64_t bytes;     /* body bytes that went from the GET into the POST */
+    const char *reply;  /* the POST's reply body (arena, at most 64 KiB), or "" */
+};
+
+/* Stream GET src_path on src into POST dst_path on dst (body sent chunked,
+ * with content_type) through a bounded buffer: never more than 1 MiB of the
+ * body is held in memory, whatever its size. No overall timeout (an image
+ * may be large); a side that moves nothing for 60 s fails the copy. Returns
+ * 0 when both requests completed (check the statuses), -1 with err on a
+ * transport failure of either side. */
+int curlx_copy(struct curlx *src, const char *src_path, struct curlx *dst,
+               const char *dst_path, const char *content_type, arena_t *a,
+               struct curlx_copy_result *out, struct cc_error *err);

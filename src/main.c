@@ -27,6 +27,7 @@
 #include "config.h"
 #include "backend.h"
 #include "flag.h"
+#include "images.h"
 #include "log.h"
 #include "reaper.h"
 #include "store.h"
@@ -55,12 +56,16 @@ static int listen_fd = -1;
 static void usage(FILE *out)
 {
     fputs("usage: ctfd-containers -c FILE [--check-config | --migrate | --reconcile-once]\n"
+          "       ctfd-containers -c FILE --sync-images [IMAGE...]\n"
           "       ctfd-containers --version\n"
           "  -c FILE           configuration file (key = value); CTFD_CONTAINERS_<KEY> overrides\n"
           "  --check-config    print the effective configuration (secrets masked); exit 0 or 2\n"
           "  --migrate         create or upgrade our container_* tables, then exit\n"
           "  --reconcile-once  run one reconciliation pass, print its report, exit\n"
-          "  --config-doc      print the table of every option (Markdown)\n",
+          "  --config-doc      print the table of every option (Markdown)\n"
+          "  --sync-images     copy images (default: every challenge's) from the swarm manager\n"
+          "                    onto each of swarm_node_endpoints that lacks them; exit 1 if a\n"
+          "                    node failed\n",
           out);
 }
 
@@ -409,14 +414,44 @@ static int one_shot(const char *what)
     return rc;
 }
 
+/* --sync-images: the images named, else every challenge's (from the database). */
+static int sync_images(char **names, int count)
+{
+    arena_t *a = arena_new(16384);
+    const char **images = (const char **)names;
+    size_t n = (size_t)count;
+    int rc = 0;
+    for (int i = 0; i < count; i++)
+        if (!images_name_ok(names[i])) {
+            fprintf(stderr, "ctfd-containers: sync-images: '%.80s' is not an image name\n",
+                    names[i]);
+            rc = 2;
+        }
+    if (rc == 0 && count == 0) {
+        struct cc_error err = {0};
+        struct store *s = store_open(cfg, &err);
+        if (s == NULL || store_challenge_images(s, a, &images, &n, &err) < 0) {
+            fprintf(stderr, "ctfd-containers: sync-images: cannot read the challenges' images: "
+                            "%s\n", err_message(&err));
+            rc = 1;
+        }
+        store_close(s);
+    }
+    if (rc == 0)
+        rc = images_sync(cfg, images, n, stdout, stderr) == 0 ? 0 : 1;
+    arena_free(a);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
-    enum { O_CHECK = 256, O_MIGRATE, O_VERSION, O_RECONCILE, O_DOC };
+    enum { O_CHECK = 256, O_MIGRATE, O_VERSION, O_RECONCILE, O_DOC, O_SYNC };
     static const struct option longs[] = {
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, O_CHECK},
         {"migrate", no_argument, NULL, O_MIGRATE}, {"version", no_argument, NULL, O_VERSION},
         {"reconcile-once", no_argument, NULL, O_RECONCILE},
         {"config-doc", no_argument, NULL, O_DOC}, {"help", no_argument, NULL, 'h'},
+        {"sync-images", no_argument, NULL, O_SYNC},
         {NULL, 0, NULL, 0}};
     const char *path = NULL;
     int mode = 0, o;
@@ -434,7 +469,7 @@ int main(int argc, char **argv)
         else
             return usage(stderr), 2;
     }
-    if (optind != argc)
+    if (optind != argc && mode != O_SYNC)
         return usage(stderr), 2;
     char err[512];
     cfg = &cfg_store[0];
@@ -450,6 +485,8 @@ int main(int argc, char **argv)
     int rc;
     if (mode == O_MIGRATE) {
         rc = one_shot("migrate");
+    } else if (mode == O_SYNC) {
+        rc = sync_images(argv + optind, argc - optind);
     } else if (flag_keys_load(cfg->flag_key_file, &keys, err, sizeof(err)) < 0) {
         fprintf(stderr, "ctfd-containers: flag_key_file: %s\n", err);
         rc = 2;

@@ -138,6 +138,16 @@ static bool listed(const struct backend_object *objs, size_t n, int64_t id)
     return false;
 }
 
+/* Listed and running: a task that failed (swarm) or a container that exited
+ * is confirmed by name before the row is declared lost. */
+static bool listed_running(const struct backend_object *objs, size_t n, int64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (objs[i].instance_id == id && !objs[i].network_only && objs[i].running)
+            return true;
+    return false;
+}
+
 /* The live rows (id and the backend each recorded), read once per pass after
  * the engine listings: every listed object's row existed before the object
  * did. Sorted by id (the store returns them so) for lookups. */
@@ -203,7 +213,7 @@ static void lost(struct app *app, arena_t *a, const struct listing *ls, size_t n
         struct instance inst;
         bool found, changed;
         struct backend_object obj;
-        if (l == NULL || !l->ok || listed(l->objs, l->n, live->ids[i]) ||
+        if (l == NULL || !l->ok || listed_running(l->objs, l->n, live->ids[i]) ||
             store_get_instance(app->store, a, live->ids[i], &inst, &found, &err) < 0 || !found ||
             strcmp(inst.state, "running") != 0 || inst.started_at > listed_at - 5)
             continue;

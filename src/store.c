@@ -36,6 +36,7 @@ enum stmt_id {
     /* switch, canary, fallback; the whale backend (ctfd-whale's own table) */
     Q_SET_BACKEND, Q_FLAG_REPLACE, Q_LIVE_BACKENDS, Q_BACKENDS_IN_USE, Q_INSTANCE_BY_NAME,
     Q_WHALE_BY_USER, Q_WHALE_BY_UUID, Q_WHALE_OURS,
+    Q_IMAGES, /* --sync-images */
     Q__MAX
 };
 
@@ -61,7 +62,7 @@ static const char *const sql[Q__MAX] = {
                  "('user_mode', 'start', 'end', 'paused', 'verify_emails') ORDER BY id",
     [Q_CHALLENGE] = "SELECT c.id, c.name, c.state, c.requirements, d.image, d.ports, "
                     "d.flag_template, d.flag_env, d.memory_mb, d.cpus, d.lifetime_seconds, "
-                    "d.max_renewals, d.backend FROM challenges c "
+                    "d.max_renewals, d.backend, d.placement FROM challenges c "
                     "JOIN docker_challenge d ON d.id = c.id WHERE c.id = ?",
     [Q_CHALLENGE_EXISTS] = "SELECT id FROM challenges WHERE id = ?",
     [Q_SOLVED_TEAM] = "SELECT challenge_id FROM solves WHERE team_id = ?",
@@ -166,6 +167,8 @@ static const char *const sql[Q__MAX] = {
     [Q_MIGRATIONS_GET] = "SELECT version FROM container_migrations",
     [Q_MIGRATION_ADD] = "INSERT IGNORE INTO container_migrations (version, name, applied_at) "
                         "VALUES (?, ?, ?)",
+    /* --sync-images: every image a challenge names */
+    [Q_IMAGES] = "SELECT DISTINCT image FROM docker_challenge WHERE image <> '' ORDER BY image",
     [Q_IDS_EXPIRED] = "SELECT id FROM container_instances WHERE live = 1 AND state = 'running' "
                       "AND deadline <= ? ORDER BY deadline LIMIT 200",
     [Q_IDS_STALE] = "SELECT id FROM container_instances WHERE live = 1 AND state = ? "
@@ -245,6 +248,7 @@ static const char *const stmt_names[Q__MAX] = {
     "set_route", "get_route", "route_lookup", "routes_running", "challenge_exposure",
     "set_backend", "flag_replace", "live_backends", "backends_in_use", "instance_by_name",
     "whale_by_user", "whale_by_uuid", "whale_ours",
+    "images",
 };
 
 struct store {
@@ -706,6 +710,22 @@ int store_challenge(struct store *s, arena_t *a, int64_t id, struct ctfd_challen
     out->lifetime = col_i64(w, 10, -1);
     out->max_renewals = col_i64(w, 11, -1);
     out->backend = col_str(w, 12) && *col_str(w, 12) ? col_str(w, 12) : NULL;
+    out->placement = col_str(w, 13) && *col_str(w, 13) ? col_str(w, 13) : NULL;
+    return 0;
+}
+
+int store_challenge_images(struct store *s, arena_t *a, const char ***images, size_t *n,
+                           struct cc_error *err)
+{
+    struct result r;
+    *images = NULL;
+    *n = 0;
+    if (EXEC0(s, a, Q_IMAGES, &r, err) < 0)
+        return -1;
+    *images = arena_alloc(a, sizeof(char *) * (r.nrows ? r.nrows : 1));
+    for (size_t i = 0; i < r.nrows; i++)
+        if (col_str(&r.rows[i], 0) != NULL)
+            (*images)[(*n)++] = col_str(&r.rows[i], 0);
     return 0;
 }
 

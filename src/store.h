@@ -75,6 +75,7 @@ struct ctfd_challenge {
     int64_t lifetime;        /* -1 = NULL */
     int64_t max_renewals;    /* -1 = NULL */
     const char *backend;     /* NULL = the app's */
+    const char *placement;   /* swarm placement constraints; NULL = none */
 };
 
 int store_user(struct store *s, arena_t *a, int64_t id, struct ctfd_user *out, bool *found,
@@ -85,6 +86,9 @@ int store_settings(struct store *s, arena_t *a, struct ctfd_settings *out, struc
 int store_challenge(struct store *s, arena_t *a, int64_t id, struct ctfd_challenge *out,
                     bool *found, struct cc_error *err);
 int store_challenge_exists(struct store *s, int64_t id, bool *found, struct cc_error *err);
+/* --sync-images: every distinct image of docker_challenge, in the arena. */
+int store_challenge_images(struct store *s, arena_t *a, const char ***images, size_t *n,
+                           struct cc_error *err);
 /* Challenge ids the account has solved (team solves in team mode). */
 int store_solved(struct store *s, arena_t *a, bool team_mode, int64_t account_id, int64_t **ids,
                  size_t *n, struct cc_error *err);

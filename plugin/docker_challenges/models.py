@@ -46,6 +46,8 @@ class DockerChallenge(Challenges):
     cap_add = db.Column(db.String(255), nullable=True)
     #: read-only root file system (with a small writable /tmp)
     read_only = db.Column(db.Boolean, nullable=True)
+    #: swarm placement constraints, e.g. "node.labels.zone==a" (src/placement.h)
+    placement = db.Column(db.String(255), nullable=True)
 
     #: the columns above besides id, in table order
     SETTINGS = (
@@ -64,4 +66,5 @@ class DockerChallenge(Challenges):
         "allow_internet",
         "cap_add",
         "read_only",
+        "placement",
     )

@@ -263,6 +263,41 @@ def optional_backend(value):
     return value
 
 
+# src/placement.c's grammar: KEY==VALUE or KEY!=VALUE, comma-separated, at most 8
+PLACEMENT_KEYS = ("node.role", "node.hostname", "node.id", "node.platform.os", "node.platform.arch")
+PLACEMENT_PREFIXES = ("node.labels.", "engine.labels.")
+_PLACEMENT_WORD = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def optional_placement(value):
+    """Swarm placement constraints, checked exactly as src/placement.c checks them."""
+    if _blank(value):
+        return None
+    message = ("Placement: constraints such as node.labels.zone==a (KEY==VALUE or KEY!=VALUE, "
+               "comma-separated, at most 8; KEY node.labels.NAME, engine.labels.NAME, "
+               "node.role, node.hostname, node.id, node.platform.os or node.platform.arch)")
+    if not isinstance(value, str) or len(value) > 255:
+        raise SettingError(message)
+    items = value.split(",")
+    if len(items) > 8:
+        raise SettingError(message)
+    out = []
+    for item in items:
+        item = item.strip(" \t")
+        found = [i for i in (item.find("=="), item.find("!=")) if i >= 0]
+        if not found:
+            raise SettingError(message)
+        first = min(found)
+        op = item[first:first + 2]
+        key, val = item[:first].rstrip(" \t"), item[first + 2:].lstrip(" \t")
+        key_ok = key in PLACEMENT_KEYS or any(
+            key.startswith(p) and _PLACEMENT_WORD.fullmatch(key[len(p):]) for p in PLACEMENT_PREFIXES)
+        if not key_ok or not _PLACEMENT_WORD.fullmatch(val):
+            raise SettingError(message)
+        out.append(f"{key}{op}{val}")
+    return ",".join(out)
+
+
 def required_text(value, label, max_len=255):
     if not isinstance(value, str) or value.strip() == "":
         raise SettingError(f"{label}: required.")
@@ -373,6 +408,7 @@ FIELDS = {
     "allow_internet": lambda v: optional_flag(v, "Internet"),
     "cap_add": optional_caps,
     "read_only": lambda v: optional_flag(v, "Read-only root"),
+    "placement": optional_placement,
 }
 REQUIRED = ("image", "ports", "flag_template")
 

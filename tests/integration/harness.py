@@ -230,6 +230,7 @@ PORT_BLOCKS = {"api": 0, "proc": 1, "races": 2, "racecap": 3, "valgrind": 4, "be
 PORT_BLOCKS["pool"] = 11  # warm pools (test_warm_pool.py, benchmarks/bench_warm_pool)
 # switch, canary, fallback (test_switch.py) and the whale backend (test_whale.py)
 PORT_BLOCKS.update({"switch": 17, "whale": 18})
+PORT_BLOCKS["contract"] = 10  # test_contract.py (the swarm tests publish inside namespaces)
 
 
 def port_range(db_name):

@@ -5,7 +5,7 @@ setup makes a throwaway CA, a server certificate for 127.0.0.1, a client
 certificate (and a second, unrelated CA) with the openssl CLI, and starts, in
 a thread of this process, a TLS-terminating proxy on 127.0.0.1 that requires
 a client certificate signed by the CA and relays bytes to
-/var/run/docker.sock. Then: the backend check (backend_docker_check) runs
+/var/run/docker.sock. Then: the backend check (backend_check) runs
 over it; a client without a certificate and a client that does not trust the
 server's CA are refused (ENGINE_UNAVAILABLE, nothing left behind); and the
 whole app (nginx, MariaDB) starts and stops a container through it."""
@@ -24,7 +24,7 @@ from harness import (BUILDDIR, LABEL, Site, Skip, case, check, connection_of, eq
                      http_get, port_range, require_engine_and_images, run, sh, wait_for)
 
 ENGINE_SOCKET = "/var/run/docker.sock"
-CHECK = os.path.join(BUILDDIR, "tests", "integration", "backend_docker_check")
+CHECK = os.path.join(BUILDDIR, "tests", "integration", "backend_check")
 ALICE, WEB = 2, 1
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
@@ -217,7 +217,7 @@ class Ctx:
 def setup():
     require_engine_and_images()
     if not os.access(CHECK, os.X_OK):
-        raise RuntimeError(f"{CHECK} is not built (make tests/integration/backend_docker_check)")
+        raise RuntimeError(f"{CHECK} is not built (make tests/integration/backend_check)")
     ctx = Ctx()
     ctx.dir = tempfile.mkdtemp(prefix="cc-tls-pki-")
     ctx.proxy = None
@@ -318,7 +318,7 @@ def reconcile_once_fails(site):
 
 
 def run_check(ctx, **tls):
-    """backend_docker_check against the proxy with these TLS files."""
+    """backend_check against the proxy with these TLS files."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CC_TEST_DOCKER_")}
     env["CC_TEST_DOCKER_ENDPOINT"] = ctx.proxy.endpoint
     # Its three host ports at the top of this file's block, below the ephemeral
@@ -335,10 +335,10 @@ ENGINE_UNAVAILABLE_MESSAGES = ("engine unreachable: ", "engine did not answer wi
 
 
 def ping_fails(ctx, **tls):
-    """backend_docker_check's start-up probe is the backend's ping: when it fails the
+    """backend_check's start-up probe is the backend's ping: when it fails the
     program skips, naming the endpoint and the ping's error message."""
     r = run_check(ctx, **tls)
-    no_sanitizer_report(r.stdout + r.stderr, "backend_docker_check")
+    no_sanitizer_report(r.stdout + r.stderr, "backend_check")
     last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
     prefix = f"1..0 # SKIP no docker engine at {ctx.proxy.endpoint} ("
     check(r.returncode == 0 and last.startswith(prefix), f"the backend's ping fails: {r.stdout!r}")
@@ -377,10 +377,10 @@ def proxy_requires_client_cert(ctx):
 
 @case
 def backend_check_over_tls(ctx):
-    """backend_docker_check over tcp:// with the CA, client certificate and key: every case passes"""
+    """backend_check over tcp:// with the CA, client certificate and key: every case passes"""
     accepted0, _, relayed0 = ctx.proxy.stats()
     r = run_check(ctx, ca=ctx.pki.ca, cert=ctx.pki.client, key=ctx.pki.client_key)
-    no_sanitizer_report(r.stdout + r.stderr, "backend_docker_check")
+    no_sanitizer_report(r.stdout + r.stderr, "backend_check")
     lines = r.stdout.splitlines()
     plan = [x for x in lines if x.startswith("1..")]
     oks = [x for x in lines if x.startswith("ok ")]
@@ -394,7 +394,7 @@ def backend_check_over_tls(ctx):
           f"{len(oks)} ok, {len(bad)} not ok of {planned}")
     accepted1, _, relayed1 = ctx.proxy.stats()
     check(accepted1 > accepted0 and relayed1 > relayed0, "the requests went through the proxy")
-    print(f"# backend_docker_check over TLS: {len(oks)}/{planned} ok "
+    print(f"# backend_check over TLS: {len(oks)}/{planned} ok "
           f"({accepted1 - accepted0} TLS connections, {relayed1 - relayed0} bytes relayed)")
 
 

@@ -1,7 +1,17 @@
-/* backend_docker_check.c: the docker backend against the real engine on
- * /var/run/docker.sock, as TAP. It starts the demo images (build them with
+/* backend_check.c: the backend contract suite, as TAP: the same cases run
+ * against each backend on a real engine. `backend_check [docker|swarm]`
+ * (default docker). It starts the demo images (build them with
  * scripts/build-images), reads flags from them, checks labels, limits and the
- * failure paths, and removes every container it labelled.
+ * failure paths, and removes every object it labelled.
+ *
+ * docker: the engine on /var/run/docker.sock (or the endpoint below).
+ * swarm: a swarm manager named by CC_TEST_SWARM_ENDPOINT (scripts/swarm-lab
+ * makes one in network namespaces; test_swarm.py runs this so), with
+ * CC_TEST_SWARM_PLACEMENT pinning the cases to one node, CC_TEST_SWARM_ADDR
+ * (that node's address, where ports are read), CC_TEST_SWARM_PUBLIC_HOST
+ * (its ctfd-containers.public_host label) and CC_TEST_SWARM_NETNS (its
+ * network namespace, to hold a port there). A whale backend plugs in the
+ * same way: a name, a config, and the few engine-specific checks below.
  *
  * CC_TEST_DOCKER_ENDPOINT (e.g. tcp://127.0.0.1:2376) replaces the socket,
  * with CC_TEST_DOCKER_TLS_CA, _CERT and _KEY for TLS (test_docker_tls.py runs
@@ -13,7 +23,9 @@
  * carries an instance id in this run's own range, and the final clean-up
  * removes only those. Skips when no engine answers. */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -38,11 +50,20 @@
 #define TCP_IMAGE "ctfd-containers/demo-tcp:latest"
 #define MISSING_IMAGE "ctfd-containers/no-such-image:latest"
 #define TEST_COUNT 38
+#define SWARM_EXTRA 5 /* the swarm-only cases */
 
 static int test_n;
 static int64_t id_base;   /* this run's instance ids: id_base .. id_base + 99 */
 static int port_base;     /* this run's host ports: port_base .. port_base + 2 */
 static char flag[64];
+static const char *backend_name = "docker";
+static const char *conn_host = "127.0.0.1"; /* where published ports are read */
+static const char *want_host = "ctf.example.org"; /* what start reports as the host */
+
+static bool is_swarm(void)
+{
+    return strcmp(backend_name, "swarm") == 0;
+}
 
 static void ok(bool cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void ok(bool cond, const char *fmt, ...)
@@ -73,14 +94,14 @@ static char *env_or_null(const char *name)
 /* The engine under test: the unix socket unless the environment names another. */
 static char *test_endpoint(void)
 {
-    char *e = env_or_null("CC_TEST_DOCKER_ENDPOINT");
+    char *e = env_or_null(is_swarm() ? "CC_TEST_SWARM_ENDPOINT" : "CC_TEST_DOCKER_ENDPOINT");
     return e != NULL ? e : SOCK;
 }
 
 static void test_config(struct cc_config *c)
 {
     memset(c, 0, sizeof(*c));
-    c->backend = "docker";
+    c->backend = (char *)backend_name;
     c->docker_endpoint = test_endpoint();
     c->docker_tls_ca = env_or_null("CC_TEST_DOCKER_TLS_CA");
     c->docker_tls_cert = env_or_null("CC_TEST_DOCKER_TLS_CERT");
@@ -94,6 +115,13 @@ static void test_config(struct cc_config *c)
     c->pids_limit = 64;
     c->cap_add = "CHOWN, SETUID";
     c->site = "ccbackendtest";
+    c->swarm_endpoint = "";
+    c->swarm_node_endpoints = "";
+    c->swarm_placement = env_or_null("CC_TEST_SWARM_PLACEMENT");
+    if (c->swarm_placement == NULL)
+        c->swarm_placement = "";
+    c->swarm_network_per_container =
+        env_or_null("CC_TEST_SWARM_NETWORK") ? atoi(env_or_null("CC_TEST_SWARM_NETWORK")) : 1;
 }
 
 static struct backend_spec web_spec(int64_t k, int host_port)
@@ -110,6 +138,14 @@ static struct backend_spec web_spec(int64_t k, int host_port)
     s.ports[0] = (struct backend_port){.internal = 8080, .proto = PROTO_HTTP,
                                        .host_port = host_port};
     return s;
+}
+
+/* The host port of case k: docker reuses port_base once a case removed its
+ * container; on a swarm node a removed service's task holds its port for a
+ * second or more, so each case there gets a port of its own. */
+static int case_port(int k)
+{
+    return is_swarm() ? port_base + 10 + k : port_base;
 }
 
 static bool jeq(json_t *v, const char *want)
@@ -139,7 +175,7 @@ static const char *http_get(arena_t *a, int port)
     strbuf_t sb;
     sb_init(&sb, a);
     char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
+    snprintf(url, sizeof(url), "http://%s:%d/", conn_host, port);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 5L);
@@ -157,7 +193,7 @@ static const char *tcp_read(arena_t *a, int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    inet_pton(AF_INET, conn_host, &sa.sin_addr);
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     strbuf_t sb;
@@ -172,15 +208,38 @@ static const char *tcp_read(arena_t *a, int port)
     return sb_str(&sb);
 }
 
-/* A listening socket on 127.0.0.1:port that is not the engine's. */
+/* A listening socket on conn_host:port that is not the engine's. For a swarm
+ * node the socket is made inside the node's network namespace (a socket stays
+ * in the namespace it was created in), then this process returns to its own. */
 static int listen_on(int port)
 {
+    const char *ns = is_swarm() ? env_or_null("CC_TEST_SWARM_NETNS") : NULL;
+    int home = -1, there = -1;
+    if (ns != NULL) {
+        home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        there = open(ns, O_RDONLY | O_CLOEXEC);
+        if (home < 0 || there < 0 || setns(there, CLONE_NEWNET) < 0) {
+            if (home >= 0)
+                close(home);
+            if (there >= 0)
+                close(there);
+            return -1;
+        }
+    }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    inet_pton(AF_INET, ns != NULL ? "0.0.0.0" : conn_host, &sa.sin_addr);
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
         close(fd);
-        return -1;
+        fd = -1;
+    }
+    if (ns != NULL) {
+        if (setns(home, CLONE_NEWNET) < 0) {
+            fprintf(stderr, "cannot return to this process's network namespace\n");
+            exit(1);
+        }
+        close(home);
+        close(there);
     }
     return fd;
 }
@@ -233,8 +292,58 @@ static void case_ping(struct backend *b)
     ok(b->ops->ping(b, &e) == 0, "ping answers");
 }
 
+/* swarm: the service spec says the same as the docker container's HostConfig. */
+static void check_service_spec(struct curlx *cx, arena_t *a, const char *name)
+{
+    long status;
+    json_t *j = engine_get(cx, a, arena_printf(a, "/services/%s", name), &status);
+    json_t *tt = json_object_get(json_object_get(j, "Spec"), "TaskTemplate");
+    json_t *cs = json_object_get(tt, "ContainerSpec");
+    json_t *lim = json_object_get(json_object_get(tt, "Resources"), "Limits");
+    json_t *caps = json_object_get(cs, "CapabilityAdd");
+    json_t *port = json_array_get(
+        json_object_get(json_object_get(json_object_get(j, "Spec"), "EndpointSpec"), "Ports"), 0);
+    ok(json_integer_value(json_object_get(lim, "MemoryBytes")) == 64LL * 1024 * 1024 &&
+           json_integer_value(json_object_get(lim, "NanoCPUs")) == 500000000LL &&
+           json_integer_value(json_object_get(lim, "Pids")) == 64,
+       "Limits: MemoryBytes 64 MiB, NanoCPUs 0.5e9, Pids 64 from the defaults");
+    ok(jeq(json_array_get(json_object_get(cs, "CapabilityDrop"), 0), "ALL") &&
+           json_array_size(caps) == 2 && jeq(json_array_get(caps, 0), "CAP_CHOWN") &&
+           jeq(json_array_get(caps, 1), "CAP_SETUID") &&
+           jeq(json_object_get(json_object_get(cs, "Labels"), "ctfd-containers.instance"),
+               arena_printf(a, "%lld", (long long)(id_base + 1))),
+       "CapabilityDrop [ALL], CapabilityAdd [CAP_CHOWN, CAP_SETUID], labels on the container");
+    ok(jeq(json_object_get(json_object_get(tt, "RestartPolicy"), "Condition"), "none") &&
+           json_integer_value(json_object_get(
+               json_object_get(json_object_get(json_object_get(j, "Spec"), "Mode"),
+                               "Replicated"),
+               "Replicas")) == 1,
+       "one replica, RestartPolicy condition none (a failed task is not retried)");
+    ok(jeq(json_object_get(port, "PublishMode"), "host") &&
+           json_integer_value(json_object_get(port, "PublishedPort")) == port_base &&
+           json_integer_value(json_object_get(port, "TargetPort")) == 8080,
+       "port 8080/tcp published in host mode on %d", port_base);
+    bool has_networks = json_object_get(tt, "Networks") != NULL;
+    json_decref(j);
+    bool own = env_or_null("CC_TEST_SWARM_NETWORK") == NULL ||
+               atoi(env_or_null("CC_TEST_SWARM_NETWORK")) == 1;
+    j = engine_get(cx, a, arena_printf(a, "/networks/%s", name), &status);
+    if (own)
+        ok(status == 200 && jeq(json_object_get(j, "Driver"), "overlay") &&
+               json_is_true(json_object_get(j, "Attachable")),
+           "swarm_network_per_container = 1: an attachable overlay network of its own");
+    else
+        ok(status == 404 && !has_networks,
+           "swarm_network_per_container = 0: no network of its own (the node's bridge)");
+    json_decref(j);
+}
+
 static void check_host_config(struct curlx *cx, arena_t *a, const char *name)
 {
+    if (is_swarm()) {
+        check_service_spec(cx, a, name);
+        return;
+    }
     long status;
     json_t *j = engine_get(cx, a, arena_printf(a, "/containers/%s/json", name), &status);
     json_t *hc = json_object_get(j, "HostConfig");
@@ -288,8 +397,8 @@ static void case_web(struct backend *b, struct curlx *cx, arena_t *a)
     int64_t t0 = now_ms();
     int rc = b->ops->start(b, a, &s, &out, &e);
     int64_t t1 = now_ms();
-    ok(rc == 0 && out.engine_id != NULL && strlen(out.engine_id) == 64 &&
-           strcmp(out.host, "ctf.example.org") == 0,
+    ok(rc == 0 && out.engine_id != NULL && strlen(out.engine_id) == (is_swarm() ? 25 : 64) &&
+           strcmp(out.host, want_host) == 0,
        "start demo-web on host port %d (%lld ms)%s%s", port_base, (long long)(t1 - t0),
        rc == 0 ? "" : ": ", rc == 0 ? "" : err_message(&e));
     const char *body = http_get(a, port_base);
@@ -351,12 +460,52 @@ static void case_stop(struct backend *b, arena_t *a)
     rc = b->ops->inspect(b, a, name, &o, &found, &e);
     ok(rc == 0 && !found, "inspect after stop: not found");
     ok(!listed(b, a, 1, NULL), "list after stop: not there");
-    ok(http_get(a, port_base) == NULL, "the host port no longer answers");
+    /* swarm: the node kills the task's container a moment after the service
+     * is gone (the manager tells the node); docker: at once. */
+    int64_t t1 = now_ms();
+    bool answers = http_get(a, port_base) != NULL;
+    while (answers && is_swarm() && now_ms() - t1 < 10000) {
+        usleep(50 * 1000);
+        answers = http_get(a, port_base) != NULL;
+    }
+    ok(!answers, "the host port no longer answers (after %lld ms)", (long long)(now_ms() - t1));
+}
+
+/* ---- swarm only ------------------------------------------------------------- */
+
+static void case_swarm_network_gone(struct curlx *cx, arena_t *a)
+{
+    long status;
+    const char *name = arena_printf(a, "ccbackendtest-%lld", (long long)(id_base + 1));
+    json_t *j = engine_get(cx, a, arena_printf(a, "/networks/%s", name), &status);
+    json_decref(j);
+    ok(status == 404, "swarm: the container's network is removed with it (HTTP %ld)", status);
+}
+
+static void case_swarm_placement(struct backend *b, struct cc_config *cfg, arena_t *a)
+{
+    struct backend_spec s = web_spec(10, case_port(10));
+    s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
+    s.placement = "node.labels.no-such-label==x";
+    struct backend_started out = {0};
+    struct cc_error e;
+    err_clear(&e);
+    int rc = b->ops->start(b, a, &s, &out, &e);
+    ok(rc < 0 && e.code == ERR_START_FAILED && !e.temporary &&
+           strncmp(e.message, "no swarm node can run it", 24) == 0 && no_flag(&e),
+       "swarm: a placement no node satisfies fails at once, permanent (%s)", err_message(&e));
+    ok(!container_exists(b, a, s.name), "and leaves no service behind");
+    s.placement = "node.labels.zone==a; rm -rf /";
+    err_clear(&e);
+    rc = b->ops->start(b, a, &s, &out, &e);
+    ok(rc < 0 && e.code == ERR_CHALLENGE_MISCONFIGURED && !container_exists(b, a, s.name),
+       "swarm: a malformed challenge placement: CHALLENGE_MISCONFIGURED (%s)", err_message(&e));
+    (void)cfg;
 }
 
 static void case_missing_image(struct backend *b, arena_t *a)
 {
-    struct backend_spec s = web_spec(4, port_base);
+    struct backend_spec s = web_spec(4, case_port(4));
     s.image = MISSING_IMAGE;
     s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
     struct backend_started out = {0};
@@ -376,7 +525,7 @@ static void case_unreachable(arena_t *a)
     cfg.docker_endpoint = "unix:///nonexistent.sock";
     struct cc_error e;
     err_clear(&e);
-    struct backend *b = backend_open("docker", &cfg, &e);
+    struct backend *b = backend_open(backend_name, &cfg, &e);
     ok(b != NULL, "open with an unreachable endpoint succeeds (connects lazily)");
     if (b == NULL) {
         ok(false, "ping on an unreachable endpoint");
@@ -386,7 +535,7 @@ static void case_unreachable(arena_t *a)
     int rc = b->ops->ping(b, &e);
     ok(rc < 0 && e.code == ERR_ENGINE_UNAVAILABLE && e.temporary,
        "ping on an unreachable endpoint: ENGINE_UNAVAILABLE temporary (%s)", err_message(&e));
-    struct backend_spec s = web_spec(5, port_base);
+    struct backend_spec s = web_spec(5, case_port(5));
     s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
     struct backend_started out = {0};
     err_clear(&e);
@@ -403,12 +552,12 @@ static void case_bad_names(void)
     test_config(&cfg);
     struct cc_error e;
     err_clear(&e);
-    struct backend *b = backend_open("swarm", &cfg, &e);
-    ok(b == NULL && strcmp(e.message, "backend 'swarm' is not built yet") == 0,
-       "backend 'swarm': %s", err_message(&e));
+    struct backend *b = backend_open("nosuch", &cfg, &e);
+    ok(b == NULL && strncmp(e.message, "unknown backend 'nosuch'", 24) == 0,
+       "backend 'nosuch': %s", err_message(&e));
     cfg.docker_endpoint = "http://localhost:2375";
     err_clear(&e);
-    b = backend_open("docker", &cfg, &e);
+    b = backend_open(backend_name, &cfg, &e);
     ok(b == NULL && e.code == ERR_INTERNAL, "a malformed endpoint is refused: %s",
        err_message(&e));
     backend_close(b);
@@ -416,7 +565,7 @@ static void case_bad_names(void)
 
 static void case_exits(struct backend *b, arena_t *a)
 {
-    struct backend_spec s = web_spec(6, port_base);
+    struct backend_spec s = web_spec(6, case_port(6));
     s.flag_env = "NOTFLAG";
     s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
     struct backend_started out = {0};
@@ -436,20 +585,23 @@ static void case_exits(struct backend *b, arena_t *a)
 
 static void case_not_ready(struct backend *b, struct cc_config *cfg, arena_t *a)
 {
-    struct backend_spec s = web_spec(7, port_base);
+    struct backend_spec s = web_spec(7, case_port(7));
     s.ports[0].internal = 8081; /* nothing listens there */
     s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
     struct backend_started out = {0};
     struct cc_error e;
     err_clear(&e);
-    cfg->ready_timeout_seconds = 2;
+    /* A swarm start's timeout also covers scheduling the task on a node. */
+    int timeout = is_swarm() ? 6 : 2;
+    cfg->ready_timeout_seconds = timeout;
     int64_t t0 = now_ms();
     int rc = b->ops->start(b, a, &s, &out, &e);
     int64_t took = now_ms() - t0;
     cfg->ready_timeout_seconds = 20;
-    ok(rc < 0 && e.code == ERR_START_FAILED &&
-           strcmp(e.message, "port 8081 did not answer within 2 s") == 0 && took >= 2000 &&
-           took < 15000, /* it waited for the timeout, and not for ever */
+    char want[64];
+    snprintf(want, sizeof(want), "port 8081 did not answer within %d s", timeout);
+    ok(rc < 0 && e.code == ERR_START_FAILED && strcmp(e.message, want) == 0 &&
+           took >= timeout * 1000 && took < 15000 + timeout * 1000, /* the timeout, not for ever */
        "a port that never answers: START_FAILED after %lld ms (%s)", (long long)took,
        err_message(&e));
     ok(!container_exists(b, a, s.name), "and the container is removed");
@@ -479,23 +631,27 @@ static void case_tcp(struct backend *b, arena_t *a)
 /* A leftover with the instance's name (a crashed start) is replaced. */
 static void case_leftover(struct backend *b, struct curlx *cx, arena_t *a)
 {
-    struct backend_spec s = web_spec(9, port_base);
+    struct backend_spec s = web_spec(9, case_port(9));
     s.name = arena_printf(a, "ccbackendtest-%lld", (long long)(s.instance_id));
-    json_t *body = json_pack("{s:s, s:{s:s}}", "Image", WEB_IMAGE, "Labels",
-                             "ctfd-containers.instance",
-                             arena_printf(a, "%lld", (long long)s.instance_id));
+    const char *inst = arena_printf(a, "%lld", (long long)s.instance_id);
+    json_t *body = is_swarm() ? json_pack("{s:s, s:{s:s}, s:{s:{s:s}}}", "Name", s.name, "Labels",
+                                          "ctfd-containers.instance", inst, "TaskTemplate",
+                                          "ContainerSpec", "Image", WEB_IMAGE)
+                              : json_pack("{s:s, s:{s:s}}", "Image", WEB_IMAGE, "Labels",
+                                          "ctfd-containers.instance", inst);
+    const char *path = is_swarm() ? "/v1.41/services/create"
+                                  : arena_printf(a, "/v1.41/containers/create?name=%s", s.name);
     struct curlx_reply r;
     struct cc_error e;
-    int rc = curlx_request(cx, a, "POST",
-                           arena_printf(a, "/v1.41/containers/create?name=%s", s.name), body,
-                           true, &r, &e);
+    int rc = curlx_request(cx, a, "POST", path, body, true, &r, &e);
     json_decref(body);
     json_decref(r.json);
-    ok(rc == 0 && r.status == 201, "a leftover container named %s exists", s.name);
+    ok(rc == 0 && r.status == 201, "a leftover %s named %s exists",
+       is_swarm() ? "service" : "container", s.name);
     struct backend_started out = {0};
     err_clear(&e);
     rc = b->ops->start(b, a, &s, &out, &e);
-    const char *got = rc == 0 ? http_get(a, port_base) : NULL;
+    const char *got = rc == 0 ? http_get(a, case_port(9)) : NULL;
     ok(rc == 0 && got != NULL && strncmp(got, flag, strlen(flag)) == 0,
        "start replaces the leftover and serves the flag%s%s", rc == 0 ? "" : ": ",
        rc == 0 ? "" : err_message(&e));
@@ -533,7 +689,8 @@ static const char *skip_reason(struct backend *b, struct curlx *cx, arena_t *a,
         return arena_printf(a, "no docker engine at %s (cannot open: %s)", test_endpoint(),
                             err_message(open_err));
     if (b->ops->ping(b, &e) < 0)
-        return arena_printf(a, "no docker engine at %s (%s)", test_endpoint(), err_message(&e));
+        return arena_printf(a, "no %s engine at %s (%s)", backend_name, test_endpoint(),
+                            err_message(&e));
     long s1, s2;
     json_t *j1 = engine_get(cx, a, "/images/" WEB_IMAGE "/json", &s1);
     json_t *j2 = engine_get(cx, a, "/images/" TCP_IMAGE "/json", &s2);
@@ -549,6 +706,8 @@ static void run_cases(struct backend *b, struct cc_config *cfg, struct curlx *cx
     case_clash_engine(b, a);
     case_clash_listener(b, a);
     case_stop(b, a);
+    if (is_swarm())
+        case_swarm_network_gone(cx, a);
     case_missing_image(b, a);
     case_unreachable(a);
     case_bad_names();
@@ -556,17 +715,37 @@ static void run_cases(struct backend *b, struct cc_config *cfg, struct curlx *cx
     case_not_ready(b, cfg, a);
     case_tcp(b, a);
     case_leftover(b, cx, a);
+    if (is_swarm())
+        case_swarm_placement(b, cfg, a);
     case_cleanup(b, a);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1)
+        backend_name = argv[1];
+    if (strcmp(backend_name, "docker") != 0 && strcmp(backend_name, "swarm") != 0) {
+        printf("1..0 # SKIP no contract cases for backend '%s' yet\n", backend_name);
+        return 0;
+    }
+    if (is_swarm() && env_or_null("CC_TEST_SWARM_ENDPOINT") == NULL) {
+        printf("1..0 # SKIP no swarm named (CC_TEST_SWARM_ENDPOINT; test_swarm.py sets it)\n");
+        return 0;
+    }
+    if (is_swarm()) {
+        conn_host = env_or_null("CC_TEST_SWARM_ADDR") ? env_or_null("CC_TEST_SWARM_ADDR")
+                                                      : "127.0.0.1";
+        want_host = env_or_null("CC_TEST_SWARM_PUBLIC_HOST") ? env_or_null("CC_TEST_SWARM_PUBLIC_HOST")
+                                                             : conn_host;
+    }
     curl_global_init(CURL_GLOBAL_DEFAULT); /* main's job, once (curlx does not) */
     long pid = (long)getpid();
     id_base = 1900000000LL + (int64_t)(pid % 100000) * 100;
     /* Below the ephemeral range (32768-60999): a client socket in TIME_WAIT
      * there could hold the port we want to publish on. */
     port_base = 32000 + (int)(pid % 250) * 3;
+    if (is_swarm()) /* the node's own namespace: no other test publishes there */
+        port_base = 30000;
     /* A caller with its own port block (test_docker_tls.py) names the base:
      * over tcp:// the test's own client connections take ephemeral ports,
      * and one left in TIME_WAIT on a port makes publishing on it fail. */
@@ -580,20 +759,21 @@ int main(void)
     struct cc_error e;
     err_clear(&e);
     arena_t *a = arena_new(1 << 16);
-    struct backend *b = backend_open("docker", &cfg, &e);
+    struct backend *b = backend_open(backend_name, &cfg, &e);
     struct curlx *cx = b != NULL ? curlx_open(cfg.docker_endpoint, cfg.docker_tls_ca,
                                               cfg.docker_tls_cert, cfg.docker_tls_key, 30, &e)
                                  : NULL;
-    printf("# engine endpoint %s%s\n", cfg.docker_endpoint,
+    int planned = TEST_COUNT + (is_swarm() ? SWARM_EXTRA : 0);
+    printf("# backend %s, engine endpoint %s%s\n", backend_name, cfg.docker_endpoint,
            cfg.docker_tls_ca || cfg.docker_tls_cert || cfg.docker_tls_key ? " (TLS)" : "");
     const char *why = skip_reason(b, cx, a, &e);
     if (why != NULL) {
         printf("1..0 # SKIP %s\n", why);
     } else {
-        printf("1..%d\n", TEST_COUNT);
+        printf("1..%d\n", planned);
         run_cases(b, &cfg, cx, a);
-        if (test_n != TEST_COUNT)
-            printf("# planned %d tests, ran %d\n", TEST_COUNT, test_n);
+        if (test_n != planned)
+            printf("# planned %d tests, ran %d\n", planned, test_n);
     }
     curlx_close(cx);
     backend_close(b);
