@@ -451,9 +451,16 @@ def site_pages(s):
     path = re.match(r"/themes/([^/]+)/static/(.+)", css)
     with open(os.path.join(CTFD, "CTFd", "themes", path.group(1), "static", path.group(2)), "rb") as fh:
         eq(body, fh.read(), "the CSS is the checkout's file")
-    access = open(os.path.join(s.workdir, "ctfd-access.log")).read()
-    check("GET /login" in access, "gunicorn's access log is written")
-    check(css not in access, "nginx, not gunicorn, served the theme file")
+    # A request gunicorn answers after the CSS: once its access line is there (gunicorn
+    # writes each line after its answer), a CSS line would be there too.
+    eq(Browser(s.url).get("/login?after=css").status, 200, "GET /login after the CSS")
+
+    def access():
+        with open(os.path.join(s.workdir, "ctfd-access.log")) as fh:
+            text = fh.read()
+        return text if "GET /login?after=css" in text else None
+    check(css not in wait_for(access, timeout=10, what="gunicorn's access line"),
+          "nginx, not gunicorn, served the theme file")
     eq(Browser(s.url).get(AUTH_PATH, follow=False).status, 404, "the auth endpoint from outside")
 
 
