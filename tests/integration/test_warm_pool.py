@@ -9,7 +9,7 @@ ones; warm_pool = 0 drains the pool.
      no flag reveal, not counted as capacity)
   2  a start claims a pool container; the container serves the flag whose HMAC
      row is the account's
-  3  the pool refills
+  3  the pool refills; with no claimable pool container a start goes cold
   4  limits and cooldown refuse with the pool full, and leave it untouched
   5  a revert takes a fresh pool container
   6  10 teams at once claim 10 distinct pool containers; capacity still holds
@@ -73,9 +73,17 @@ def set_pool(site, size, cid=WEB):
 
 
 def wait_full(site, size, cid=WEB, timeout=60):
-    return wait_for(lambda: len(pool_rows(site, cid)) == size and
-                    live_pool(site) == size and pool_rows(site, cid),
-                    timeout=timeout, step=0.2, what=f"{size} running pool containers")
+    try:
+        return wait_for(lambda: len(pool_rows(site, cid)) == size and
+                        live_pool(site) == size and pool_rows(site, cid),
+                        timeout=timeout, step=0.2, what=f"{size} running pool containers")
+    except AssertionError:
+        print("# pool rows: " + repr(site.db.rows(
+            "SELECT id, state, live, COALESCE(end_reason, '') FROM container_instances "
+            "WHERE account_kind = 'pool' ORDER BY id DESC LIMIT 12")))
+        for line in site.app.log().splitlines()[-40:]:
+            print("# log: " + line)
+        raise
 
 
 def engine(site):
@@ -181,6 +189,27 @@ def pool_refills(site):
     ids = wait_full(site, 2)
     eq(len(set(ids)), 2, "two pool containers again")
     eq(admin_status(site)["live"], 1, "capacity counts the player's container only")
+
+
+@case
+def falls_back_cold(site):
+    """no claimable pool container (pool deadline within 30 s): the start goes cold"""
+    ids = pool_rows(site)
+    in_list = ",".join(map(str, ids))
+    site.db.sql(f"UPDATE container_instances SET deadline = UNIX_TIMESTAMP() + 20 "
+                f"WHERE id IN ({in_list})")
+    r = site.client.start(TEAM_CAP * 10, WEB)
+    eq(r.status, 200, f"start {r}")
+    iid = r.data["id"]
+    check(iid not in ids, f"{iid} is a new container, not one of the pool's {ids}")
+    eq(row(site, iid)[:2] + row(site, iid)[5:], ["team", str(TEAM_CAP), "", ""],
+       "a cold start: never pooled, never claimed")
+    eq(pool_rows(site), ids, "the pool's containers are untouched")
+    eq(owner_of_served_flag(site, r)[:3], [str(iid), "team", str(TEAM_CAP)], "its own flag")
+    eq(site.client.stop(TEAM_CAP * 10, WEB).status, 200, "stopped")
+    site.db.sql(f"UPDATE container_instances SET deadline = UNIX_TIMESTAMP() + 3600 "
+                f"WHERE id IN ({in_list});"
+                f"UPDATE container_accounts SET last_action_at = 0 WHERE account_id = {TEAM_CAP}")
 
 
 @case
