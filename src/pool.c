@@ -226,12 +226,57 @@ static void pool_fill_spec(const struct cc_config *cfg, const struct pool_start 
     memcpy(spec->ports, ps->ports, sizeof(ps->ports));
 }
 
+/* Another process holds a host port we reserved: swap them for new ones (the
+ * row is the reaper's own, still starting). */
+static int pool_new_ports(struct app *app, arena_t *a, struct pool_start *ps,
+                          struct cc_error *err)
+{
+    struct store *s = app->store;
+    const char *state;
+    if (store_begin(s, err) < 0)
+        return -1;
+    int rc = store_lock_live_state(s, a, ps->inst.id, &state, err);
+    if (rc == 0 && (state == NULL || strcmp(state, "starting") != 0))
+        rc = err_set(err, ERR_CONTAINER_BUSY, NULL);
+    if (rc == 0)
+        rc = store_free_ports(s, ps->inst.id, err);
+    for (size_t i = 0; rc == 0 && i < ps->nports; i++) {
+        int64_t port;
+        rc = store_reserve_port(s, ps->inst.id, app->cfg->port_min, app->cfg->port_max, &port,
+                                err);
+        ps->ports[i].host_port = (int)port;
+    }
+    if (rc == 0 && store_commit(s, err) == 0)
+        return 0;
+    store_rollback(s);
+    return -1;
+}
+
+/* The engine side, with up to two retries on a host port clash. */
+static int pool_engine_start(struct app *app, arena_t *a, struct pool_start *ps,
+                             struct backend_started *out, struct cc_error *err)
+{
+    struct backend_spec spec;
+    int rc = -1;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        pool_fill_spec(app->cfg, ps, &spec);
+        err_clear(err);
+        struct backend *b = ops_backend(app, app->cfg->backend, err);
+        rc = b != NULL ? b->ops->start(b, a, &spec, out, err) : -1;
+        if (rc == 0 || !(err->code == ERR_START_FAILED && err->temporary) || attempt == 2)
+            break;
+        if (pool_new_ports(app, a, ps, err) < 0)
+            break;
+    }
+    flag_wipe(ps->flag, sizeof(ps->flag));
+    return rc;
+}
+
 /* 1: one started; 0: none missing; -1: a failure (the row ends failed, and
  * its time starts the challenge's retry delay). */
 static int pool_start_one(struct app *app, arena_t *a, struct pool_start *ps, int64_t now)
 {
     struct cc_error err = {0};
-    struct backend_spec spec;
     struct backend_started out = {0};
     bool admitted, changed;
     if (pool_admit(app, a, ps, now, &admitted, &err) < 0) {
@@ -241,11 +286,7 @@ static int pool_start_one(struct app *app, arena_t *a, struct pool_start *ps, in
     }
     if (!admitted)
         return 0;
-    pool_fill_spec(app->cfg, ps, &spec);
-    struct backend *b = ops_backend(app, app->cfg->backend, &err);
-    int rc = b != NULL ? b->ops->start(b, a, &spec, &out, &err) : -1;
-    flag_wipe(ps->flag, sizeof(ps->flag));
-    if (rc < 0) {
+    if (pool_engine_start(app, a, ps, &out, &err) < 0) {
         struct cc_error e2;
         log_warn("warm pool container %lld (challenge %lld): start failed: %s (%s); retried in "
                  "%lld s",
@@ -260,7 +301,8 @@ static int pool_start_one(struct app *app, arena_t *a, struct pool_start *ps, in
                            &changed, &err) < 0 ||
         !changed) {
         struct cc_error e2;
-        if (b->ops->stop(b, ps->inst.name, &e2) == 0 && !changed &&
+        struct backend *b = ops_backend(app, app->cfg->backend, &e2);
+        if (b != NULL && b->ops->stop(b, ps->inst.name, &e2) == 0 && !changed &&
             err.code == ERR_OK)
             store_free_ports(app->store, ps->inst.id, &e2);
         return -1;

@@ -55,6 +55,8 @@ static void merge(struct reconcile_report *to, const struct reconcile_report *fr
     merge_ids(&to->stale_ids, &from->stale_ids);
 }
 
+/* 0: stopped (or already ended); 1: no longer expired (extended or claimed
+ * since it was listed); -1: a failure. */
 static int stop_id(struct app *app, arena_t *a, int64_t id, const char *end_state,
                    const char *reason, int64_t now)
 {
@@ -66,7 +68,7 @@ static int stop_id(struct app *app, arena_t *a, int64_t id, const char *end_stat
     if (!found || !inst.live)
         return 0;
     if (!lifecycle_expired(inst.deadline, now))
-        return 0; /* extended (or claimed from the warm pool) since it was listed */
+        return 1; /* extended (or claimed from the warm pool) since it was listed */
     if (strcmp(inst.account_kind, "pool") == 0)
         return pool_retire(app, inst.id, inst.name, end_state,
                            "unclaimed until its warm pool deadline", now, &err);
@@ -81,10 +83,11 @@ int reaper_expire(struct app *app, arena_t *a, int64_t now, struct reconcile_rep
     if (store_ids_expired(app->store, a, now, &ids, &n, &err) < 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        if (stop_id(app, a, ids[i], "expired", "deadline passed", now) == 0) {
+        int rc = stop_id(app, a, ids[i], "expired", "deadline passed", now);
+        if (rc == 0) {
             rep->expired++;
             note(&rep->expired_ids, ids[i]);
-        } else
+        } else if (rc < 0)
             rep->failures++;
     }
     return 0;

@@ -210,6 +210,26 @@ def test_team_mode(backend, make_ctfd, container_tables, key_file):
         assert submit(red_member, web, "CTF{red}")["status"] == "correct"
 
 
+def test_warm_pool_flag_is_nobodys(backend, make_ctfd, container_tables, key_file):
+    """A flag still owned by the warm pool (src/sql/003_warm_pool.sql's account_kind 'pool'):
+    incorrect for everyone, and no flag_share event (the pool is no account)."""
+    with make_ctfd(backend) as app, app.app_context():
+        container_tables(app.db)
+        if app.db.engine.dialect.name == "mysql":
+            app.db.session.execute(
+                text("ALTER TABLE container_flags MODIFY COLUMN account_kind ENUM('team','user','pool') NOT NULL")
+            )
+            app.db.session.commit()
+        admin = login_as_user(app, name="admin")
+        web = new_challenge(admin, "web")
+        register_user(app)
+        player = login_as_user(app)
+        add_flag(app, "CTF{still-in-the-pool}", "pool", 4242, web)
+        assert submit(player, web, "CTF{still-in-the-pool}")["status"] == "incorrect"
+        assert events(app) == []
+        assert solves(app, web) == 0
+
+
 def test_admin_preview_records_nothing(backend, make_ctfd, container_tables, key_file):
     with make_ctfd(backend) as app, app.app_context():
         container_tables(app.db)
