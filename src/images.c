@@ -70,8 +70,8 @@ static int images_has(struct curlx *cx, arena_t *a, const char *image, struct cc
  * is a stream of JSON objects: {"stream": ...} or {"errorDetail": ..., "error": ...}. */
 static const char *images_load_error(arena_t *a, const char *reply)
 {
-    const char *p = reply;
-    while (p != NULL && *p != '\0') {
+    const char *p = reply != NULL ? reply : "";
+    while (*p != '\0') {
         json_error_t je;
         json_t *j = json_loads(p, JSON_DISABLE_EOF_CHECK, &je);
         if (j == NULL)

@@ -318,7 +318,7 @@ def measure_start_and_stop(site):
     site.db.sql(f"UPDATE docker_challenge SET placement = 'node.labels.lab.node==n2' "
                 f"WHERE id = {PLACED}")
     n = 10
-    app_start, app_stop, cli_start, cli_stop = [], [], [], []
+    app_start, app_stop, app_gone, cli_start, cli_stop = [], [], [], [], []
     for i in range(n):
         u = list(USERS)[50 + i]
         t0 = time.monotonic()
@@ -331,6 +331,15 @@ def measure_start_and_stop(site):
         t1 = time.monotonic()
         eq(site.client.stop(u, PLACED).status, 200, "stop")
         app_stop.append(time.monotonic() - t1)
+
+        def gone():
+            try:
+                http_get(f"http://{lab.reach(port['host'])}:{port['host_port']}/", timeout=1)
+                return False
+            except OSError:
+                return True
+        wait_for(gone, timeout=30, step=0.02, what="the stopped container's port to close")
+        app_gone.append(time.monotonic() - t1)
         s, st = cli_service_create(lab, i, 31000 + i)
         cli_start.append(s)
         cli_stop.append(st)
@@ -339,6 +348,7 @@ def measure_start_and_stop(site):
     print(f"#   start-to-reachable via nginx + app (POST, then GET the flag): {fmt(app_start)}")
     print(f"#   docker service create + port poll (CLI):                      {fmt(cli_start)}")
     print(f"#   stop via nginx + app (DELETE):                                {fmt(app_stop)}")
+    print(f"#   ... until its port no longer answers (the node kills it):     {fmt(app_gone)}")
     print(f"#   docker service rm (CLI):                                      {fmt(cli_stop)}")
     wait_for(lambda: not ENGINE.objects(), timeout=60, what="every service gone")
 
