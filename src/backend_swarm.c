@@ -431,6 +431,26 @@ static int swarm_task_failed(json_t *task, const char *state, const struct backe
     return err_set(err, ERR_START_FAILED, "the task %s: %.160s", state, msg[0] ? msg : "(no reason)");
 }
 
+/* A task's CreatedAt in nanoseconds since the epoch (0 if absent): RFC 3339
+ * strings with fractions of different lengths do not compare as text. */
+static int64_t swarm_created_ns(json_t *task)
+{
+    const char *t = json_string_value(json_object_get(task, "CreatedAt"));
+    int y, mo, day, h, mi, sec, used = 0;
+    if (t == NULL || sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &day, &h, &mi, &sec,
+                            &used) != 6)
+        return 0;
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = day,
+                    .tm_hour = h, .tm_min = mi, .tm_sec = sec};
+    int64_t ns = (int64_t)timegm(&tm) * 1000000000LL, scale = 100000000LL;
+    if (t[used] == '.')
+        for (const char *p = t + used + 1; isdigit((unsigned char)*p) && scale > 0; p++) {
+            ns += (*p - '0') * scale;
+            scale /= 10;
+        }
+    return ns;
+}
+
 /* The newest task of the service, or NULL (from r->json). */
 static json_t *swarm_newest_task(json_t *tasks)
 {
@@ -438,9 +458,7 @@ static json_t *swarm_newest_task(json_t *tasks)
     size_t i;
     json_array_foreach(tasks, i, t)
     {
-        const char *at = json_string_value(json_object_get(t, "CreatedAt"));
-        const char *bat = best ? json_string_value(json_object_get(best, "CreatedAt")) : NULL;
-        if (best == NULL || (at != NULL && bat != NULL && strcmp(at, bat) > 0))
+        if (best == NULL || swarm_created_ns(t) > swarm_created_ns(best))
             best = t;
     }
     return best;
@@ -703,9 +721,7 @@ static const char *swarm_service_state(arena_t *a, json_t *tasks, const char *se
         const char *sid = json_string_value(json_object_get(t, "ServiceID"));
         if (sid == NULL || strcmp(sid, service_id) != 0)
             continue;
-        const char *at = json_string_value(json_object_get(t, "CreatedAt"));
-        const char *nat = newest ? json_string_value(json_object_get(newest, "CreatedAt")) : NULL;
-        if (newest == NULL || (at != NULL && nat != NULL && strcmp(at, nat) > 0))
+        if (newest == NULL || swarm_created_ns(t) > swarm_created_ns(newest))
             newest = t;
     }
     if (newest == NULL)
