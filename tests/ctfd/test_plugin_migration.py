@@ -32,6 +32,7 @@ CONTRACT = [  # docs/schema.md: name, type, nullable, default
     ("lifetime_seconds", "int", True, None),
     ("max_renewals", "int", True, None),
     ("backend", "varchar(16)", True, None),
+    ("placement", "varchar(255)", True, None),  # migration 5c1a7e2d9b40 (swarm placement)
 ]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "docker_challenge.sql")
@@ -73,7 +74,7 @@ def test_mariadb_table_matches_the_contract_fixture(backend, make_ctfd):
         from CTFd.utils import get_config
 
         # The migration ran (not create_all): CTFd records the plugin's revision.
-        assert get_config("docker_challenges_alembic_version") == "30bfc2e338c8"
+        assert get_config("docker_challenges_alembic_version") == "5c1a7e2d9b40"
         with open(FIXTURE, encoding="utf-8") as f:
             ddl = "\n".join(line for line in f.read().splitlines() if not line.startswith("--"))
         ddl = ddl.replace("docker_challenge_ibfk_1", "fixture_ibfk_1")
