@@ -353,5 +353,41 @@ def measure_start_and_stop(site):
     wait_for(lambda: not ENGINE.objects(), timeout=60, what="every service gone")
 
 
+@case
+def manager_down(site):
+    """the manager's engine killed: starts are 503 ENGINE_UNAVAILABLE, nothing is declared lost; back: starts work"""
+    full_only()
+    lab = site.lab
+    users = list(USERS)[60:63]
+    started = start_many(site, users[:2], contract.WEB)
+    for _, r in started:
+        eq(r.status, 200, f"start {r}")
+    lab.kill(1)
+    try:
+        live = site.db.live_count()
+        r = site.client.start(users[2], contract.WEB)
+        eq((r.status, r.code), (503, "ENGINE_UNAVAILABLE"), f"start with the manager down {r}")
+        eq(site.db.live_count(), live, "no live row added")
+        mark = site.app.log().count("reconcile: engine listing failed")
+        wait_for(lambda: site.app.log().count("reconcile: engine listing failed") >= mark + 2,
+                 timeout=30, what="two reconcile passes during the outage")
+        for _, r in started:
+            eq(row(site, r.data["id"])[0], "running", "nothing is declared lost while blind")
+        for _, r in started:
+            port = r.data["ports"][0]
+            if lab.node_of(port["host"]) != 1:
+                check(http_get(f"http://{lab.reach(port['host'])}:{port['host_port']}/")
+                      .startswith("CTF{"), "containers on the workers keep serving")
+    finally:
+        lab.revive(1)
+    t0 = time.monotonic()
+    wait_for(lambda: site.client.start(users[2], contract.WEB).status == 200, timeout=90,
+             step=1, what="starts to work again once the manager is back")
+    print(f"# starts work again {time.monotonic() - t0:.1f} s after the manager's engine restarted")
+    for u in users:
+        site.client.stop(u, contract.WEB)
+    wait_for(lambda: not ENGINE.objects(), timeout=60, what="every service gone")
+
+
 if __name__ == "__main__":
     run(setup, teardown)
