@@ -31,9 +31,9 @@
 #define SWARM_DEFAULT_ENDPOINT "unix:///var/run/docker.sock"
 #define SWARM_LABEL "ctfd-containers."
 #define SWARM_PUBLIC_HOST_LABEL "ctfd-containers.public_host"
-#define SWARM_POLL_FIRST_MS 30  /* task state polls: 30 ms, doubling to 250 ms */
+#define SWARM_POLL_FIRST_MS 30 /* task state polls: 30 ms, doubling to 250 ms */
 #define SWARM_POLL_MAX_MS 250
-#define SWARM_SLICE_MS 200      /* port probes between task checks, doubling */
+#define SWARM_SLICE_MS 200 /* port probes between task checks, doubling */
 #define SWARM_SLICE_MAX_MS 3200
 #define SWARM_STOP_WAIT_MS 3000 /* a stop waits this long for the task to end */
 
@@ -96,8 +96,8 @@ static int swarm_status_error(struct cc_error *err, const char *what, const stru
 {
     swarm_log_refusal(what, r, NULL);
     if (r->status >= 500)
-        return err_set(err, ERR_ENGINE_UNAVAILABLE, "swarm manager failed to %s (HTTP %ld)",
-                       what, r->status);
+        return err_set(err, ERR_ENGINE_UNAVAILABLE, "swarm manager failed to %s (HTTP %ld)", what,
+                       r->status);
     return err_set(err, ERR_INTERNAL, "swarm manager refused to %s (HTTP %ld)", what, r->status);
 }
 
@@ -130,9 +130,8 @@ static int swarm_delete(struct swarm *s, arena_t *a, const char *kind, const cha
         return -1;
     int rc = 0;
     if (r.status != 200 && r.status != 204 && r.status != 404)
-        rc = swarm_status_error(err, strcmp(kind, "services") == 0 ? "remove the service"
-                                                                     : "remove the network",
-                                &r);
+        rc = swarm_status_error(
+            err, strcmp(kind, "services") == 0 ? "remove the service" : "remove the network", &r);
     json_decref(r.json);
     return rc;
 }
@@ -153,8 +152,8 @@ static int swarm_remove(struct swarm *s, arena_t *a, const char *name, bool netw
     if (swarm_call(s, a, "DELETE", path, NULL, &r, err) < 0)
         return -1;
     if (r.status != 200 && r.status != 204 && r.status != 404)
-        log_debug("swarm: network %s still in use (HTTP %ld); reconciliation removes it",
-                  name, r.status);
+        log_debug("swarm: network %s still in use (HTTP %ld); reconciliation removes it", name,
+                  r.status);
     json_decref(r.json);
     return 0;
 }
@@ -164,8 +163,7 @@ static void swarm_remove_quietly(struct swarm *s, arena_t *a, const char *name, 
     struct cc_error rm;
     err_clear(&rm);
     if (swarm_remove(s, a, name, network, &rm) < 0)
-        log_warn("swarm: could not remove %.80s after a failed start: %s", name,
-                 err_message(&rm));
+        log_warn("swarm: could not remove %.80s after a failed start: %s", name, err_message(&rm));
 }
 
 /* ---- the service spec ------------------------------------------------------- */
@@ -222,8 +220,8 @@ static json_t *swarm_container_spec(arena_t *a, const struct cc_config *cfg,
     json_object_set_new(cs, "Image", json_string(spec->image));
     json_t *env = json_array();
     if (spec->flag_env != NULL && spec->flag_env[0] != '\0' && spec->flag != NULL)
-        json_array_append_new(env, json_string(arena_printf(a, "%s=%s", spec->flag_env,
-                                                            spec->flag)));
+        json_array_append_new(env,
+                              json_string(arena_printf(a, "%s=%s", spec->flag_env, spec->flag)));
     json_object_set_new(cs, "Env", env);
     /* The same labels on the container: a node's own `docker ps` shows whose it is. */
     json_object_set_new(cs, "Labels", swarm_labels(cfg, spec));
@@ -237,10 +235,9 @@ static json_t *swarm_container_spec(arena_t *a, const struct cc_config *cfg,
 
 static json_t *swarm_resources(const struct cc_config *cfg, const struct backend_spec *spec)
 {
-    int64_t memory = spec->memory_bytes > 0 ? spec->memory_bytes
-                                            : cfg->default_memory_mb * 1024 * 1024;
-    int64_t cpus = spec->nano_cpus > 0 ? spec->nano_cpus
-                                       : (int64_t)(cfg->default_cpus * 1e9 + 0.5);
+    int64_t memory =
+        spec->memory_bytes > 0 ? spec->memory_bytes : cfg->default_memory_mb * 1024 * 1024;
+    int64_t cpus = spec->nano_cpus > 0 ? spec->nano_cpus : (int64_t)(cfg->default_cpus * 1e9 + 0.5);
     int64_t pids = spec->pids_limit > 0 ? spec->pids_limit : cfg->pids_limit;
     json_t *limits = json_object();
     if (memory > 0)
@@ -266,10 +263,10 @@ static json_t *swarm_ports(const struct backend_spec *spec)
 {
     json_t *ports = json_array();
     for (size_t i = 0; i < spec->nports; i++)
-        json_array_append_new(ports, json_pack("{s:s, s:i, s:i, s:s}", "Protocol", "tcp",
-                                               "TargetPort", spec->ports[i].internal,
-                                               "PublishedPort", spec->ports[i].host_port,
-                                               "PublishMode", "host"));
+        json_array_append_new(ports,
+                              json_pack("{s:s, s:i, s:i, s:s}", "Protocol", "tcp", "TargetPort",
+                                        spec->ports[i].internal, "PublishedPort",
+                                        spec->ports[i].host_port, "PublishMode", "host"));
     return ports;
 }
 
@@ -304,9 +301,9 @@ static json_t *swarm_service_body(arena_t *a, const struct cc_config *cfg,
 static int swarm_network_create(struct swarm *s, arena_t *a, const struct cc_config *cfg,
                                 const struct backend_spec *spec, struct cc_error *err)
 {
-    json_t *body = json_pack("{s:s, s:s, s:b, s:b, s:o}", "Name", spec->name, "Driver",
-                             "overlay", "Attachable", 1, "CheckDuplicate", 1, "Labels",
-                             swarm_labels(cfg, spec));
+    json_t *body =
+        json_pack("{s:s, s:s, s:b, s:b, s:o}", "Name", spec->name, "Driver", "overlay",
+                  "Attachable", 1, "CheckDuplicate", 1, "Labels", swarm_labels(cfg, spec));
     struct curlx_reply r;
     int rc = swarm_call(s, a, "POST", "/networks/create", body, &r, err);
     json_decref(body);
@@ -323,8 +320,7 @@ static int swarm_network_create(struct swarm *s, arena_t *a, const struct cc_con
 
 /* One create: 0 with *id, 1 on a name conflict, -1 with err. */
 static int swarm_create_once(struct swarm *s, arena_t *a, const json_t *body,
-                             const struct backend_spec *spec, const char **id,
-                             struct cc_error *err)
+                             const struct backend_spec *spec, const char **id, struct cc_error *err)
 {
     struct curlx_reply r;
     if (swarm_call(s, a, "POST", "/services/create", body, &r, err) < 0) {
@@ -343,8 +339,10 @@ static int swarm_create_once(struct swarm *s, arena_t *a, const json_t *body,
         rc = err_set(err, ERR_ENGINE_UNAVAILABLE, "the engine is not a swarm manager (HTTP 503)");
     } else {
         swarm_log_refusal("create the service", &r, spec->flag);
-        rc = err_set(err, ERR_START_FAILED, "the swarm manager refused to create the service "
-                     "(HTTP %ld)", r.status);
+        rc = err_set(err, ERR_START_FAILED,
+                     "the swarm manager refused to create the service "
+                     "(HTTP %ld)",
+                     r.status);
     }
     json_decref(r.json);
     return rc;
@@ -361,16 +359,15 @@ static int swarm_create(struct swarm *s, arena_t *a, const json_t *body,
             rc = swarm_create_once(s, a, body, spec, id, err);
     }
     if (rc == 1) {
-        rc = err_set(err, ERR_START_FAILED, "a service named %s is still being removed",
-                     spec->name);
+        rc =
+            err_set(err, ERR_START_FAILED, "a service named %s is still being removed", spec->name);
         err->temporary = true;
     }
     return rc;
 }
 
 /* The manager must hold the image: the nodes get it from there (--sync-images). */
-static int swarm_image_present(struct swarm *s, arena_t *a, const char *image,
-                               struct cc_error *err)
+static int swarm_image_present(struct swarm *s, arena_t *a, const char *image, struct cc_error *err)
 {
     struct curlx_reply r;
     if (swarm_get(s, a, arena_printf(a, "/images/%s/json", curlx_urlencode(a, image)), &r, err) < 0)
@@ -410,8 +407,10 @@ static int swarm_task_failed(json_t *task, const char *state, const struct backe
     msg = swarm_safe(msg, spec->flag);
     json_t *cst = json_object_get(st, "ContainerStatus");
     if (strstr(msg, "No such image") != NULL || strstr(msg, "pull access denied") != NULL)
-        return err_set(err, ERR_IMAGE_MISSING, "image '%.160s' is not on the node chosen "
-                       "(copy it with ctfd-containers --sync-images)", spec->image);
+        return err_set(err, ERR_IMAGE_MISSING,
+                       "image '%.160s' is not on the node chosen "
+                       "(copy it with ctfd-containers --sync-images)",
+                       spec->image);
     if (strstr(msg, "port is already allocated") != NULL ||
         strstr(msg, "address already in use") != NULL || strstr(msg, "host-mode port") != NULL) {
         err_set(err, ERR_START_FAILED, "host port %d is in use", swarm_clashing_port(msg, spec));
@@ -428,7 +427,32 @@ static int swarm_task_failed(json_t *task, const char *state, const struct backe
                        (long long)json_integer_value(json_object_get(cst, "ExitCode")));
     if (strcmp(state, "complete") == 0)
         return err_set(err, ERR_START_FAILED, "container exited with code 0");
-    return err_set(err, ERR_START_FAILED, "the task %s: %.160s", state, msg[0] ? msg : "(no reason)");
+    return err_set(err, ERR_START_FAILED, "the task %s: %.160s", state,
+                   msg[0] ? msg : "(no reason)");
+}
+
+/* A task's CreatedAt in nanoseconds since the epoch (0 if absent): RFC 3339
+ * strings with fractions of different lengths do not compare as text. */
+static int64_t swarm_created_ns(json_t *task)
+{
+    const char *t = json_string_value(json_object_get(task, "CreatedAt"));
+    int y, mo, day, h, mi, sec, used = 0;
+    if (t == NULL ||
+        sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &day, &h, &mi, &sec, &used) != 6)
+        return 0;
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = day,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
+    int64_t ns = (int64_t)timegm(&tm) * 1000000000LL, scale = 100000000LL;
+    if (t[used] == '.')
+        for (const char *p = t + used + 1; isdigit((unsigned char)*p) && scale > 0; p++) {
+            ns += (*p - '0') * scale;
+            scale /= 10;
+        }
+    return ns;
 }
 
 /* The newest task of the service, or NULL (from r->json). */
@@ -438,9 +462,7 @@ static json_t *swarm_newest_task(json_t *tasks)
     size_t i;
     json_array_foreach(tasks, i, t)
     {
-        const char *at = json_string_value(json_object_get(t, "CreatedAt"));
-        const char *bat = best ? json_string_value(json_object_get(best, "CreatedAt")) : NULL;
-        if (best == NULL || (at != NULL && bat != NULL && strcmp(at, bat) > 0))
+        if (best == NULL || swarm_created_ns(t) > swarm_created_ns(best))
             best = t;
     }
     return best;
@@ -483,8 +505,8 @@ static int swarm_task_state(struct swarm *s, arena_t *a, const char *service_id,
 
 /* Wait until the task runs; then *node holds its node id. */
 static int swarm_wait_running(struct swarm *s, arena_t *a, const char *service_id,
-                              const struct backend_spec *spec, int64_t deadline,
-                              int64_t timeout_s, const char **node, struct cc_error *err)
+                              const struct backend_spec *spec, int64_t deadline, int64_t timeout_s,
+                              const char **node, struct cc_error *err)
 {
     int64_t step = SWARM_POLL_FIRST_MS;
     for (;;) {
@@ -508,15 +530,16 @@ static int swarm_node_where(struct swarm *s, arena_t *a, const char *node_id,
     if (swarm_get(s, a, arena_printf(a, "/nodes/%s", curlx_urlencode(a, node_id)), &r, err) < 0)
         return -1;
     int rc = 0;
-    const char *addr = json_string_value(json_object_get(json_object_get(r.json, "Status"),
-                                                         "Addr"));
+    const char *addr =
+        json_string_value(json_object_get(json_object_get(r.json, "Status"), "Addr"));
     const char *pub = json_string_value(json_object_get(
         json_object_get(json_object_get(r.json, "Spec"), "Labels"), SWARM_PUBLIC_HOST_LABEL));
-    const char *hn = json_string_value(json_object_get(json_object_get(r.json, "Description"),
-                                                       "Hostname"));
+    const char *hn =
+        json_string_value(json_object_get(json_object_get(r.json, "Description"), "Hostname"));
     if (r.status != 200 || addr == NULL || addr[0] == '\0') {
-        rc = r.status == 200 ? err_set(err, ERR_START_FAILED, "the node running the task has "
-                                                              "no address")
+        rc = r.status == 200 ? err_set(err, ERR_START_FAILED,
+                                       "the node running the task has "
+                                       "no address")
                              : swarm_status_error(err, "inspect the node", &r);
     } else {
         where->node_id = node_id;
@@ -531,8 +554,7 @@ static int swarm_node_where(struct swarm *s, arena_t *a, const char *node_id,
 /* Probe one port in slices until deadline, checking the task between slices. */
 static int swarm_wait_port(struct swarm *s, arena_t *a, const char *service_id,
                            const struct backend_spec *spec, const struct swarm_task *where,
-                           const struct backend_port *port, int64_t deadline,
-                           struct cc_error *err)
+                           const struct backend_port *port, int64_t deadline, struct cc_error *err)
 {
     for (int64_t slice_ms = SWARM_SLICE_MS;; slice_ms *= 2) {
         int64_t left = deadline - swarm_now_ms();
@@ -643,8 +665,12 @@ static int64_t swarm_parse_time(const char *t)
     int y, mo, day, h, mi, sec;
     if (t == NULL || sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &day, &h, &mi, &sec) != 6)
         return 0;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = day,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = sec};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = day,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
     return (int64_t)timegm(&tm); /* the engine writes UTC ("Z") */
 }
 
@@ -703,21 +729,18 @@ static const char *swarm_service_state(arena_t *a, json_t *tasks, const char *se
         const char *sid = json_string_value(json_object_get(t, "ServiceID"));
         if (sid == NULL || strcmp(sid, service_id) != 0)
             continue;
-        const char *at = json_string_value(json_object_get(t, "CreatedAt"));
-        const char *nat = newest ? json_string_value(json_object_get(newest, "CreatedAt")) : NULL;
-        if (newest == NULL || (at != NULL && nat != NULL && strcmp(at, nat) > 0))
+        if (newest == NULL || swarm_created_ns(t) > swarm_created_ns(newest))
             newest = t;
     }
     if (newest == NULL)
         return "no-task";
-    const char *state = json_string_value(json_object_get(json_object_get(newest, "Status"),
-                                                          "State"));
+    const char *state =
+        json_string_value(json_object_get(json_object_get(newest, "Status"), "State"));
     const char *desired = json_string_value(json_object_get(newest, "DesiredState"));
     const char *node = json_string_value(json_object_get(newest, "NodeID"));
     if (state == NULL)
         return "unknown";
-    if (strcmp(state, "running") == 0 &&
-        (node == NULL || json_object_get(ready, node) == NULL))
+    if (strcmp(state, "running") == 0 && (node == NULL || json_object_get(ready, node) == NULL))
         return "node-down";
     if (strcmp(state, "running") == 0 && desired != NULL && strcmp(desired, "running") != 0)
         return "stopping";
@@ -746,9 +769,8 @@ static int swarm_task_view(struct swarm *s, arena_t *a, json_t *filter, json_t *
                            json_t **ready, struct cc_error *err)
 {
     struct curlx_reply r;
-    const char *path = filter != NULL
-                           ? arena_printf(a, "/tasks?filters=%s", swarm_filters(a, filter))
-                           : "/tasks";
+    const char *path =
+        filter != NULL ? arena_printf(a, "/tasks?filters=%s", swarm_filters(a, filter)) : "/tasks";
     *tasks = *ready = NULL;
     if (swarm_get(s, a, path, &r, err) < 0)
         return -1;
@@ -797,8 +819,8 @@ static int swarm_inspect(struct backend *b, arena_t *a, const char *name,
 /* Our site's label filter, for services and networks. */
 static json_t *swarm_site_filter(const struct cc_config *cfg)
 {
-    return json_pack("{s:[s, s+]}", "label", SWARM_LABEL "instance", SWARM_LABEL "site=",
-                     cfg->site);
+    return json_pack("{s:[s, s+]}", "label", SWARM_LABEL "instance",
+                     SWARM_LABEL "site=", cfg->site);
 }
 
 /* Networks of ours with no service of the same name: left by a stop while a
@@ -811,8 +833,8 @@ static void swarm_list_networks(struct swarm *s, arena_t *a, const struct cc_con
     struct curlx_reply r;
     struct cc_error e;
     err_clear(&e);
-    const char *path = arena_printf(a, "/networks?filters=%s",
-                                    swarm_filters(a, swarm_site_filter(cfg)));
+    const char *path =
+        arena_printf(a, "/networks?filters=%s", swarm_filters(a, swarm_site_filter(cfg)));
     if (swarm_get(s, a, path, &r, &e) < 0)
         return;
     size_t i, j;
@@ -823,8 +845,8 @@ static void swarm_list_networks(struct swarm *s, arena_t *a, const struct cc_con
         bool has = false;
         json_array_foreach(services, j, svc)
         {
-            const char *sname = json_string_value(
-                json_object_get(json_object_get(svc, "Spec"), "Name"));
+            const char *sname =
+                json_string_value(json_object_get(json_object_get(svc, "Spec"), "Name"));
             has = has || (sname != NULL && nname != NULL && strcmp(sname, nname) == 0);
         }
         if (has || nname == NULL || *n >= cap)
@@ -848,8 +870,8 @@ static int swarm_list(struct backend *b, arena_t *a, struct backend_object **out
     *out = NULL;
     *n = 0;
     struct curlx_reply r;
-    const char *path = arena_printf(a, "/services?filters=%s",
-                                    swarm_filters(a, swarm_site_filter(b->cfg)));
+    const char *path =
+        arena_printf(a, "/services?filters=%s", swarm_filters(a, swarm_site_filter(b->cfg)));
     if (swarm_get(s, a, path, &r, err) < 0)
         return -1;
     if (r.status != 200 || !json_is_array(r.json)) {
@@ -861,8 +883,8 @@ static int swarm_list(struct backend *b, arena_t *a, struct backend_object **out
     int rc = 0;
     size_t count = json_array_size(r.json);
     if (count > 0)
-        rc = swarm_task_view(s, a, json_pack("{s:[s]}", "desired-state", "running"), &tasks,
-                             &ready, err);
+        rc = swarm_task_view(s, a, json_pack("{s:[s]}", "desired-state", "running"), &tasks, &ready,
+                             err);
     if (rc == 0) {
         size_t cap = count + 256;
         *out = arena_alloc(a, cap * sizeof(**out));
@@ -889,8 +911,10 @@ static int swarm_ping(struct backend *b, struct cc_error *err)
         rc = err_set(err, ERR_ENGINE_UNAVAILABLE, "engine answered ping with HTTP %ld", r.status);
     if (rc == 0 && swarm_get(s, a, "/swarm", &r, err) == 0) {
         if (r.status != 200)
-            rc = err_set(err, ERR_ENGINE_UNAVAILABLE, "the engine is not a swarm manager "
-                         "(HTTP %ld)", r.status);
+            rc = err_set(err, ERR_ENGINE_UNAVAILABLE,
+                         "the engine is not a swarm manager "
+                         "(HTTP %ld)",
+                         r.status);
         json_decref(r.json);
     } else if (rc == 0) {
         rc = -1;
@@ -907,11 +931,10 @@ static int swarm_open(struct backend *b, struct cc_error *err)
     struct swarm *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return err_set(err, ERR_INTERNAL, "out of memory");
-    const char *endpoint = cfg->swarm_endpoint != NULL && cfg->swarm_endpoint[0] != '\0'
-                               ? cfg->swarm_endpoint
-                           : cfg->docker_endpoint != NULL && cfg->docker_endpoint[0] != '\0'
-                               ? cfg->docker_endpoint
-                               : SWARM_DEFAULT_ENDPOINT;
+    const char *endpoint =
+        cfg->swarm_endpoint != NULL && cfg->swarm_endpoint[0] != '\0'     ? cfg->swarm_endpoint
+        : cfg->docker_endpoint != NULL && cfg->docker_endpoint[0] != '\0' ? cfg->docker_endpoint
+                                                                          : SWARM_DEFAULT_ENDPOINT;
     s->cx = curlx_open(endpoint, cfg->docker_tls_ca, cfg->docker_tls_cert, cfg->docker_tls_key,
                        (long)cfg->docker_timeout_seconds, err);
     if (s->cx == NULL) {

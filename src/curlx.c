@@ -337,13 +337,13 @@ char *curlx_urlencode(arena_t *a, const char *s)
 
 struct curlx_ring {
     char *buf;
-    size_t head, used;          /* read position, bytes held */
-    bool src_done, src_failed;  /* the GET finished / answered with an error */
+    size_t head, used;         /* read position, bytes held */
+    bool src_done, src_failed; /* the GET finished / answered with an error */
     bool src_paused, dst_paused;
     CURL *src;
     uint64_t moved;
-    strbuf_t reply;             /* the POST's reply (bounded) */
-    strbuf_t src_error;         /* a failed GET's body (bounded) */
+    strbuf_t reply;     /* the POST's reply (bounded) */
+    strbuf_t src_error; /* a failed GET's body (bounded) */
 };
 
 static size_t curlx_ring_in(char *data, size_t size, size_t nmemb, void *userdata)
@@ -461,9 +461,9 @@ static void curlx_copy_run(CURLM *m, struct curlx_ring *r, CURL *dst, CURLcode *
     }
 }
 
-int curlx_copy(struct curlx *src, const char *src_path, struct curlx *dst,
-               const char *dst_path, const char *content_type, arena_t *a,
-               struct curlx_copy_result *out, struct cc_error *err)
+int curlx_copy(struct curlx *src, const char *src_path, struct curlx *dst, const char *dst_path,
+               const char *content_type, arena_t *a, struct curlx_copy_result *out,
+               struct cc_error *err)
 {
     memset(out, 0, sizeof(*out));
     out->reply = "";
@@ -474,8 +474,8 @@ int curlx_copy(struct curlx *src, const char *src_path, struct curlx *dst,
     CURLM *m = curl_multi_init();
     CURL *get = curlx_copy_handle(src, src_path, a);
     CURL *post = curlx_copy_handle(dst, dst_path, a);
-    struct curl_slist *h = curl_slist_append(NULL, arena_printf(a, "Content-Type: %s",
-                                                                 content_type));
+    struct curl_slist *h =
+        curl_slist_append(NULL, arena_printf(a, "Content-Type: %s", content_type));
     struct curl_slist *h2 = h ? curl_slist_append(h, "Expect:") : NULL;
     if (r.buf == NULL || m == NULL || get == NULL || post == NULL || h2 == NULL) {
         err_set(err, ERR_INTERNAL, "out of memory");
@@ -502,8 +502,7 @@ int curlx_copy(struct curlx *src, const char *src_path, struct curlx *dst,
     out->reply = out->src_status == 200 ? sb_str(&r.reply) : sb_str(&r.src_error);
     rc = 0;
     if (src_rc != CURLE_OK && out->src_status == 0)
-        rc = err_set(err, ERR_ENGINE_UNAVAILABLE, "source engine: %s",
-                     curl_easy_strerror(src_rc));
+        rc = err_set(err, ERR_ENGINE_UNAVAILABLE, "source engine: %s", curl_easy_strerror(src_rc));
     else if (dst_rc != CURLE_OK && out->src_status == 200)
         rc = err_set(err, ERR_ENGINE_UNAVAILABLE, "destination engine: %s",
                      curl_easy_strerror(dst_rc));

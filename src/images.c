@@ -62,16 +62,16 @@ static int images_has(struct curlx *cx, arena_t *a, const char *image, struct cc
         return 1;
     if (r.status == 404)
         return 0;
-    return err_set(e, ERR_ENGINE_UNAVAILABLE, "the engine answered HTTP %ld about %.120s",
-                   r.status, image);
+    return err_set(e, ERR_ENGINE_UNAVAILABLE, "the engine answered HTTP %ld about %.120s", r.status,
+                   image);
 }
 
 /* The first error a load reply reports, in one short line, or NULL. The reply
  * is a stream of JSON objects: {"stream": ...} or {"errorDetail": ..., "error": ...}. */
 static const char *images_load_error(arena_t *a, const char *reply)
 {
-    const char *p = reply;
-    while (p != NULL && *p != '\0') {
+    const char *p = reply != NULL ? reply : "";
+    while (*p != '\0') {
         json_error_t je;
         json_t *j = json_loads(p, JSON_DISABLE_EOF_CHECK, &je);
         if (j == NULL)
@@ -125,8 +125,8 @@ static int images_node(const struct cc_config *cfg, struct curlx *src, const cha
     struct curlx_copy_result cr = {0};
     if (rc == 0 && missing > 0) {
         const char *get = arena_printf(a, IMAGES_API "/images/get?%s", sb_str(&query));
-        rc = curlx_copy(src, get, node, IMAGES_API "/images/load?quiet=1", "application/x-tar",
-                        a, &cr, &e);
+        rc = curlx_copy(src, get, node, IMAGES_API "/images/load?quiet=1", "application/x-tar", a,
+                        &cr, &e);
         const char *why = rc == 0 ? images_load_error(a, cr.reply) : NULL;
         if (rc == 0 && cr.src_status != 200)
             rc = err_set(&e, ERR_INTERNAL, "the source engine answered HTTP %ld to the save",
@@ -149,8 +149,8 @@ static int images_node(const struct cc_config *cfg, struct curlx *src, const cha
     else if (missing == 0)
         fprintf(out, "node %s: has all %zu image(s)\n", endpoint, n);
     else
-        fprintf(out, "node %s: copied %zu of %zu image(s), %.1f MB streamed, in %.2f s\n",
-                endpoint, missing, n, (double)cr.bytes / 1e6, took);
+        fprintf(out, "node %s: copied %zu of %zu image(s), %.1f MB streamed, in %.2f s\n", endpoint,
+                missing, n, (double)cr.bytes / 1e6, took);
     fflush(out);
     fflush(errf);
     curlx_close(node);
@@ -177,8 +177,7 @@ static size_t images_split(arena_t *a, const char *list, const char **out, size_
 }
 
 /* Every image must be on the source before any node is touched. */
-static int images_check_source(struct curlx *src, const char *const *images, size_t n,
-                               FILE *errf)
+static int images_check_source(struct curlx *src, const char *const *images, size_t n, FILE *errf)
 {
     arena_t *a = arena_new(4096);
     int bad = 0;
@@ -192,8 +191,10 @@ static int images_check_source(struct curlx *src, const char *const *images, siz
             break;
         }
         if (has == 0) {
-            fprintf(errf, "sync-images: image %s is not on the source engine (build or load "
-                          "it there first)\n", images[i]);
+            fprintf(errf,
+                    "sync-images: image %s is not on the source engine (build or load "
+                    "it there first)\n",
+                    images[i]);
             bad = 1;
         }
     }

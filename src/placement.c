@@ -16,8 +16,8 @@ static const char *const placement_prefixes[] = {"node.labels.", "engine.labels.
 
 static bool placement_word_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 /* [A-Za-z0-9._-]{1,100} over s[0..n). */
@@ -83,14 +83,13 @@ static int placement_item(arena_t *a, const char *s, size_t n, const char **out,
                               "the key must be node.labels.NAME, engine.labels.NAME, node.role, "
                               "node.hostname, node.id or node.platform.os/arch");
     if (!placement_word(v, vlen))
-        return placement_fail(why, whylen,
-                              "the value must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_', '-'");
+        return placement_fail(
+            why, whylen, "the value must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_', '-'");
     *out = arena_printf(a, "%.*s%c=%.*s", (int)klen, s, op[0], (int)vlen, v);
     return 0;
 }
 
-int placement_parse(arena_t *a, const char *text, struct placement *out, char *why,
-                    size_t whylen)
+int placement_parse(arena_t *a, const char *text, struct placement *out, char *why, size_t whylen)
 {
     memset(out, 0, sizeof(*out));
     if (text == NULL)

@@ -23,7 +23,6 @@ struct placement {
 
 /* Parse text (NULL or blank: no constraint) into out. Returns 0, or -1 with a
  * short reason in why (why may be NULL). */
-int placement_parse(arena_t *a, const char *text, struct placement *out, char *why,
-                    size_t whylen);
+int placement_parse(arena_t *a, const char *text, struct placement *out, char *why, size_t whylen);
 
 #endif

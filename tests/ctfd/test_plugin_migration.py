@@ -38,6 +38,7 @@ CONTRACT = [  # docs/schema.md: name, type, nullable, default
     ("allow_internet", "boolean", True, None),
     ("cap_add", "varchar(255)", True, None),
     ("read_only", "boolean", True, None),
+    ("placement", "varchar(255)", True, None),  # migration 5c1a7e2d9b40 (swarm placement)
 ]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "docker_challenge.sql")
@@ -79,8 +80,9 @@ def test_mariadb_table_matches_the_contract_fixture(backend, make_ctfd):
     with make_ctfd(backend) as app, app.app_context():
         from CTFd.utils import get_config
 
-        # The migrations ran (not create_all): CTFd records the plugin's last revision.
-        assert get_config("docker_challenges_alembic_version") == "7c1e5a9b2d40"
+        # The migrations ran (not create_all): CTFd records the plugin's last revision
+        # (base, warm pool, exposure, placement).
+        assert get_config("docker_challenges_alembic_version") == "5c1a7e2d9b40"
         with open(FIXTURE, encoding="utf-8") as f:
             ddl = "\n".join(line for line in f.read().splitlines() if not line.startswith("--"))
         ddl = ddl.replace("docker_challenge_ibfk_1", "fixture_ibfk_1")

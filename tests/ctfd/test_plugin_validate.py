@@ -327,3 +327,47 @@ def test_caps_allow_list_matches_the_c_application():
     import re
 
     assert tuple(re.findall(r'"([A-Z_]+)"', block)) == validate.CAPS_ALLOWED
+
+
+# ---- swarm placement: src/placement.c's grammar (tests/unit/test_placement.c's cases) --
+
+
+@pytest.mark.parametrize(
+    "value, want",
+    [
+        ("", None),
+        ("   ", None),
+        ("node.labels.zone==a", "node.labels.zone==a"),
+        (" node.labels.zone == a , node.role!=manager", "node.labels.zone==a,node.role!=manager"),
+        ("engine.labels.gpu==yes,node.platform.arch==x86_64", "engine.labels.gpu==yes,node.platform.arch==x86_64"),
+        ("node.labels.ctfd-containers.pool==web_1", "node.labels.ctfd-containers.pool==web_1"),
+    ],
+)
+def test_placement_accepted(value, want):
+    assert validate.optional_placement(value) == want
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a==1",
+        "node.labels.==a",
+        "node.labels.zone=a",
+        "node.labels.zone==",
+        "node.labels.zone==a b",
+        "node.labels.zone==a; rm -rf /",
+        "node.labels.zone==a,",
+        ",node.labels.zone==a",
+        "node.labels.zé==a",
+        ",".join(["node.role==worker"] * 9),
+        "x" * 256,
+    ],
+)
+def test_placement_refused(value):
+    with pytest.raises(SettingError):
+        validate.optional_placement(value)
+
+
+def test_clean_keeps_placement():
+    out = validate.clean({"placement": " node.labels.zone == b "}, creating=False)
+    assert out == {"placement": "node.labels.zone==b"}

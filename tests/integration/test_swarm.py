@@ -318,7 +318,7 @@ def measure_start_and_stop(site):
     site.db.sql(f"UPDATE docker_challenge SET placement = 'node.labels.lab.node==n2' "
                 f"WHERE id = {PLACED}")
     n = 10
-    app_start, app_stop, cli_start, cli_stop = [], [], [], []
+    app_start, app_stop, app_gone, cli_start, cli_stop = [], [], [], [], []
     for i in range(n):
         u = list(USERS)[50 + i]
         t0 = time.monotonic()
@@ -331,6 +331,15 @@ def measure_start_and_stop(site):
         t1 = time.monotonic()
         eq(site.client.stop(u, PLACED).status, 200, "stop")
         app_stop.append(time.monotonic() - t1)
+
+        def gone():
+            try:
+                http_get(f"http://{lab.reach(port['host'])}:{port['host_port']}/", timeout=1)
+                return False
+            except OSError:
+                return True
+        wait_for(gone, timeout=30, step=0.02, what="the stopped container's port to close")
+        app_gone.append(time.monotonic() - t1)
         s, st = cli_service_create(lab, i, 31000 + i)
         cli_start.append(s)
         cli_stop.append(st)
@@ -339,7 +348,44 @@ def measure_start_and_stop(site):
     print(f"#   start-to-reachable via nginx + app (POST, then GET the flag): {fmt(app_start)}")
     print(f"#   docker service create + port poll (CLI):                      {fmt(cli_start)}")
     print(f"#   stop via nginx + app (DELETE):                                {fmt(app_stop)}")
+    print(f"#   ... until its port no longer answers (the node kills it):     {fmt(app_gone)}")
     print(f"#   docker service rm (CLI):                                      {fmt(cli_stop)}")
+    wait_for(lambda: not ENGINE.objects(), timeout=60, what="every service gone")
+
+
+@case
+def manager_down(site):
+    """the manager's engine killed: starts are 503 ENGINE_UNAVAILABLE, nothing is declared lost; back: starts work"""
+    full_only()
+    lab = site.lab
+    users = list(USERS)[60:63]
+    started = start_many(site, users[:2], contract.WEB)
+    for _, r in started:
+        eq(r.status, 200, f"start {r}")
+    lab.kill(1)
+    try:
+        live = site.db.live_count()
+        r = site.client.start(users[2], contract.WEB)
+        eq((r.status, r.code), (503, "ENGINE_UNAVAILABLE"), f"start with the manager down {r}")
+        eq(site.db.live_count(), live, "no live row added")
+        mark = site.app.log().count("reconcile: engine listing failed")
+        wait_for(lambda: site.app.log().count("reconcile: engine listing failed") >= mark + 2,
+                 timeout=30, what="two reconcile passes during the outage")
+        for _, r in started:
+            eq(row(site, r.data["id"])[0], "running", "nothing is declared lost while blind")
+        for _, r in started:
+            port = r.data["ports"][0]
+            if lab.node_of(port["host"]) != 1:
+                check(http_get(f"http://{lab.reach(port['host'])}:{port['host_port']}/")
+                      .startswith("CTF{"), "containers on the workers keep serving")
+    finally:
+        lab.revive(1)
+    t0 = time.monotonic()
+    wait_for(lambda: site.client.start(users[2], contract.WEB).status == 200, timeout=90,
+             step=1, what="starts to work again once the manager is back")
+    print(f"# starts work again {time.monotonic() - t0:.1f} s after the manager's engine restarted")
+    for u in users:
+        site.client.stop(u, contract.WEB)
     wait_for(lambda: not ENGINE.objects(), timeout=60, what="every service gone")
 
 

@@ -373,6 +373,12 @@ static const struct {
     {"max_containers_per_account", "0"},
     {"cooldown_seconds", "-1"},
     {"flag_key_file", ""},
+    /* swarm backend */
+    {"swarm_endpoint", "http://manager:2375"},
+    {"swarm_node_endpoints", "unix:///a.sock, http://b:2375"},
+    {"swarm_placement", "zone==a"},
+    {"swarm_placement", "node.labels.zone==a,"},
+    {"swarm_network_per_container", "2"},
 };
 
 static void check_refused(const char *how, size_t i, int rc, const char *err)

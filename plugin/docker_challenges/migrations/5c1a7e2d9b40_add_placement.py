@@ -1,7 +1,7 @@
 """Add docker_challenge.placement: swarm placement constraints per challenge
 
 Revision ID: 5c1a7e2d9b40
-Revises: 30bfc2e338c8
+Revises: 5e1f0c7a9b24
 Create Date: 2026-12-07
 
 The swarm backend reads it (src/placement.h: e.g. "node.labels.zone==a"); other backends
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from CTFd.plugins.migrations import get_all_tables, get_columns_for_table
 
 revision = "5c1a7e2d9b40"
-down_revision = "30bfc2e338c8"
+down_revision = "5e1f0c7a9b24"
 branch_labels = None
 depends_on = None
 
