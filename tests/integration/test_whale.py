@@ -279,5 +279,15 @@ def admin_stop(t):
     check("killed by signal" not in t.app.log(), "no process of the app crashed")
 
 
+@case
+def nothing_crashed(t):
+    """no process of the app crashed and no sanitizer reported anything"""
+    log = t.app.log()
+    for mark in ("killed by signal", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                 "runtime error:"):
+        check(mark not in log, f"the app's log has {mark!r}: "
+              f"{log[max(0, log.find(mark) - 300):log.find(mark) + 1500]}")
+
+
 if __name__ == "__main__":
     run(setup, teardown)
