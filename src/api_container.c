@@ -460,14 +460,13 @@ static int try_fallback(struct ctx *c, const struct ctfd_challenge *ch, struct a
 }
 
 /* A whale start brings its own flag: keep it (encrypted) in place of ours. */
-static int take_engine_flag(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
-                            struct backend_started *out, struct cc_error *err)
+static int take_engine_flag(struct ctx *c, struct admission *ad, struct backend_started *out,
+                            struct cc_error *err)
 {
     const struct flag_keys *k = c->app->keys;
     unsigned char nonce[FLAG_NONCE_LEN], ct[FLAG_CIPHERTEXT_MAX], digest[FLAG_DIGEST_LEN];
     size_t ctlen;
     char aad[32];
-    (void)ch;
     snprintf(aad, sizeof(aad), "%" PRId64, ad->inst.id);
     size_t len = strlen(out->engine_flag);
     int rc = -1;
@@ -500,7 +499,7 @@ static int launch(struct ctx *c, const struct ctfd_challenge *ch, struct admissi
         b = ops_backend(app, ad->backend, err);
     }
     flag_wipe(ad->flag, sizeof(ad->flag));
-    if (rc == 0 && out.engine_flag != NULL && take_engine_flag(c, ch, ad, &out, err) < 0) {
+    if (rc == 0 && out.engine_flag != NULL && take_engine_flag(c, ad, &out, err) < 0) {
         struct cc_error e3;
         b->ops->stop(b, ad->inst.name, &e3);
         rc = -1;
