@@ -157,6 +157,10 @@ def start_runs_a_whale_container(t):
     eq(conn["connection"], f"nc 127.0.0.1 {port}", "as a command")
     wait_for(lambda: service_running(t, p1, uuid), timeout=60, what="ctfd-whale's service")
     t.first = (r.data["id"], uuid)
+    st = call(t, "GET", f"/api/v1/container?challenge_id={t.ch[0]}", "player1")
+    eq(st.status, 200, f"status {st}")
+    eq((st.data["id"], st.data["state"], st.data["ports"][0]["connection"]),
+       (r.data["id"], "running", f"nc 127.0.0.1 {port}"), "the player's status")
 
 
 @case
@@ -264,6 +268,35 @@ def lost_and_orphan(t):
     t.db.sql(f"UPDATE container_instances SET live = NULL, state = 'stopped' "
              f"WHERE id = {r.data['id']}")
     wait_for(lambda: whale_row(t, t.players[0]) is None, timeout=20, what="the orphan removed")
+
+
+@case
+def whales_refusals_in_our_codes(t):
+    """ctfd-whale's own refusal ("Max container count exceed.", set through CTFd's config
+    API) reaches the player as 503 CAPACITY_FULL, and nothing is left behind"""
+    r = start(t, "player2", t.ch[0])
+    eq(r.status, 200, f"start {r}")
+    cfg = call_ctfd(t, "PATCH", "/api/v1/configs", {"whale:docker_max_container_count": "0"})
+    eq(cfg["success"], True, "ctfd-whale's limit set to 0 (one container runs)")
+    try:
+        before = t.db.live_count()
+        r2 = start(t, "player1", t.ch[1])
+        eq((r2.status, r2.code), (503, "CAPACITY_FULL"), f"refused by ctfd-whale {r2}")
+        eq(t.db.live_count(), before, "no live row left")
+        eq(whale_row(t, t.players[0]), None, "and no ctfd-whale container")
+    finally:
+        call_ctfd(t, "PATCH", "/api/v1/configs", {"whale:docker_max_container_count": "100"})
+    eq(call(t, "DELETE", f"/api/v1/container?challenge_id={t.ch[0]}", "player2").status, 200,
+       "stop")
+
+
+def call_ctfd(t, method, path, body):
+    req = urllib.request.Request(
+        f"{t.lab['whale_url']}{path}", method=method, data=json.dumps(body).encode(),
+        headers={"Authorization": f"Token {t.lab['tokens']['admin']}",
+                 "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
 
 
 @case
