@@ -38,8 +38,11 @@ class Lab:
 
 def setup():
     if not CTFD_PATH or not WHALE_PATH:
-        raise Skip("CTFD_PATH and WHALE_PATH are not set (a CTFd 3.8.7 of your own and "
-                   "ctfd-whale's source: see tests/whale/lab.py)")
+        # Optional everywhere (CI too, like tests/ctfd/run-e2e without CTFD_PATH): a plain
+        # skip, not a failure under CC_TEST_REQUIRE=1.
+        print("1..0 # SKIP CTFD_PATH and WHALE_PATH are not set (a CTFd 3.8.7 of your own and "
+              "ctfd-whale's source: see tests/whale/lab.py)")
+        sys.exit(0)
     if os.geteuid() != 0:
         raise Skip("needs root (network namespace, private dockerd, nginx)")
     require_engine_and_images()
