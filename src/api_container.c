@@ -264,7 +264,12 @@ static int reserve(struct ctx *c, const struct ctfd_challenge *ch, const struct 
         .created_at = c->now, .deadline = lifecycle_deadline(l, c->now)};
     if (store_insert_instance(s, c->arena, &ad->inst, err) < 0)
         return -1;
-    for (size_t i = 0; i < ad->nports; i++) {
+    /* No host ports for a backend that chooses its own (whale), unless the
+     * fallback may need them. */
+    const char *fb = cfg->fallback_backend;
+    bool need_ports = !backend_chooses_ports(ad->backend) ||
+                      (fb[0] != '\0' && !backend_chooses_ports(fb));
+    for (size_t i = 0; need_ports && i < ad->nports; i++) {
         int64_t port;
         if (store_reserve_port(s, ad->inst.id, cfg->port_min, cfg->port_max, &port, err) < 0)
             return -1;

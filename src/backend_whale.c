@@ -435,4 +435,5 @@ const struct backend_ops backend_whale_ops = {
     .list = whale_list,
     .destroy = whale_destroy,
     .extend = whale_extend,
+    .chooses_ports = true,
 };

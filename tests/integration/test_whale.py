@@ -169,6 +169,8 @@ def start_runs_a_whale_container(t):
     eq((conn["host"], conn["host_port"], conn["protocol"]), ("127.0.0.1", port, "tcp"),
        "the access ctfd-whale gives")
     eq(conn["connection"], f"nc 127.0.0.1 {port}", "as a command")
+    eq(t.db.value(f"SELECT COUNT(*) FROM container_ports WHERE instance_id = {r.data['id']}"),
+       "0", "no host port reserved: ctfd-whale chooses its own")
     wait_for(lambda: service_running(t, p1, uuid), timeout=60, what="ctfd-whale's service")
     t.first = (r.data["id"], uuid)
     # for the record (no assertion on time): ctfd-whale's own POST, same run, other player
