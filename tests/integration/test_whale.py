@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -335,6 +336,44 @@ def admin_stop(t):
     st = call(t, "GET", "/api/v1/admin/containers/status", "admin")
     eq(st.data["backend"], "whale", "status names the backend")
     check("killed by signal" not in t.app.log(), "no process of the app crashed")
+
+
+def browser_login(t, name):
+    """Log in to the lab's CTFd like a browser: its session cookie and CSRF nonce."""
+    import http.cookiejar
+    import re
+    jar = http.cookiejar.CookieJar()
+    web = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    base = t.lab["whale_url"]
+    page = web.open(f"{base}/login", timeout=10).read().decode()
+    nonce = re.search(r'name="nonce"[^>]*value="([0-9a-f]+)"', page) or \
+        re.search(r'value="([0-9a-f]+)"[^>]*name="nonce"', page)
+    form = urllib.parse.urlencode({"name": name, "password": "lab-password-1",
+                                   "nonce": nonce.group(1)}).encode()
+    web.open(urllib.request.Request(f"{base}/login", data=form, method="POST"), timeout=10)
+    page = web.open(f"{base}/challenges", timeout=10).read().decode()
+    csrf = re.search(r"csrfNonce': \"([0-9a-f]+)\"", page).group(1)
+    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+    return cookie, csrf
+
+
+@case
+def browser_session_and_whales_rate_limit(t):
+    """a browser session (cookie + CSRF nonce) is forwarded to ctfd-whale for the start;
+    ctfd-whale's per-session rate limit then reaches the player as 429 COOLDOWN"""
+    cookie, csrf = browser_login(t, "player2")
+    h = {"Cookie": cookie, "CSRF-Token": csrf}
+    r = t.client.call("POST", "/api/v1/container", headers=h, body={"challenge_id": t.ch[0]})
+    eq(r.status, 200, f"start with the browser session {r}")
+    check(whale_row(t, t.players[1]) is not None, "ctfd-whale started it for player2")
+    r = t.client.call("DELETE", f"/api/v1/container?challenge_id={t.ch[0]}", headers=h)
+    eq(r.status, 200, f"stop right after (admin API: no rate limit) {r}")
+    before = t.db.live_count()
+    r = t.client.call("POST", "/api/v1/container", headers=h, body={"challenge_id": t.ch[0]})
+    eq((r.status, r.code), (429, "COOLDOWN"), f"ctfd-whale's 60 s session limit {r}")
+    eq(r.headers.get("Retry-After"), "60", "Retry-After")
+    eq(t.db.live_count(), before, "no live row left")
+    eq(whale_row(t, t.players[1]), None, "no ctfd-whale container")
 
 
 @case
