@@ -291,7 +291,12 @@ static int reserve(struct ctx *c, const struct ctfd_challenge *ch, const struct 
         .created_at = c->now, .deadline = lifecycle_deadline(l, c->now)};
     if (store_insert_instance(s, c->arena, &ad->inst, err) < 0 || new_route(c, ad, err) < 0)
         return -1;
-    for (size_t i = 0; i < ad->nports; i++) {
+    /* No host ports for a backend that chooses its own (whale), unless the
+     * fallback may need them. */
+    const char *fb = cfg->fallback_backend;
+    bool need_ports = !backend_chooses_ports(ad->backend) ||
+                      (fb[0] != '\0' && !backend_chooses_ports(fb));
+    for (size_t i = 0; need_ports && i < ad->nports; i++) {
         int64_t port;
         if (store_reserve_port(s, ad->inst.id, cfg->port_min, cfg->port_max, &port, err) < 0)
             return -1;
@@ -519,14 +524,13 @@ static int try_fallback(struct ctx *c, const struct ctfd_challenge *ch, struct a
 }
 
 /* A whale start brings its own flag: keep it (encrypted) in place of ours. */
-static int take_engine_flag(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
-                            struct backend_started *out, struct cc_error *err)
+static int take_engine_flag(struct ctx *c, struct admission *ad, struct backend_started *out,
+                            struct cc_error *err)
 {
     const struct flag_keys *k = c->app->keys;
     unsigned char nonce[FLAG_NONCE_LEN], ct[FLAG_CIPHERTEXT_MAX], digest[FLAG_DIGEST_LEN];
     size_t ctlen;
     char aad[32];
-    (void)ch;
     snprintf(aad, sizeof(aad), "%" PRId64, ad->inst.id);
     size_t len = strlen(out->engine_flag);
     int rc = -1;
@@ -561,7 +565,7 @@ static int launch(struct ctx *c, const struct ctfd_challenge *ch, struct admissi
         b = ops_backend(app, ad->backend, err);
     }
     flag_wipe(ad->flag, sizeof(ad->flag));
-    if (rc == 0 && out.engine_flag != NULL && take_engine_flag(c, ch, ad, &out, err) < 0) {
+    if (rc == 0 && out.engine_flag != NULL && take_engine_flag(c, ad, &out, err) < 0) {
         struct cc_error e3;
         b->ops->stop(b, ad->inst.name, &e3);
         rc = -1;

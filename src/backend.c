@@ -99,6 +99,12 @@ bool backend_built(const char *name)
     return i >= 0 && backend_table[i].ops != NULL;
 }
 
+bool backend_chooses_ports(const char *name)
+{
+    int i = name != NULL ? backend_index(name) : -1;
+    return i >= 0 && backend_table[i].ops != NULL && backend_table[i].ops->chooses_ports;
+}
+
 void backend_set_init(struct backend_set *set, const struct cc_config *cfg, struct store *store)
 {
     memset(set, 0, sizeof(*set));

@@ -120,6 +120,9 @@ struct backend_ops {
      * docker's labels cannot change, whale renews its own timer. */
     int (*extend)(struct backend *b, arena_t *a, const char *name, int64_t deadline,
                   struct cc_error *err);
+    /* true: the engine chooses where players connect (whale's router), so no
+     * host ports are reserved for its starts and spec->ports[].host_port is 0. */
+    bool chooses_ports;
 };
 
 struct store;
@@ -171,6 +174,8 @@ void backend_set_close(struct backend_set *set);
 /* Is the name in the table / built into this binary? */
 bool backend_known(const char *name);
 bool backend_built(const char *name);
+/* Does the named backend choose its own ports (no host ports to reserve)? */
+bool backend_chooses_ports(const char *name);
 extern const struct backend_ops backend_whale_ops;
 /* backend_whale.c's parser of ctfd-whale's access string ("nc HOST PORT" or a
  * link to http://HOST[:PORT]/): 0 with out->host and out->ports[0] set

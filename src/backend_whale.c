@@ -79,8 +79,7 @@ static int whale_ping(struct backend *b, struct cc_error *err)
     struct curlx_reply r;
     int rc = curlx_request(W(b)->cx, a, "GET", "/healthcheck", NULL, false, &r, err);
     if (rc == 0 && r.status >= 500)
-        rc = err_set(err, ERR_ENGINE_UNAVAILABLE, "ctfd-whale's CTFd answered HTTP %ld",
-                     r.status);
+        rc = err_set(err, ERR_ENGINE_UNAVAILABLE, "ctfd-whale's CTFd answered HTTP %ld", r.status);
     arena_free(a);
     return rc;
 }
@@ -220,12 +219,12 @@ static int whale_access(struct backend *b, arena_t *a, const struct backend_spec
                         const char **hdr, struct backend_started *out, struct cc_error *err)
 {
     struct curlx_reply r;
-    const char *path = arena_printf(a, WHALE_PLAYER "?challenge_id=%lld",
-                                    (long long)spec->challenge_id);
+    const char *path =
+        arena_printf(a, WHALE_PLAYER "?challenge_id=%lld", (long long)spec->challenge_id);
     if (curlx_request_headers(W(b)->cx, a, "GET", path, NULL, true, hdr, &r, err) < 0)
         return -1;
-    const char *acc = json_string_value(
-        json_object_get(json_object_get(r.json, "data"), "user_access"));
+    const char *acc =
+        json_string_value(json_object_get(json_object_get(r.json, "data"), "user_access"));
     int rc = 0;
     if (r.status != 200 || acc == NULL)
         rc = r.status != 200 ? whale_refusal("read the access", &r, err)
@@ -291,8 +290,8 @@ static int whale_start(struct backend *b, arena_t *a, const struct backend_spec 
     }
     struct curlx_reply r;
     json_t *body = json_object();
-    const char *path = arena_printf(a, WHALE_PLAYER "?challenge_id=%lld",
-                                    (long long)spec->challenge_id);
+    const char *path =
+        arena_printf(a, WHALE_PLAYER "?challenge_id=%lld", (long long)spec->challenge_id);
     int rc = curlx_request_headers(W(b)->cx, a, "POST", path, body, true, hdr, &r, err);
     json_decref(body);
     if (rc == 0 && (r.status != 200 || !json_is_true(json_object_get(r.json, "success"))))
@@ -403,8 +402,7 @@ static int whale_inspect(struct backend *b, arena_t *a, const char *name,
     if (whale_lookup(b, a, name, &inst, &row, found, err) < 0)
         return -1;
     if (*found)
-        whale_object(a, &row, arena_strdup(a, name), inst.id, inst.deadline, inst.account_id,
-                     out);
+        whale_object(a, &row, arena_strdup(a, name), inst.id, inst.deadline, inst.account_id, out);
     return 0;
 }
 
@@ -435,4 +433,5 @@ const struct backend_ops backend_whale_ops = {
     .list = whale_list,
     .destroy = whale_destroy,
     .extend = whale_extend,
+    .chooses_ports = true,
 };

@@ -250,5 +250,15 @@ def rollback_leaves_whale_era_containers_alone(site):
     wait_for(lambda: not site.engine_names(), timeout=20, what="nothing left on the engine")
 
 
+@case
+def nothing_crashed(site):
+    """no process of the app crashed and no sanitizer reported anything"""
+    log = site.app.log()
+    for mark in ("killed by signal", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                 "runtime error:"):
+        check(mark not in log, f"the app's log has {mark!r}: "
+              f"{log[max(0, log.find(mark) - 300):log.find(mark) + 1500]}")
+
+
 if __name__ == "__main__":
     run(setup, teardown)
