@@ -6,7 +6,7 @@
  * then nginx is told to reload (SIGHUP to the master in
  * tls_reload_pid_file), at most once per tls_reload_min_interval_ms: changes
  * that come in between wait for the next pass (debounced). Why a map and a
- * reload: docs/decisions/0014-tls-routes-by-map-and-reload.md.
+ * reload: docs/decisions/0015-tls-routes-by-map-and-reload.md.
  * Must not: write outside tls_routes_file's directory, or signal any pid but
  * the one in the pid file. */
 #ifndef CC_TLSMAP_H
