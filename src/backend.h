@@ -44,10 +44,10 @@ struct backend_spec {
     size_t nports;
     struct backend_port ports[BACKEND_MAX_PORTS];
     /* exposure and hardening (docs/exposure.md) */
-    const char *route;       /* the random route name; also names the bridge */
-    bool allow_internet;     /* outbound traffic allowed (the network gets NAT) */
-    bool read_only;          /* read-only root file system (+ a small /tmp) */
-    const char *cap_add;     /* the challenge's capabilities; NULL = cfg->cap_add */
+    const char *route;   /* the random route name; also names the bridge */
+    bool allow_internet; /* outbound traffic allowed (the network gets NAT) */
+    bool read_only;      /* read-only root file system (+ a small /tmp) */
+    const char *cap_add; /* the challenge's capabilities; NULL = cfg->cap_add */
 };
 
 /* One engine object that carries our labels. */

@@ -29,8 +29,8 @@ const char *tlsmap_render(arena_t *a, const struct cc_config *cfg, const struct 
             if (first)
                 sb_printf(&sb, "%s.%s %s:%d;\n", rows[i].route, cfg->route_domain,
                           cfg->route_upstream_host, ports[k].host_port);
-            sb_printf(&sb, "%s-%d.%s %s:%d;\n", rows[i].route, ports[k].internal,
-                      cfg->route_domain, cfg->route_upstream_host, ports[k].host_port);
+            sb_printf(&sb, "%s-%d.%s %s:%d;\n", rows[i].route, ports[k].internal, cfg->route_domain,
+                      cfg->route_upstream_host, ports[k].host_port);
             first = false;
         }
     }

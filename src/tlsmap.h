@@ -17,9 +17,9 @@
 #include "ops.h"
 
 struct tlsmap_state {
-    char *written;          /* the content last written (malloc'd), NULL before the first */
-    int64_t reloaded_ms;    /* monotonic time of the last write + reload */
-    int64_t reloads;        /* how many, for the log and tests */
+    char *written;       /* the content last written (malloc'd), NULL before the first */
+    int64_t reloaded_ms; /* monotonic time of the last write + reload */
+    int64_t reloads;     /* how many, for the log and tests */
 };
 
 /* The map text for these rows (each line "NAME.DOMAIN HOST:PORT;"). */
