@@ -18,61 +18,16 @@
 #include "log.h"
 
 enum stmt_id {
-    Q_USER,
-    Q_TEAM,
-    Q_CONFIG,
-    Q_CHALLENGE,
-    Q_CHALLENGE_EXISTS,
-    Q_SOLVED_TEAM,
-    Q_SOLVED_USER,
-    Q_ACCOUNT_ENSURE,
-    Q_ACCOUNT_LOCK,
-    Q_ACCOUNT_TOUCH,
-    Q_CAPACITY_LOCK,
-    Q_COUNT_LIVE_ACCOUNT,
-    Q_COUNT_LIVE_TOTAL,
-    Q_FIND_LIVE,
-    Q_GET_INSTANCE,
-    Q_INSERT_INSTANCE,
-    Q_SET_NAME,
-    Q_PORT_INSERT,
-    Q_PORTS_USED,
-    Q_FLAG_INSERT,
-    Q_FLAG_GET,
-    Q_MARK_RUNNING,
-    Q_CAS_STATE,
-    Q_END,
-    Q_PORTS_FREE,
-    Q_FLAG_RETIRE,
-    Q_EXTEND,
-    Q_LIST,
-    Q_LIST_COUNT,
-    Q_IDS_EXPIRED,
-    Q_IDS_STALE,
-    Q_IDS_LIVE,
-    Q_EVENT,
-    Q_STATUS_SET,
-    Q_STATUS_GET,
-    Q_SCHEMA_GET,
-    Q_SCHEMA_SET,
-    Q_LOCK_MIGRATE,
-    Q_UNLOCK_MIGRATE,
-    Q_PING,
-    Q_ACCOUNT_RESTORE,
-    Q_PORTS_ENDED,
-    Q_END_IF_STATE,
-    Q_LOCK_LIVE_STATE,
-    Q_READ_LIVE,
-    Q_LIST_DESC,
-    Q_LIVE_BY_CHALLENGE,
-    Q_EVENTS,
-    Q_EVENTS_COUNT,
+    Q_USER, Q_TEAM, Q_CONFIG, Q_CHALLENGE, Q_CHALLENGE_EXISTS, Q_SOLVED_TEAM, Q_SOLVED_USER,
+    Q_ACCOUNT_ENSURE, Q_ACCOUNT_LOCK, Q_ACCOUNT_TOUCH, Q_CAPACITY_LOCK, Q_COUNT_LIVE_ACCOUNT,
+    Q_COUNT_LIVE_TOTAL, Q_FIND_LIVE, Q_GET_INSTANCE, Q_INSERT_INSTANCE, Q_SET_NAME,
+    Q_PORT_INSERT, Q_PORTS_USED, Q_FLAG_INSERT, Q_FLAG_GET, Q_MARK_RUNNING, Q_CAS_STATE,
+    Q_END, Q_PORTS_FREE, Q_FLAG_RETIRE, Q_EXTEND, Q_LIST, Q_LIST_COUNT, Q_IDS_EXPIRED,
+    Q_IDS_STALE, Q_IDS_LIVE, Q_EVENT, Q_STATUS_SET, Q_STATUS_GET, Q_SCHEMA_GET, Q_SCHEMA_SET,
+    Q_LOCK_MIGRATE, Q_UNLOCK_MIGRATE, Q_PING, Q_ACCOUNT_RESTORE, Q_PORTS_ENDED, Q_END_IF_STATE,
+    Q_LOCK_LIVE_STATE, Q_READ_LIVE, Q_LIST_DESC, Q_LIVE_BY_CHALLENGE, Q_EVENTS, Q_EVENTS_COUNT,
     /* exposure (docs/exposure.md) */
-    Q_SET_ROUTE,
-    Q_GET_ROUTE,
-    Q_ROUTE_LOOKUP,
-    Q_ROUTES_RUNNING,
-    Q_CHALLENGE_EXPOSURE,
+    Q_SET_ROUTE, Q_GET_ROUTE, Q_ROUTE_LOOKUP, Q_ROUTES_RUNNING, Q_CHALLENGE_EXPOSURE,
     Q__MAX
 };
 
@@ -119,8 +74,8 @@ static const char *const sql[Q__MAX] = {
     [Q_FIND_LIVE] = "SELECT " INSTANCE_COLS " FROM container_instances i WHERE "
                     "i.account_kind = ? AND i.account_id = ? AND i.challenge_id = ? "
                     "AND i.live = 1 FOR UPDATE",
-    [Q_GET_INSTANCE] = "SELECT " INSTANCE_COLS JOINED_COLS "FROM container_instances i " NAME_JOINS
-                       " WHERE i.id = ?",
+    [Q_GET_INSTANCE] = "SELECT " INSTANCE_COLS JOINED_COLS "FROM container_instances i "
+                       NAME_JOINS " WHERE i.id = ?",
     [Q_INSERT_INSTANCE] =
         "INSERT INTO container_instances (account_kind, account_id, user_id, challenge_id, "
         "backend, name, image, state, live, created_at, updated_at, deadline, renewals) "
@@ -145,13 +100,13 @@ static const char *const sql[Q__MAX] = {
                       "WHERE instance_id = ? AND retired_at IS NULL",
     [Q_EXTEND] = "UPDATE container_instances SET deadline = ?, renewals = renewals + 1, "
                  "updated_at = ? WHERE id = ? AND state = 'running' AND renewals = ?",
-    [Q_LIST] =
-        "SELECT " INSTANCE_COLS JOINED_COLS "FROM container_instances i " NAME_JOINS LIST_FILTER
-        " ORDER BY i.deadline ASC, i.id ASC LIMIT ? OFFSET ?",
+    [Q_LIST] = "SELECT " INSTANCE_COLS JOINED_COLS "FROM container_instances i " NAME_JOINS
+               LIST_FILTER
+               " ORDER BY i.deadline ASC, i.id ASC LIMIT ? OFFSET ?",
     [Q_LIST_COUNT] = "SELECT COUNT(*) FROM container_instances i" LIST_FILTER,
-    [Q_LIST_DESC] =
-        "SELECT " INSTANCE_COLS JOINED_COLS "FROM container_instances i " NAME_JOINS LIST_FILTER
-        " ORDER BY i.deadline DESC, i.id DESC LIMIT ? OFFSET ?",
+    [Q_LIST_DESC] = "SELECT " INSTANCE_COLS JOINED_COLS "FROM container_instances i "
+                    NAME_JOINS LIST_FILTER
+                    " ORDER BY i.deadline DESC, i.id DESC LIMIT ? OFFSET ?",
     [Q_LIVE_BY_CHALLENGE] = "SELECT i.challenge_id, COALESCE(c.name, ''), COUNT(*) "
                             "FROM container_instances i "
                             "LEFT JOIN challenges c ON c.id = i.challenge_id WHERE i.live = 1 "
@@ -210,60 +165,15 @@ static const char *const sql[Q__MAX] = {
 };
 
 static const char *const stmt_names[Q__MAX] = {
-    "user",
-    "team",
-    "config",
-    "challenge",
-    "challenge_exists",
-    "solved_team",
-    "solved_user",
-    "account_ensure",
-    "account_lock",
-    "account_touch",
-    "capacity_lock",
-    "count_live_account",
-    "count_live_total",
-    "find_live",
-    "get_instance",
-    "insert_instance",
-    "set_name",
-    "port_insert",
-    "ports_used",
-    "flag_insert",
-    "flag_get",
-    "mark_running",
-    "cas_state",
-    "end",
-    "ports_free",
-    "flag_retire",
-    "extend",
-    "list",
-    "list_count",
-    "ids_expired",
-    "ids_stale",
-    "ids_live",
-    "event",
-    "status_set",
-    "status_get",
-    "schema_get",
-    "schema_set",
-    "lock_migrate",
-    "unlock_migrate",
-    "ping",
-    "account_restore",
-    "ports_ended",
-    "end_if_state",
-    "lock_live_state",
-    "read_live",
-    "list_desc",
-    "live_by_challenge",
-    "events",
-    "events_count",
-    "set_route",
-    "get_route",
-    "route_lookup",
-    "routes_running",
-    "challenge_exposure",
+    "user", "team", "config", "challenge", "challenge_exists", "solved_team", "solved_user",
+    "account_ensure", "account_lock", "account_touch", "capacity_lock", "count_live_account",
+    "count_live_total", "find_live", "get_instance", "insert_instance", "set_name",
+    "port_insert", "ports_used", "flag_insert", "flag_get", "mark_running", "cas_state",
+    "end", "ports_free", "flag_retire", "extend", "list", "list_count", "ids_expired",
+    "ids_stale", "ids_live", "event", "status_set", "status_get", "schema_get", "schema_set",
+    "lock_migrate", "unlock_migrate", "ping", "account_restore", "ports_ended", "end_if_state",
+    "lock_live_state", "read_live", "list_desc", "live_by_challenge", "events", "events_count",
+    "set_route", "get_route", "route_lookup", "routes_running", "challenge_exposure",
 };
 
 struct store {
