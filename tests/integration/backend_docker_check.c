@@ -37,7 +37,7 @@
 #define WEB_IMAGE "ctfd-containers/demo-web:latest"
 #define TCP_IMAGE "ctfd-containers/demo-tcp:latest"
 #define MISSING_IMAGE "ctfd-containers/no-such-image:latest"
-#define TEST_COUNT 38
+#define TEST_COUNT 41
 
 static int test_n;
 static int64_t id_base;   /* this run's instance ids: id_base .. id_base + 99 */
@@ -94,6 +94,10 @@ static void test_config(struct cc_config *c)
     c->pids_limit = 64;
     c->cap_add = "CHOWN, SETUID";
     c->site = "ccbackendtest";
+    /* Each container on its own network (docs/exposure.md). */
+    c->network_mode = "isolated";
+    c->network_pool = "10.213.0.0/16";
+    c->network_prefix = 28;
 }
 
 static struct backend_spec web_spec(int64_t k, int host_port)
@@ -256,7 +260,27 @@ static void check_host_config(struct curlx *cx, arena_t *a, const char *name)
     ok(jeq(json_object_get(pb, "HostIp"), "127.0.0.1") &&
            jeq(json_object_get(pb, "HostPort"), arena_printf(a, "%d", port_base)),
        "port 8080/tcp published on 127.0.0.1:%d", port_base);
+    json_t *net = engine_get(cx, a, arena_printf(a, "/networks/%s", name), &status);
+    json_t *opts = json_object_get(net, "Options");
+    const char *br = json_string_value(json_object_get(opts, "com.docker.network.bridge.name"));
+    ok(jeq(json_object_get(hc, "NetworkMode"), name) && status == 200 &&
+           jeq(json_object_get(json_object_get(net, "Labels"), "ctfd-containers.site"),
+               "ccbackendtest") &&
+           jeq(json_object_get(opts, "com.docker.network.bridge.enable_icc"), "false") &&
+           jeq(json_object_get(opts, "com.docker.network.bridge.enable_ip_masquerade"), "false") &&
+           br != NULL && strncmp(br, "ccp-", 4) == 0 &&
+           json_object_size(json_object_get(net, "Containers")) == 1,
+       "on a network of its own (%s): labelled, no icc, no NAT, bridge %s", name, br ? br : "?");
+    json_decref(net);
     json_decref(j);
+}
+
+static bool network_gone(struct curlx *cx, arena_t *a, const char *name)
+{
+    long status;
+    json_t *j = engine_get(cx, a, arena_printf(a, "/networks/%s", name), &status);
+    json_decref(j);
+    return status == 404;
 }
 
 static void check_labels(struct backend *b, arena_t *a, const struct backend_spec *s,
@@ -336,7 +360,7 @@ static void case_clash_listener(struct backend *b, arena_t *a)
         close(fd);
 }
 
-static void case_stop(struct backend *b, arena_t *a)
+static void case_stop(struct backend *b, struct curlx *cx, arena_t *a)
 {
     const char *name = arena_printf(a, "ccbackendtest-%lld", (long long)(id_base + 1));
     struct cc_error e;
@@ -352,9 +376,10 @@ static void case_stop(struct backend *b, arena_t *a)
     ok(rc == 0 && !found, "inspect after stop: not found");
     ok(!listed(b, a, 1, NULL), "list after stop: not there");
     ok(http_get(a, port_base) == NULL, "the host port no longer answers");
+    ok(network_gone(cx, a, name), "its network is removed with it");
 }
 
-static void case_missing_image(struct backend *b, arena_t *a)
+static void case_missing_image(struct backend *b, struct curlx *cx, arena_t *a)
 {
     struct backend_spec s = web_spec(4, port_base);
     s.image = MISSING_IMAGE;
@@ -367,6 +392,7 @@ static void case_missing_image(struct backend *b, arena_t *a)
            strstr(e.message, MISSING_IMAGE) != NULL && no_flag(&e),
        "missing image: IMAGE_MISSING naming it (%s)", err_message(&e));
     ok(!container_exists(b, a, s.name), "missing image leaves no container");
+    ok(network_gone(cx, a, s.name), "and no network");
 }
 
 static void case_unreachable(arena_t *a)
@@ -548,8 +574,8 @@ static void run_cases(struct backend *b, struct cc_config *cfg, struct curlx *cx
     case_web(b, cx, a);
     case_clash_engine(b, a);
     case_clash_listener(b, a);
-    case_stop(b, a);
-    case_missing_image(b, a);
+    case_stop(b, cx, a);
+    case_missing_image(b, cx, a);
     case_unreachable(a);
     case_bad_names();
     case_exits(b, a);
