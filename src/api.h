@@ -42,8 +42,8 @@ void api_admin_status(struct ctx *c);
 void api_route_lookup(struct ctx *c);
 /* Add each port's ways in (url, nc, sni, openssl, the challenge's `connect`
  * style as `connection`) to a container object (api_route.c). */
-void api_route_connection(arena_t *a, const struct cc_config *cfg, json_t *obj,
-                          const char *route, const char *connect);
+void api_route_connection(arena_t *a, const struct cc_config *cfg, json_t *obj, const char *route,
+                          const char *connect);
 /* The HTML admin page (admin_page.c). */
 void admin_page_list(struct ctx *c);
 void admin_page_events(struct ctx *c);

@@ -117,8 +117,10 @@ static void tcp_entry(arena_t *a, const struct cc_config *cfg, json_t *e, const 
         json_object_set_new(e, "sni", json_string(sni));
         json_object_set_new(e, "tls_port", json_integer(cfg->tls_port));
         json_object_set_new(e, "openssl",
-                            json_string(arena_printf(a, "openssl s_client -quiet -connect %s:%lld "
-                                                        "-servername %s", sni, tp, sni)));
+                            json_string(arena_printf(a,
+                                                     "openssl s_client -quiet -connect %s:%lld "
+                                                     "-servername %s",
+                                                     sni, tp, sni)));
         if (connect && strcmp(connect, "openssl") == 0)
             line = json_string_value(json_object_get(e, "openssl"));
         else if (connect && strcmp(connect, "pwntools") == 0)
@@ -130,8 +132,8 @@ static void tcp_entry(arena_t *a, const struct cc_config *cfg, json_t *e, const 
     json_object_set_new(e, "connection", json_string(line));
 }
 
-void api_route_connection(arena_t *a, const struct cc_config *cfg, json_t *obj,
-                          const char *route, const char *connect)
+void api_route_connection(arena_t *a, const struct cc_config *cfg, json_t *obj, const char *route,
+                          const char *connect)
 {
     json_t *ports = json_object_get(obj, "ports");
     bool routed = route != NULL && route[0] != '\0' && cfg->route_domain[0] != '\0';

@@ -278,17 +278,17 @@ static json_t *docker_network_body(arena_t *a, const struct cc_config *cfg,
     json_object_set_new(body, "Driver", json_string("bridge"));
     json_object_set_new(body, "CheckDuplicate", json_true());
     json_object_set_new(body, "Labels", docker_labels(cfg, spec));
-    json_object_set_new(
-        body, "Options",
-        json_pack("{s:s, s:s, s:s}", "com.docker.network.bridge.name",
-                  docker_bridge_name(a, spec), "com.docker.network.bridge.enable_icc", "false",
-                  "com.docker.network.bridge.enable_ip_masquerade",
-                  spec->allow_internet ? "true" : "false"));
+    json_object_set_new(body, "Options",
+                        json_pack("{s:s, s:s, s:s}", "com.docker.network.bridge.name",
+                                  docker_bridge_name(a, spec),
+                                  "com.docker.network.bridge.enable_icc", "false",
+                                  "com.docker.network.bridge.enable_ip_masquerade",
+                                  spec->allow_internet ? "true" : "false"));
     const char *subnet = docker_subnet(a, cfg);
     if (subnet != NULL)
-        json_object_set_new(body, "IPAM",
-                            json_pack("{s:s, s:[{s:s}]}", "Driver", "default", "Config",
-                                      "Subnet", subnet));
+        json_object_set_new(
+            body, "IPAM",
+            json_pack("{s:s, s:[{s:s}]}", "Driver", "default", "Config", "Subnet", subnet));
     return body;
 }
 
@@ -325,12 +325,15 @@ static int docker_network_create_once(struct docker *d, const struct cc_config *
         rc = 0;
     else if (r.status == 409 || strstr(msg, "already exists") != NULL)
         rc = 1;
-    else if (strstr(msg, "overlap") != NULL)
-        rc = 2;
-    else if (strstr(msg, "non-overlapping") != NULL || strstr(msg, "address pool") != NULL) {
-        rc = err_set(err, ERR_START_FAILED, "no address space is left for another network "
-                                            "(network_pool or the engine's pools)");
+    else if (strstr(msg, "non-overlapping") != NULL || strstr(msg, "available") != NULL) {
+        /* "could not find an available, non-overlapping IPv4 address pool": the
+         * engine's own pools are full (no network_pool set). */
+        rc = err_set(err, ERR_START_FAILED,
+                     "no address space is left for another network "
+                     "(network_pool or the engine's pools)");
         err->temporary = true;
+    } else if (strstr(msg, "overlap") != NULL) {
+        rc = 2; /* "Pool overlaps with other one on this address space" */
     } else {
         docker_log_refusal("create the network", &r, NULL);
         rc = err_set(err, ERR_START_FAILED, "the engine refused to create the network (HTTP %ld)",
@@ -717,12 +720,12 @@ static int docker_list_networks(struct backend *b, arena_t *a, struct backend_ob
                                 size_t *n, struct cc_error *err)
 {
     struct curlx_reply r;
-    json_t *f = json_pack("{s:[s, s+]}", "label", DOCKER_LABEL "instance", DOCKER_LABEL "site=",
-                          b->cfg->site);
+    json_t *f = json_pack("{s:[s, s+]}", "label", DOCKER_LABEL "instance",
+                          DOCKER_LABEL "site=", b->cfg->site);
     char *ftext = json_dumps(f, JSON_COMPACT);
     json_decref(f);
-    const char *path = arena_printf(a, "/networks?filters=%s",
-                                    curlx_urlencode(a, ftext ? ftext : "{}"));
+    const char *path =
+        arena_printf(a, "/networks?filters=%s", curlx_urlencode(a, ftext ? ftext : "{}"));
     free(ftext);
     if (docker_call(b->impl, a, "GET", path, NULL, &r, err) < 0)
         return -1;
@@ -742,8 +745,7 @@ static int docker_list_networks(struct backend *b, arena_t *a, struct backend_ob
             continue;
         struct backend_object *o = &all[k++];
         memset(o, 0, sizeof(*o));
-        docker_fill_common(a, net, json_object_get(net, "Name"), json_object_get(net, "Labels"),
-                           o);
+        docker_fill_common(a, net, json_object_get(net, "Name"), json_object_get(net, "Labels"), o);
         o->created = docker_parse_time(json_string_value(json_object_get(net, "Created")));
         o->status = "network";
         o->network_only = true;

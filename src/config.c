@@ -142,8 +142,8 @@ static const struct opt opts[] = {
      "nginx stream map of SNI name -> upstream the reaper keeps up to date; empty = none"},
     {"tls_reload_pid_file", T_STR, O(tls_reload_pid_file), "", 0, 0, "path", false,
      "nginx master's pid file: the reaper sends it SIGHUP after changing tls_routes_file"},
-    {"tls_reload_min_interval_ms", T_INT, O(tls_reload_min_interval_ms), "1000", 100, 60000,
-     "ms", false, "at most one nginx reload per this interval (changes are batched)"},
+    {"tls_reload_min_interval_ms", T_INT, O(tls_reload_min_interval_ms), "1000", 100, 60000, "ms",
+     false, "at most one nginx reload per this interval (changes are batched)"},
     {"network_mode", T_STR, O(network_mode), "isolated", 0, 0, "", false,
      "isolated: each container on its own bridge network; bridge: the engine's default bridge"},
     {"network_pool", T_STR, O(network_pool), "10.213.0.0/16", 0, 0, "CIDR", false,
@@ -396,8 +396,8 @@ int config_parse_cidr(const char *s, uint32_t *addr, int *prefix)
 {
     unsigned a, b, c, d, p;
     char tail;
-    if (sscanf(s, "%3u.%3u.%3u.%3u/%2u%c", &a, &b, &c, &d, &p, &tail) != 5 || a > 255 ||
-        b > 255 || c > 255 || d > 255 || p > 32 || strspn(s, "0123456789./") != strlen(s))
+    if (sscanf(s, "%3u.%3u.%3u.%3u/%2u%c", &a, &b, &c, &d, &p, &tail) != 5 || a > 255 || b > 255 ||
+        c > 255 || d > 255 || p > 32 || strspn(s, "0123456789./") != strlen(s))
         return -1;
     *addr = (uint32_t)a << 24 | (uint32_t)b << 16 | (uint32_t)c << 8 | (uint32_t)d;
     *prefix = (int)p;
@@ -407,8 +407,9 @@ int config_parse_cidr(const char *s, uint32_t *addr, int *prefix)
 static int config_check_exposure(struct cc_config *c, char *err, size_t errlen)
 {
     if (c->route_domain[0] && !route_domain_valid(c->route_domain))
-        return snprintf(err, errlen, "route_domain: lowercase DNS labels (a-z, 0-9, '-') "
-                                     "separated by dots, at most 200 bytes"),
+        return snprintf(err, errlen,
+                        "route_domain: lowercase DNS labels (a-z, 0-9, '-') "
+                        "separated by dots, at most 200 bytes"),
                -1;
     if (strcmp(c->route_scheme, "http") && strcmp(c->route_scheme, "https"))
         return snprintf(err, errlen, "route_scheme: http or https"), -1;
@@ -419,8 +420,9 @@ static int config_check_exposure(struct cc_config *c, char *err, size_t errlen)
     if (c->network_pool[0] &&
         (config_parse_cidr(c->network_pool, &addr, &prefix) < 0 || prefix < 8 ||
          prefix > c->network_prefix || (prefix < 32 && (addr & (0xffffffffu >> prefix)) != 0)))
-        return snprintf(err, errlen, "network_pool: an IPv4 network such as 10.213.0.0/16, "
-                                     "no longer than network_prefix"),
+        return snprintf(err, errlen,
+                        "network_pool: an IPv4 network such as 10.213.0.0/16, "
+                        "no longer than network_prefix"),
                -1;
     char bad[32];
     if (!route_caps_allowed(c->cap_add, bad, sizeof(bad)))

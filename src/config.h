@@ -66,13 +66,13 @@ struct cc_config {
     int64_t warm_pool_lifetime_seconds; /* an unclaimed pool container is replaced after this */
     int64_t warm_pool_retry_seconds;   /* wait after a failed pool start of a challenge */
     /* exposure and isolation (docs/exposure.md) */
-    char *route_domain;           /* NAME.route_domain reaches a container; "" = off */
-    char *route_scheme;           /* http | https: the scheme of the URLs players get */
-    int64_t route_public_port;    /* the port of those URLs; 0 = the scheme's */
-    char *route_upstream_host;    /* where nginx reaches published ports */
-    int64_t tls_port;             /* the shared TLS (SNI) port players connect to; 0 = off */
-    char *tls_routes_file;        /* nginx stream map the reaper writes; "" = none */
-    char *tls_reload_pid_file;    /* nginx master's pid file: SIGHUP after a map change */
+    char *route_domain;        /* NAME.route_domain reaches a container; "" = off */
+    char *route_scheme;        /* http | https: the scheme of the URLs players get */
+    int64_t route_public_port; /* the port of those URLs; 0 = the scheme's */
+    char *route_upstream_host; /* where nginx reaches published ports */
+    int64_t tls_port;          /* the shared TLS (SNI) port players connect to; 0 = off */
+    char *tls_routes_file;     /* nginx stream map the reaper writes; "" = none */
+    char *tls_reload_pid_file; /* nginx master's pid file: SIGHUP after a map change */
     int64_t tls_reload_min_interval_ms;
     char *network_mode;           /* isolated | bridge */
     char *network_pool;           /* CIDR the per-container networks come from; "" = engine's */

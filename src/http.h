@@ -54,8 +54,8 @@ struct http_resp {
     const char *location;    /* for 303 */
     int retry_after;         /* seconds; 0 = no header */
     strbuf_t body;
-    const char *upstream;    /* X-CC-Upstream for nginx's route lookups (api_route.c) */
-    const char *accel;       /* X-Accel-Redirect: nginx's internal redirect (api_route.c) */
+    const char *upstream; /* X-CC-Upstream for nginx's route lookups (api_route.c) */
+    const char *accel;    /* X-Accel-Redirect: nginx's internal redirect (api_route.c) */
 };
 
 /* Build a request from FastCGI parameters. Never fails: problems are

@@ -61,8 +61,7 @@ static int parse_label(const char *s, size_t n, char *name, size_t namelen, int 
     return 0;
 }
 
-int route_parse_host(const char *host, const char *domain, char *name, size_t namelen,
-                     int *port)
+int route_parse_host(const char *host, const char *domain, char *name, size_t namelen, int *port)
 {
     if (host == NULL || domain == NULL || name == NULL || port == NULL || domain[0] == '\0')
         return -1;
@@ -107,8 +106,9 @@ bool route_domain_valid(const char *domain)
 
 /* Docker's default capability set: what an ordinary container has anyway. */
 static const char *const caps_allowed[] = {
-    "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-    "NET_BIND_SERVICE", "NET_RAW", "SYS_CHROOT", "MKNOD", "AUDIT_WRITE", "SETFCAP", NULL,
+    "CHOWN",      "DAC_OVERRIDE", "FOWNER",      "FSETID",           "KILL",
+    "SETGID",     "SETUID",       "SETPCAP",     "NET_BIND_SERVICE", "NET_RAW",
+    "SYS_CHROOT", "MKNOD",        "AUDIT_WRITE", "SETFCAP",          NULL,
 };
 
 static bool cap_known(const char *s, size_t n)

@@ -12,10 +12,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define ROUTE_LEN 20          /* generated names: 20 base32 characters, 100 bits */
-#define ROUTE_NAME_MIN 16     /* what the parser accepts as a name */
+#define ROUTE_LEN 20      /* generated names: 20 base32 characters, 100 bits */
+#define ROUTE_NAME_MIN 16 /* what the parser accepts as a name */
 #define ROUTE_NAME_MAX 32
-#define ROUTE_HOST_MAX 253    /* a DNS name */
+#define ROUTE_HOST_MAX 253 /* a DNS name */
 #define ROUTE_DOMAIN_MAX 200
 
 /* A fresh name: ROUTE_LEN characters of a-z and 2-7 from RAND_bytes, NUL
@@ -30,8 +30,7 @@ int route_generate(char *out, size_t outlen);
  * but the name itself must be lowercase). name receives the NAME (NUL
  * terminated, ROUTE_NAME_MAX + 1 bytes), *port the PORT or 0. Returns 0, or
  * -1 for anything else. */
-int route_parse_host(const char *host, const char *domain, char *name, size_t namelen,
-                     int *port);
+int route_parse_host(const char *host, const char *domain, char *name, size_t namelen, int *port);
 
 /* Is `domain` acceptable as route_domain: 1 to ROUTE_DOMAIN_MAX bytes of
  * dot-separated labels of [a-z0-9-], no label empty or starting or ending

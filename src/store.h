@@ -288,8 +288,8 @@ struct route_target {
     int64_t instance_id;
     const char *account_kind;
     int64_t account_id;
-    const char *ports;        /* as stored: "8080/http:31234,..." */
-    bool owner_only;          /* docker_challenge.route_owner_only */
+    const char *ports; /* as stored: "8080/http:31234,..." */
+    bool owner_only;   /* docker_challenge.route_owner_only */
 };
 int store_route_lookup(struct store *s, arena_t *a, const char *route, struct route_target *out,
                        bool *found, struct cc_error *err);
@@ -302,10 +302,10 @@ int store_routes_running(struct store *s, arena_t *a, struct route_row **rows, s
                          struct cc_error *err);
 /* The challenge's exposure and hardening columns (NULL columns: false / NULL). */
 struct challenge_exposure {
-    bool owner_only;          /* route_owner_only */
-    const char *connect;      /* nc | openssl | pwntools; NULL = nc */
+    bool owner_only;     /* route_owner_only */
+    const char *connect; /* nc | openssl | pwntools; NULL = nc */
     bool allow_internet;
-    const char *cap_add;      /* NULL = the app's cap_add */
+    const char *cap_add; /* NULL = the app's cap_add */
     bool read_only;
 };
 int store_challenge_exposure(struct store *s, arena_t *a, int64_t id,

@@ -29,8 +29,8 @@ const char *tlsmap_render(arena_t *a, const struct cc_config *cfg, const struct 
             if (first)
                 sb_printf(&sb, "%s.%s %s:%d;\n", rows[i].route, cfg->route_domain,
                           cfg->route_upstream_host, ports[k].host_port);
-            sb_printf(&sb, "%s-%d.%s %s:%d;\n", rows[i].route, ports[k].internal,
-                      cfg->route_domain, cfg->route_upstream_host, ports[k].host_port);
+            sb_printf(&sb, "%s-%d.%s %s:%d;\n", rows[i].route, ports[k].internal, cfg->route_domain,
+                      cfg->route_upstream_host, ports[k].host_port);
             first = false;
         }
     }
@@ -42,7 +42,9 @@ static int write_atomically(const char *path, const char *text)
     char tmp[4096];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
         return -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* The names are the containers' only secret: not for every local user. nginx's
+     * master (root) reads its configuration. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0)
         return -1;
     size_t len = strlen(text), off = 0;

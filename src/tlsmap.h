@@ -2,7 +2,7 @@
  * up to date by the reaper: NAME.route_domain (the first tcp port) and
  * NAME-PORT.route_domain (each tcp port) -> route_upstream_host:host_port.
  *
- * Written atomically (a temporary file, then rename) only when it changes,
+ * Written atomically (a temporary file, mode 0640, then rename) only when it changes,
  * then nginx is told to reload (SIGHUP to the master in
  * tls_reload_pid_file), at most once per tls_reload_min_interval_ms: changes
  * that come in between wait for the next pass (debounced). Why a map and a
@@ -17,9 +17,9 @@
 #include "ops.h"
 
 struct tlsmap_state {
-    char *written;          /* the content last written (malloc'd), NULL before the first */
-    int64_t reloaded_ms;    /* monotonic time of the last write + reload */
-    int64_t reloads;        /* how many, for the log and tests */
+    char *written;       /* the content last written (malloc'd), NULL before the first */
+    int64_t reloaded_ms; /* monotonic time of the last write + reload */
+    int64_t reloads;     /* how many, for the log and tests */
 };
 
 /* The map text for these rows (each line "NAME.DOMAIN HOST:PORT;"). */

@@ -83,9 +83,8 @@ static void handle(struct app *app, FCGX_Request *rq, arena_t *arena)
     send_response(rq, &resp);
     /* The path only: a query or body could carry something private. nginx's
      * route lookups (one per request to a container's site) only at debug. */
-    log_msg(strcmp(req.path, "/_cc/route") == 0 ? LOG_DEBUG : LOG_INFO,
-            "%s %s %d %.1fms user=%s", req.method_str ? req.method_str : "-", req.path,
-            resp.status, ms_since(&t0),
+    log_msg(strcmp(req.path, "/_cc/route") == 0 ? LOG_DEBUG : LOG_INFO, "%s %s %d %.1fms user=%s",
+            req.method_str ? req.method_str : "-", req.path, resp.status, ms_since(&t0),
             http_param(&req, "CTFD_USER_ID") ? http_param(&req, "CTFD_USER_ID") : "-");
 }
 

@@ -14,6 +14,8 @@
 The plugin talks to no service and starts nothing: it shares CTFd's database with the app.
 """
 
+import os
+
 from CTFd.plugins import register_admin_plugin_menu_bar, register_plugin_assets_directory
 from CTFd.plugins.challenges import CHALLENGE_CLASSES
 from CTFd.plugins.migrations import upgrade
@@ -34,3 +36,9 @@ def load(app):
     # Answer the auth endpoint before CTFd's own before_request hooks (see auth.py).
     app.before_request_funcs.setdefault(None, []).insert(0, auth.preempt)
     register_admin_plugin_menu_bar("Containers", "/admin/containers")
+    # Owner-only container sites (docs/exposure.md): CTFd's session cookie must reach
+    # NAME.containers.example.org, so its domain must cover both (e.g. ".example.org"). CTFd
+    # has no setting of its own for it; nginx strips the cookie before a container sees it.
+    cookie_domain = os.environ.get("CTFD_CONTAINERS_SESSION_COOKIE_DOMAIN", "").strip()
+    if cookie_domain:
+        app.config["SESSION_COOKIE_DOMAIN"] = cookie_domain

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -237,13 +238,17 @@ class E2E:
 
     def start_app(self):
         db = type("Db", (), {"name": self.name})()
-        self.app = harness.App(self.workdir, db, site=self.site_name, workers=4)
+        # Containers by name through the site's own nginx (docs/exposure.md): the port is
+        # chosen now, so the URLs the app hands out carry it.
+        self.port = harness.free_port()
+        self.app = harness.App(self.workdir, db, site=self.site_name, workers=4,
+                               route_domain=site_tool.ROUTE_DOMAIN, route_scheme="http",
+                               route_public_port=self.port)
         self.app.start()
 
     def start_nginx(self):
         d = os.path.join(self.workdir, "nginx")
         os.makedirs(d, exist_ok=True)
-        self.port = harness.free_port()
         extra = "location = /_e2e_plain { default_type text/plain; return 200 \"ok\\n\"; }"
         # The auth-answer cache in a directory of this run's own on a tmpfs.
         self.cache_parent = harness.auth_cache_parent()
@@ -404,12 +409,28 @@ def submit(team, cid, flag):
     return page.json["data"]["status"]
 
 
-def read_flag(connection):
+def read_flag(connection, cookie=None):
     url = connection.replace("//localhost:", "//127.0.0.1:")
-    return wait_for(lambda: _get(url), timeout=10, what=f"the flag at {url}")
+    return wait_for(lambda: _get(url, cookie), timeout=10, what=f"the flag at {url}")
 
 
-def _get(url):
+def by_name(url, cookie=None):
+    """GET a NAME.containers.localhost URL on 127.0.0.1 with its Host: (status, text)."""
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection("127.0.0.1", u.port, timeout=10)
+    try:
+        conn.request("GET", u.path or "/", headers={"Host": u.netloc, **(
+            {"Cookie": cookie} if cookie else {})})
+        r = conn.getresponse()
+        return r.status, r.read().decode("utf-8", "replace").strip()
+    finally:
+        conn.close()
+
+
+def _get(url, cookie=None):
+    if urllib.parse.urlsplit(url).hostname.endswith("." + site_tool.ROUTE_DOMAIN):
+        status, text = by_name(url, cookie)  # the system resolver may not know *.localhost
+        return text if status == 200 else None
     try:
         return harness.http_get(url, timeout=3)
     except OSError:
@@ -591,6 +612,29 @@ def ban_with_cache_warm(s):
         raise AssertionError("no try finished within the cache's window (machine too loaded?)")
     eq(asked, 0, "CTFd's auth endpoint asked (the answers came from nginx's cache)")
     eq(alpha.request("GET", path, follow=False).status, 200, "unbanned")
+
+
+@case
+def owner_only_by_name(s):
+    """route_owner_only: a team's site by name opens with its own CTFd session only (real plugin auth)"""
+    alpha, beta = s.teams["alpha"], s.teams["beta"]
+    url = container(alpha, s.cid).json["data"]["ports"][0]["url"]
+    check(f".{site_tool.ROUTE_DOMAIN}:" in url, f"a URL by name: {url}")
+    s.sql(f"UPDATE docker_challenge SET route_owner_only = 1 WHERE id = {s.cid}")
+    try:
+        def cookie(b):
+            return f"session={b.cookies['session']}"
+        eq(by_name(url, cookie(alpha)), (200, s.flags["alpha"]), "alpha, its own session")
+        status, text = by_name(url, cookie(beta))
+        eq(status, 403, f"beta's session: {text[:200]}")
+        check(s.flags["alpha"] not in text, "no flag for beta")
+        status, text = by_name(url)
+        eq(status, 401, f"no session: {text[:200]}")
+        status, text = by_name(url, "session=forged")
+        eq(status, 401, f"a forged session: {text[:200]}")
+    finally:
+        s.sql(f"UPDATE docker_challenge SET route_owner_only = NULL WHERE id = {s.cid}")
+    eq(by_name(url)[0], 200, "public again")
 
 
 @case

@@ -252,3 +252,17 @@ def test_ctfd_csrf_hook_is_bypassed(backend, make_ctfd):
         assert "Set-Cookie" in anonymous.get("/login").headers  # what CTFd does elsewhere
         other = app.test_client()
         assert_untouched(ask(other))
+
+
+def test_session_cookie_domain_for_container_sites(backend, make_ctfd, monkeypatch):
+    """CTFD_CONTAINERS_SESSION_COOKIE_DOMAIN widens CTFd's session cookie to the containers'
+    domain (owner-only sites, docs/exposure.md); unset, the cookie stays host-only."""
+    monkeypatch.setenv("CTFD_CONTAINERS_SESSION_COOKIE_DOMAIN", ".example.org")
+    with make_ctfd(backend) as app, app.app_context():
+        assert app.config["SESSION_COOKIE_DOMAIN"] == ".example.org"
+        # What CTFd's session interface puts on its Set-Cookie (CTFd/utils/sessions).
+        assert app.session_interface.get_cookie_domain(app) == ".example.org"
+    monkeypatch.delenv("CTFD_CONTAINERS_SESSION_COOKIE_DOMAIN")
+    with make_ctfd(backend) as app, app.app_context():
+        assert not app.config.get("SESSION_COOKIE_DOMAIN")
+        assert not app.session_interface.get_cookie_domain(app)

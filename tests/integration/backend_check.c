@@ -49,8 +49,8 @@
 #define WEB_IMAGE "ctfd-containers/demo-web:latest"
 #define TCP_IMAGE "ctfd-containers/demo-tcp:latest"
 #define MISSING_IMAGE "ctfd-containers/no-such-image:latest"
-#define TEST_COUNT 38
-#define SWARM_EXTRA 5 /* the swarm-only cases */
+#define TEST_COUNT 41
+#define SWARM_EXTRA 3 /* the swarm-only cases (placement) */
 
 static int test_n;
 static int64_t id_base;   /* this run's instance ids: id_base .. id_base + 99 */
@@ -122,6 +122,10 @@ static void test_config(struct cc_config *c)
         c->swarm_placement = "";
     c->swarm_network_per_container =
         env_or_null("CC_TEST_SWARM_NETWORK") ? atoi(env_or_null("CC_TEST_SWARM_NETWORK")) : 1;
+    /* Each container on its own network (docs/exposure.md). */
+    c->network_mode = "isolated";
+    c->network_pool = "10.213.0.0/16";
+    c->network_prefix = 28;
 }
 
 static struct backend_spec web_spec(int64_t k, int host_port)
@@ -365,7 +369,27 @@ static void check_host_config(struct curlx *cx, arena_t *a, const char *name)
     ok(jeq(json_object_get(pb, "HostIp"), "127.0.0.1") &&
            jeq(json_object_get(pb, "HostPort"), arena_printf(a, "%d", port_base)),
        "port 8080/tcp published on 127.0.0.1:%d", port_base);
+    json_t *net = engine_get(cx, a, arena_printf(a, "/networks/%s", name), &status);
+    json_t *opts = json_object_get(net, "Options");
+    const char *br = json_string_value(json_object_get(opts, "com.docker.network.bridge.name"));
+    ok(jeq(json_object_get(hc, "NetworkMode"), name) && status == 200 &&
+           jeq(json_object_get(json_object_get(net, "Labels"), "ctfd-containers.site"),
+               "ccbackendtest") &&
+           jeq(json_object_get(opts, "com.docker.network.bridge.enable_icc"), "false") &&
+           jeq(json_object_get(opts, "com.docker.network.bridge.enable_ip_masquerade"), "false") &&
+           br != NULL && strncmp(br, "ccp-", 4) == 0 &&
+           json_object_size(json_object_get(net, "Containers")) == 1,
+       "on a network of its own (%s): labelled, no icc, no NAT, bridge %s", name, br ? br : "?");
+    json_decref(net);
     json_decref(j);
+}
+
+static bool network_gone(struct curlx *cx, arena_t *a, const char *name)
+{
+    long status;
+    json_t *j = engine_get(cx, a, arena_printf(a, "/networks/%s", name), &status);
+    json_decref(j);
+    return status == 404;
 }
 
 static void check_labels(struct backend *b, arena_t *a, const struct backend_spec *s,
@@ -445,7 +469,7 @@ static void case_clash_listener(struct backend *b, arena_t *a)
         close(fd);
 }
 
-static void case_stop(struct backend *b, arena_t *a)
+static void case_stop(struct backend *b, struct curlx *cx, arena_t *a)
 {
     const char *name = arena_printf(a, "ccbackendtest-%lld", (long long)(id_base + 1));
     struct cc_error e;
@@ -469,18 +493,10 @@ static void case_stop(struct backend *b, arena_t *a)
         answers = http_get(a, port_base) != NULL;
     }
     ok(!answers, "the host port no longer answers (after %lld ms)", (long long)(now_ms() - t1));
+    ok(network_gone(cx, a, name), "its network is removed with it");
 }
 
 /* ---- swarm only ------------------------------------------------------------- */
-
-static void case_swarm_network_gone(struct curlx *cx, arena_t *a)
-{
-    long status;
-    const char *name = arena_printf(a, "ccbackendtest-%lld", (long long)(id_base + 1));
-    json_t *j = engine_get(cx, a, arena_printf(a, "/networks/%s", name), &status);
-    json_decref(j);
-    ok(status == 404, "swarm: the container's network is removed with it (HTTP %ld)", status);
-}
 
 static void case_swarm_placement(struct backend *b, struct cc_config *cfg, arena_t *a)
 {
@@ -503,7 +519,7 @@ static void case_swarm_placement(struct backend *b, struct cc_config *cfg, arena
     (void)cfg;
 }
 
-static void case_missing_image(struct backend *b, arena_t *a)
+static void case_missing_image(struct backend *b, struct curlx *cx, arena_t *a)
 {
     struct backend_spec s = web_spec(4, case_port(4));
     s.image = MISSING_IMAGE;
@@ -516,6 +532,7 @@ static void case_missing_image(struct backend *b, arena_t *a)
            strstr(e.message, MISSING_IMAGE) != NULL && no_flag(&e),
        "missing image: IMAGE_MISSING naming it (%s)", err_message(&e));
     ok(!container_exists(b, a, s.name), "missing image leaves no container");
+    ok(network_gone(cx, a, s.name), "and no network");
 }
 
 static void case_unreachable(arena_t *a)
@@ -705,10 +722,8 @@ static void run_cases(struct backend *b, struct cc_config *cfg, struct curlx *cx
     case_web(b, cx, a);
     case_clash_engine(b, a);
     case_clash_listener(b, a);
-    case_stop(b, a);
-    if (is_swarm())
-        case_swarm_network_gone(cx, a);
-    case_missing_image(b, a);
+    case_stop(b, cx, a);
+    case_missing_image(b, cx, a);
     case_unreachable(a);
     case_bad_names();
     case_exits(b, a);

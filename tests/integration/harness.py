@@ -562,6 +562,7 @@ class Site:
             try:
                 for row in self.db.rows("SELECT name FROM container_instances"):
                     sh("docker", "rm", "-f", row[0], check=False)
+                    sh("docker", "network", "rm", row[0], check=False)  # its own network
             except RuntimeError:
                 pass  # no tables yet
             self.db.drop()

@@ -191,27 +191,45 @@ class HostListener:
         self.sock.close()
 
 
+def control_network():
+    """A plain bridge network (bridge name br-..., no firewall rule of ours), with an
+    explicit small subnet: the engine's default pools may be full on a shared engine."""
+    name = f"cc-control-{os.getpid()}"
+    for i in range(20):
+        subnet = f"10.214.{(os.getpid() + i * 37) % 256}.0/28"
+        r = sh("docker", "network", "create", "--label", "ctfd-containers.test=exposure",
+               "--subnet", subnet, name, check=False)
+        if r.returncode == 0:
+            return name
+    raise AssertionError(f"cannot create a control network: {r.stderr}")
+
+
 @case
 def container_cannot_reach_the_host(site):
-    """From A's container: the host, MariaDB, the engine, the metadata address fail; a control on the default bridge reaches the host"""
+    """From A's container: the host, MariaDB, the engine, the metadata address fail; a control on a plain bridge reaches the host"""
     a = site.container_of(ALICE, WEB)
     a_ip, gw = addresses(a)
     listener = HostListener()
+    ctl_net = None
     try:
-        # Control: the same attempt from a throwaway container on the engine's
-        # default bridge (not ours) reaches the host service, so the attempt
-        # below can fail for the right reason only.
-        ctl = sh("docker", "run", "--rm", "--label", "ctfd-containers.test=exposure",
-                 "--entrypoint", "/bin/sh", WEB_IMAGE, "-c",
+        # Control: the same attempt from a throwaway container on a plain bridge
+        # network of the test's own (not one of ours, so no firewall rule
+        # applies) reaches the host service, so the attempt below can fail for
+        # the right reason only.
+        ctl_net = control_network()
+        ctl = sh("docker", "run", "--rm", "--network", ctl_net, "--label",
+                 "ctfd-containers.test=exposure", "--entrypoint", "/bin/sh", WEB_IMAGE, "-c",
                  "gw=$(ip route | awk '/^default/ {print $3}'); echo gw=$gw; "
                  f"nc -w 2 $gw {listener.port} </dev/null", check=False)
-        check("host-service" in ctl.stdout, f"control from the default bridge: {ctl.stdout!r} {ctl.stderr!r}")
+        check("host-service" in ctl.stdout, f"control from a plain bridge: {ctl.stdout!r} {ctl.stderr!r}")
         bridge_gw = ctl.stdout.split("gw=")[1].split()[0]
-        for host in (gw, bridge_gw):
+        for host in (gw, bridge_gw):  # the host on its own gateway, and on another bridge's
             ok, out = attempt(a, host, listener.port)
             check(not ok, f"A reached the host service at {host}: {out!r}")
     finally:
         listener.close()
+        if ctl_net:
+            sh("docker", "network", "rm", ctl_net, check=False)
     for port, what in ((3306, "MariaDB"), (2375, "engine (tcp)"), (2376, "engine (tls)"),
                        (22, "sshd")):
         ok, out = attempt(a, gw, port)

@@ -379,6 +379,20 @@ static const struct {
     {"swarm_placement", "zone==a"},
     {"swarm_placement", "node.labels.zone==a,"},
     {"swarm_network_per_container", "2"},
+    /* exposure and isolation (docs/exposure.md) */
+    {"route_domain", "Containers.example.org"},
+    {"route_domain", "*.example.org"},
+    {"route_domain", "a..b"},
+    {"route_scheme", "ftp"},
+    {"network_mode", "host"},
+    {"network_pool", "10.213.0.0"},
+    {"network_pool", "10.213.0.1/16"},
+    {"network_pool", "10.213.0.0/30"},
+    {"network_pool", "300.0.0.0/16"},
+    {"network_prefix", "30"},
+    {"tls_port", "65536"},
+    {"cap_add", "CHOWN,SYS_ADMIN"},
+    {"cap_add", "ALL"},
 };
 
 static void check_refused(const char *how, size_t i, int rc, const char *err)
@@ -447,6 +461,11 @@ static void test_good_values_table(void **state)
         {"default_cpus", "0.01", "0.01"},
         {"max_containers", "0", "0"},
         {"cooldown_seconds", "86400", "86400"},
+        {"route_domain", "containers.example.org", "containers.example.org"},
+        {"network_pool", "172.30.0.0/16", "172.30.0.0/16"},
+        {"network_pool", "", ""},
+        {"network_mode", "bridge", "bridge"},
+        {"cap_add", "cap_net_raw, KILL", "cap_net_raw, KILL"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char var[256], v[512];

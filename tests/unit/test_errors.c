@@ -63,6 +63,9 @@ static const struct {
     {ERR_FORBIDDEN, "FORBIDDEN", 403},
     {ERR_AUTH_UNAVAILABLE, "AUTH_UNAVAILABLE", 503},
     {ERR_APP_UNAVAILABLE, "APP_UNAVAILABLE", 503},
+    /* exposure and hardening (docs/exposure.md) */
+    {ERR_CAPABILITY_FORBIDDEN, "CAPABILITY_FORBIDDEN", 500},
+    {ERR_ROUTE_NOT_FOUND, "ROUTE_NOT_FOUND", 404},
 };
 #define NPINNED (sizeof(pinned) / sizeof(pinned[0]))
 

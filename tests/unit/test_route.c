@@ -50,18 +50,18 @@ static void test_parse_host(void **state)
         {"abcdefghijklmnop2345.CONTAINERS.example.org", 0, "abcdefghijklmnop2345", 0},
         {"abcdefghijklmnop2345-65535." D, 0, "abcdefghijklmnop2345", 65535},
         {"0123456789abcdef." D, 0, "0123456789abcdef", 0},
-        {"Abcdefghijklmnop2345." D, -1, NULL, 0},       /* the name is lowercase */
-        {"abcdefghijklmno." D, -1, NULL, 0},            /* 15: too short */
+        {"Abcdefghijklmnop2345." D, -1, NULL, 0},              /* the name is lowercase */
+        {"abcdefghijklmno." D, -1, NULL, 0},                   /* 15: too short */
         {"abcdefghijklmnopqrstuvwxyz0123456." D, -1, NULL, 0}, /* 33: too long */
         {"abcdefghijklmnop2345-0." D, -1, NULL, 0},
         {"abcdefghijklmnop2345-01." D, -1, NULL, 0},
         {"abcdefghijklmnop2345-65536." D, -1, NULL, 0},
         {"abcdefghijklmnop2345-." D, -1, NULL, 0},
         {"abcdefghijklmnop2345-1-2." D, -1, NULL, 0},
-        {"abcdefghijklmnop2345.x." D, -1, NULL, 0},     /* two labels */
+        {"abcdefghijklmnop2345.x." D, -1, NULL, 0}, /* two labels */
         {"x.abcdefghijklmnop2345." D, -1, NULL, 0},
         {"abcdefghijklmnop2345." D ".evil.org", -1, NULL, 0},
-        {"abcdefghijklmnop2345.x" D, -1, NULL, 0},      /* suffix without the dot */
+        {"abcdefghijklmnop2345.x" D, -1, NULL, 0}, /* suffix without the dot */
         {"abcdefghijklmnop2345" D, -1, NULL, 0},
         {D, -1, NULL, 0},
         {"." D, -1, NULL, 0},
