@@ -99,7 +99,7 @@ def setup():
     os.chmod(ctx.workdir, 0o755)
     ctx.engine = ctx.mdb = ctx.db = ctx.auth = ctx.app = ctx.nginx = None
     try:
-        ctx.engine = PrivateEngine("ccx")
+        ctx.engine = PrivateEngine("ccx", octet_base=16)
         ctx.mdb = PrivateMariaDB(ctx.workdir)
         from fake_ctfd_auth import Auth
         ctx.db = Database(f"cc_test_chaos_{os.getpid()}", socket=ctx.mdb.socket)
@@ -669,6 +669,8 @@ def hostile_requests():
         out.append(("PATCH", f"/api/v1/admin/containers/{i}", None, None))
         out.append(("GET", f"/api/v1/admin/containers?page={i}", None, None))
         out.append(("GET", f"/api/v1/admin/containers?account_id={i}", None, None))
+        out.append(("GET", f"/admin/containers?page={i}", None, None))
+        out.append(("GET", f"/admin/containers/events?page={i}", None, None))
     for q in ("challenge_id=1&challenge_id=1", "challenge_id=1&challenge_id=2",
               "challenge_id=1&" + "x" * 5000 + "=1", "challenge_id=1&a=%zz",
               "challenge_id=1&" + "&".join(f"p{k}=1" for k in range(300)),
