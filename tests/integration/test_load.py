@@ -6,7 +6,7 @@ processes as at the start, and worker memory flat: the workers' RSS at the
 end within 10% of their RSS after a warm-up round.
 
 CC_CHAOS_FULL=1 (make chaos): 200 accounts over ~5 minutes. make check: 20
-accounts over ~30 s.
+accounts over ~20 s.
 """
 import os
 import shutil
@@ -20,9 +20,9 @@ from chaos_env import PrivateEngine  # noqa: E402
 
 FULL = os.environ.get("CC_CHAOS_FULL") == "1"
 ACCOUNTS = 200 if FULL else 20
-SECONDS = 300 if FULL else 30
+SECONDS = 300 if FULL else 20
 WARMUP = 20 if FULL else 6          # accounts of the warm-up round (ids below the load's)
-WARMUP_SECONDS = 20 if FULL else 6
+WARMUP_SECONDS = 20 if FULL else 4
 POLLS = 20
 WEB = 1
 FIRST = 1000
