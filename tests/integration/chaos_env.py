@@ -12,6 +12,7 @@ PrivateMariaDB: mariadbd with its datadir and socket in a temporary
 directory (mariadb-install-db), no TCP.
 """
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -167,6 +168,10 @@ class PrivateMariaDB:
         for tool in ("mariadbd", "mariadb-install-db"):
             if shutil.which(tool) is None:
                 raise Skip(f"{tool} is not installed")
+        try:
+            pwd.getpwnam("mysql")
+        except KeyError:
+            raise Skip("no mysql user to run a private mariadbd as")
         self.dir = os.path.join(workdir, "mariadb")
         os.makedirs(self.dir)
         sh("chown", "mysql:mysql", self.dir)
