@@ -12,6 +12,7 @@ PrivateMariaDB: mariadbd with its datadir and socket in a temporary
 directory (mariadb-install-db), no TCP.
 """
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -42,7 +43,12 @@ def _wait_gone(pid, timeout):
 
 
 class PrivateEngine:
-    def __init__(self, tag):
+    def __init__(self, tag, octet_base=16, bip="172.31.254.1/24"):
+        """tag: a short prefix of every name (netns, veth, directories);
+        octet_base: the third octet of the veth /24 is octet_base + pid % 100, so
+        two files (different bases) running at once never share a subnet;
+        bip: the engine's bridge inside the namespace (its size caps how many
+        containers run at once)."""
         if os.geteuid() != 0:
             raise Skip("a private dockerd needs root")
         for tool in ("dockerd", "ip", "nsenter", "docker"):
@@ -56,7 +62,8 @@ class PrivateEngine:
         pid = os.getpid()
         self.ns = f"{tag}{pid}"[:15]
         self.veth_host, self.veth_ns = f"{tag}h{pid}"[:15], f"{tag}n{pid}"[:15]
-        octet = 16 + pid % 200
+        octet = octet_base + pid % 100
+        self.bip = bip
         self.host_ip, self.ip = f"172.30.{octet}.1", f"172.30.{octet}.2"
         self.dir = f"/var/lib/{tag}-{pid}"
         self.run_dir = f"/run/{tag}-{pid}"
@@ -107,7 +114,7 @@ class PrivateEngine:
              "--pidfile", os.path.join(self.run_dir, "docker.pid"),
              "--host", self.endpoint, "--live-restore",
              "--containerd-namespace", self.ns, "--containerd-plugins-namespace", self.ns + "p",
-             "--bip", "172.31.254.1/24"],
+             "--bip", self.bip],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_for(self.up, timeout=60, step=0.2, what="the private dockerd")
@@ -161,6 +168,10 @@ class PrivateMariaDB:
         for tool in ("mariadbd", "mariadb-install-db"):
             if shutil.which(tool) is None:
                 raise Skip(f"{tool} is not installed")
+        try:
+            pwd.getpwnam("mysql")
+        except KeyError:
+            raise Skip("no mysql user to run a private mariadbd as")
         self.dir = os.path.join(workdir, "mariadb")
         os.makedirs(self.dir)
         sh("chown", "mysql:mysql", self.dir)

@@ -99,7 +99,7 @@ def setup():
     os.chmod(ctx.workdir, 0o755)
     ctx.engine = ctx.mdb = ctx.db = ctx.auth = ctx.app = ctx.nginx = None
     try:
-        ctx.engine = PrivateEngine("ccx")
+        ctx.engine = PrivateEngine("ccx", octet_base=16)
         ctx.mdb = PrivateMariaDB(ctx.workdir)
         from fake_ctfd_auth import Auth
         ctx.db = Database(f"cc_test_chaos_{os.getpid()}", socket=ctx.mdb.socket)
@@ -417,7 +417,6 @@ def worker_killed_mid_starts(ctx):
               f"a lost request is the app's 503, not a 500: {r}")
     check(re.search(rf"worker {victim} killed by signal 9", log_since(ctx, offset)),
           "the master logs the death")
-    ctx.figures["failed"] += 0  # expected losses of the killed request are not failures
     n = audit(ctx, f"after kill -9 of a worker during {STARTS} starts")
     check(n >= STARTS - len(failed), f"the other starts live ({n})")
     stop_all(ctx, accts)
@@ -669,6 +668,8 @@ def hostile_requests():
         out.append(("PATCH", f"/api/v1/admin/containers/{i}", None, None))
         out.append(("GET", f"/api/v1/admin/containers?page={i}", None, None))
         out.append(("GET", f"/api/v1/admin/containers?account_id={i}", None, None))
+        out.append(("GET", f"/admin/containers?page={i}", None, None))
+        out.append(("GET", f"/admin/containers/events?page={i}", None, None))
     for q in ("challenge_id=1&challenge_id=1", "challenge_id=1&challenge_id=2",
               "challenge_id=1&" + "x" * 5000 + "=1", "challenge_id=1&a=%zz",
               "challenge_id=1&" + "&".join(f"p{k}=1" for k in range(300)),
@@ -830,7 +831,7 @@ def no_secret_in_any_log(ctx):
 
 @case
 def socket_and_key_file_modes(ctx):
-    """the modes the docs promise: socket srw-rw---- group listen_group, key file 0600 and refused wider"""
+    """the modes the docs promise: socket srw-rw---- group listen_group, key file 0600, wider refused"""
     import grp
     import stat
     st = os.stat(ctx.app.socket)
@@ -840,12 +841,15 @@ def socket_and_key_file_modes(ctx):
     eq(oct(stat.S_IMODE(os.stat(key).st_mode)), oct(0o600), "the flag key file")
     wide = os.path.join(ctx.workdir, "wide.key")
     shutil.copy(key, wide)
-    os.chmod(wide, 0o640)
-    r = ctx.app.run("--reconcile-once", check=False,
-                    env={"CTFD_CONTAINERS_FLAG_KEY_FILE": wide})
-    eq(r.returncode, 2, f"a key file group may read is refused: {r.stderr!r}")
-    check("0640" in r.stderr or "640" in r.stderr, f"naming the mode: {r.stderr!r}")
-    check(open(wide).read().strip() not in r.stderr + r.stdout, "without printing the key")
+    # Refused: others may read, or the group may write. The group may read
+    # (0640): CTFd's user can share the key through its group.
+    for mode in (0o604, 0o660, 0o644):
+        os.chmod(wide, mode)
+        r = ctx.app.run("--reconcile-once", check=False,
+                        env={"CTFD_CONTAINERS_FLAG_KEY_FILE": wide})
+        eq(r.returncode, 2, f"a key file of mode {mode:04o} is refused: {r.stderr!r}")
+        check(f"{mode:04o}" in r.stderr, f"naming the mode: {r.stderr!r}")
+        check(open(wide).read().strip() not in r.stderr + r.stdout, "without printing the key")
     os.unlink(wide)
 
 
@@ -857,6 +861,13 @@ def figures(ctx):
     lost = ctx.db.value("SELECT COUNT(*) FROM container_instances WHERE state = 'lost'")
     print(f"# figures: orphans removed {orphans} (1 planted), lost {lost} (1 planted), "
           f"failed requests {ctx.figures['failed']} of {ctx.figures['requests']} counted")
+    # Under --enable-sanitizers every process reports here; the test build's
+    # deliberate fault shows as ASan's SEGV report, and only that is expected.
+    reports = [line for line in log.splitlines()
+               if ("ERROR: AddressSanitizer" in line or "ERROR: LeakSanitizer" in line
+                   or "runtime error:" in line) and "AddressSanitizer: SEGV" not in line]
+    print(f"# sanitizer reports in app.log (the deliberate faults aside): {len(reports)}")
+    eq(reports[:5], [], "sanitizer reports")
     eq(orphans, 1, "orphans removed: only the planted one")
     eq(lost, "1", "lost: only the planted one")
     eq(ctx.figures["failed"], 0, "failed requests")

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BINARY, App, Client, Database, Nginx, Skip, case, check, connection_of,  # noqa
@@ -187,7 +188,22 @@ def bad_inputs(c):
         (lambda: c.call("DELETE", "/api/v1/admin/containers/99999999999", ADMIN), 404),
         (lambda: c.call("DELETE", "/api/v1/admin/containers", ADMIN), 400),
         (lambda: c.call("GET", "/api/v1/container/extend", u), 405),
+        (lambda: c.call("GET", "/admin/containers", u), 403),
+        (lambda: c.call("GET", "/admin/containers?page=-1", ADMIN), 400),
+        (lambda: c.call("GET", "/admin/containers?state=%3Cx%3E", ADMIN), 400),
+        (lambda: c.call("GET", "/admin/containers/events?kind=%3Cscript%3E", ADMIN), 400),
+        (lambda: c.call("GET", "/admin/containers/nope", ADMIN), 404),
+        (lambda: page_post(c, "/admin/containers/stop", {"id": "1"}, nonce=False), 403),
+        (lambda: page_post(c, "/admin/containers/extend", {"id": "abc"}), 303),
     ]
+
+
+def page_post(c, path, fields, nonce=True):
+    """The admin page's form post: urlencoded, the nonce in the action's query."""
+    if nonce:
+        path += ("&" if "?" in path else "?") + f"nonce=n{ADMIN}"
+    return c.call("POST", path, ADMIN, raw=urllib.parse.urlencode(fields), csrf=False,
+                  content_type="application/x-www-form-urlencoded")
 
 
 def good_reads(c):
@@ -200,7 +216,10 @@ def good_reads(c):
         (lambda: c.call("GET", "/api/v1/admin/containers?state=expired&per_page=5&page=2", ADMIN), 200),
         (lambda: c.call("GET", f"/api/v1/admin/containers?challenge_id={WEB}&account_id={TEAMS[1]}", ADMIN), 200),
         (lambda: c.call("GET", "/api/v1/admin/containers/status", ADMIN), 200),
-        (lambda: c.call("GET", "/admin/containers", ADMIN), (200, 404)),  # the page, once built
+        (lambda: c.call("GET", "/admin/containers", ADMIN), 200),
+        (lambda: c.call("GET", f"/admin/containers?challenge_id={WEB}&per_page=5&page=1", ADMIN), 200),
+        (lambda: c.call("GET", "/admin/containers/events", ADMIN), 200),
+        (lambda: c.call("GET", "/admin/containers/stop-all", ADMIN), 200),
     ]
 
 
@@ -265,6 +284,13 @@ def traffic(ctx):
         cid = WEB if i % 2 == 0 else TCP
         expect(lambda: c.stop(t * 10, cid), 200 if i % 3 != 1 else 404, "lifecycle")
         expect(lambda: c.stop(t * 10, cid), 404, "lifecycle")
+    # The admin page's actions on a live container: reveal, extend, and the pages.
+    iid = c.status(TEAMS[5] * 10, TCP).data["id"]
+    expect(lambda: page_post(c, "/admin/containers/flag", {"id": iid}), 200, "lifecycle")
+    expect(lambda: page_post(c, "/admin/containers/extend", {"id": iid}), 303, "lifecycle")
+    expect(lambda: c.call("GET", "/admin/containers/events", ADMIN), 200, "lifecycle")
+    expect(lambda: c.call("GET", f"/admin/containers?account_id={TEAMS[5]}", ADMIN), 200,
+           "lifecycle")
     # Extends up to the renewal limit (3; its revert reset the count), then 409.
     u = TEAMS[3] * 10
     for status in (200, 200, 200, 409, 409):
