@@ -41,7 +41,7 @@ def _summary(xs):
             "p99": xs[min(len(xs) - 1, int(0.99 * len(xs)))], "max": xs[-1]}
 
 
-def run(loadgen, rate, seconds, log):
+def run(loadgen, merge, rate, seconds, rounds, engine_options, log):
     e2e = _e2e()
     site_tool, harness = e2e.site_tool, e2e.harness
 
@@ -49,7 +49,7 @@ def run(loadgen, rate, seconds, log):
         def start_app(self):
             db = type("Db", (), {"name": self.name})()
             self.app = harness.App(self.workdir, db, site=self.site_name, workers=4,
-                                   port_range="25950-25999")
+                                   port_range="25950-25999", **engine_options)
             self.app.start()
 
     t0 = time.monotonic()
@@ -92,12 +92,13 @@ def run(loadgen, rate, seconds, log):
         port = s.port
         status_path = f"/api/v1/container?challenge_id={docker_cid}"
         real, plain = [], []
-        for _ in range(2):
-            real.append(loadgen(port, status_path, rate=rate, seconds=seconds, headers=(cookie,)))
-            plain.append(loadgen(port, "/_e2e_plain", rate=rate, seconds=seconds))
+        for _ in range(rounds):
+            real.append(loadgen(port, status_path, rate=rate, seconds=seconds, headers=(cookie,),
+                                keep=True))
+            plain.append(loadgen(port, "/_e2e_plain", rate=rate, seconds=seconds, keep=True))
         # CTFd answers only a few hundred auth subrequests a second on 2 cores: also at a
         # rate it keeps up with, so the latency of one lookup is seen, not a queue.
-        slow = loadgen(port, status_path, rate=LOW_RATE, seconds=seconds * 2, headers=(cookie,))
+        slow = loadgen(port, status_path, rate=LOW_RATE, seconds=seconds * 4, headers=(cookie,))
         # Attempts: wrong submissions, docker and static interleaved, one at a time.
         times = {"docker": [], "static": []}
         wrong = "CTF{" + "0" * 32 + "}"
@@ -116,19 +117,7 @@ def run(loadgen, rate, seconds, log):
         b.request("DELETE", f"/api/v1/container?challenge_id={docker_cid}", csrf=True,
                   follow=False)
 
-        def merged(runs):
-            m = dict(runs[0])
-            for k in ("n", "ok", "errors"):
-                m[k] = sum(r[k] for r in runs)
-            for k in ("p50_ms", "p99_ms", "max_ms"):
-                m[k] = max(r[k] for r in runs)
-            m["statuses"] = {}
-            for r in runs:
-                for code, count in r["statuses"].items():
-                    m["statuses"][code] = m["statuses"].get(code, 0) + count
-            m["phases"] = runs
-            return m
-        res = {"status_real_auth": merged(real), "nginx_plain": merged(plain),
+        res = {"status_real_auth": merge(real), "nginx_plain": merge(plain),
                "status_real_auth_low_rate": slow, "low_rate": LOW_RATE,
                "attempt_docker": _summary(times["docker"]),
                "attempt_static": _summary(times["static"]), "challenge_created": how}

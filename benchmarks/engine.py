@@ -182,6 +182,8 @@ class PrivateSwarm:
         saved = sh("docker", "save", self.image, timeout=300).stdout
         self.docker("load", input=saved, timeout=300)
         self.docker("swarm", "init", "--advertise-addr", self.node_ip)
+        self.version = self.docker("version", "--format",
+                                   "{{.Server.Version}}").stdout.decode().strip()
 
     def service_create(self, name, port, internal, env, labels):
         """ctfd-whale's way: one replicated replica, published port (mode=host here)."""

@@ -12,7 +12,8 @@
  * latency percentiles (ms) of the requests sent after the warm-up.
  *
  *   loadgen -p PORT [-a 127.0.0.1] -d SECONDS (-r RATE | -c CONC) [-w WARMUP]
- *           [-u LO:HI] [-m METHOD] [-H 'Name: value']... PATH
+ *           [-u LO:HI] [-m METHOD] [-H 'Name: value']... [-o FILE] PATH
+ * -o FILE also writes every latency (ms, one a line) for the caller to merge runs.
  *
  * Must not: be used against hosts other than the benchmark's own loopback
  * servers; it has no back-off. */
@@ -154,8 +155,9 @@ int main(int argc, char **argv)
     int port = 0, conc = 0, opt;
     double rate = 0, duration = 5, warmup = 0.5;
     const char *usage = "usage: loadgen -p PORT -d S (-r RATE | -c CONC) [-w S] [-u LO:HI] "
-                        "[-m METHOD] [-H 'Name: value']... PATH";
-    while ((opt = getopt(argc, argv, "a:p:d:r:c:w:u:m:H:")) != -1) {
+                        "[-m METHOD] [-H 'Name: value']... [-o FILE] PATH";
+    const char *samples_path = NULL;
+    while ((opt = getopt(argc, argv, "a:p:d:r:c:w:u:m:H:o:")) != -1) {
         switch (opt) {
         case 'a': g.addr = optarg; break;
         case 'p': port = atoi(optarg); break;
@@ -164,6 +166,7 @@ int main(int argc, char **argv)
         case 'c': conc = atoi(optarg); break;
         case 'w': warmup = atof(optarg); break;
         case 'm': g.method = optarg; break;
+        case 'o': samples_path = optarg; break;
         case 'u':
             if (sscanf(optarg, "%ld:%ld", &g.ulo, &g.uhi) != 2 || g.uhi < g.ulo)
                 die("-u wants LO:HI");
@@ -275,6 +278,15 @@ int main(int argc, char **argv)
         }
     }
     qsort(lat, nlat, sizeof(double), cmp_double);
+    if (samples_path != NULL) {
+        FILE *f = fopen(samples_path, "w");
+        if (f == NULL)
+            die("cannot write the -o file");
+        for (size_t i = 0; i < nlat; i++)
+            fprintf(f, "%.4f\n", lat[i]);
+        if (fclose(f) != 0)
+            die("cannot write the -o file");
+    }
     double sum = 0;
     for (size_t i = 0; i < nlat; i++)
         sum += lat[i];
