@@ -92,7 +92,7 @@ def run(loadgen, merge, rate, seconds, rounds, engine_options, log):
         port = s.port
         status_path = f"/api/v1/container?challenge_id={docker_cid}"
         real, plain = [], []
-        for _ in range(rounds):
+        for _ in range(min(rounds, 2)):  # CTFd falls behind at 200/s: keep its queue short
             real.append(loadgen(port, status_path, rate=rate, seconds=seconds, headers=(cookie,),
                                 keep=True))
             plain.append(loadgen(port, "/_e2e_plain", rate=rate, seconds=seconds, keep=True))

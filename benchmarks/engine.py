@@ -21,6 +21,19 @@ import urllib.error
 import urllib.request
 
 
+# What the app's docker backend puts on every container with its default configuration
+# (default_memory_mb 256, default_cpus 0.5, pids_limit 256, cap_add, no-new-privileges): the
+# raw baselines set the same, so both sides ask the engine for the same work.
+LIMITS = {"memory": 256 * 1024 * 1024, "nano_cpus": 500_000_000, "pids": 256,
+          "cap_add": ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"]}
+DOCKER_RUN_LIMITS = ["--memory", "256m", "--memory-swap", "256m", "--cpus", "0.5",
+                     "--pids-limit", "256", "--cap-drop", "ALL",
+                     *[a for c in LIMITS["cap_add"] for a in ("--cap-add", c)],
+                     "--security-opt", "no-new-privileges:true", "--restart", "no"]
+SERVICE_LIMITS = ["--limit-memory", "256m", "--limit-cpu", "0.5", "--cap-drop", "ALL",
+                  *[a for c in LIMITS["cap_add"] for a in ("--cap-add", c)]]
+
+
 class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path, timeout=60):
         super().__init__("localhost", timeout=timeout)
@@ -62,8 +75,13 @@ class Engine:
             "Env": [f"{k}={v}" for k, v in env.items()],
             "Labels": labels,
             "ExposedPorts": {f"{internal}/tcp": {}},
-            "HostConfig": {"PortBindings": {f"{internal}/tcp": [{"HostIp": bind,
-                                                                 "HostPort": str(port)}]}},
+            "HostConfig": {
+                "PortBindings": {f"{internal}/tcp": [{"HostIp": bind, "HostPort": str(port)}]},
+                "Memory": LIMITS["memory"], "MemorySwap": LIMITS["memory"],
+                "NanoCpus": LIMITS["nano_cpus"], "PidsLimit": LIMITS["pids"],
+                "SecurityOpt": ["no-new-privileges:true"], "CapDrop": ["ALL"],
+                "CapAdd": LIMITS["cap_add"], "RestartPolicy": {"Name": "no"},
+            },
         }
         st, doc = self.call("POST", f"/containers/create?name={name}", spec)
         if st != 201:
@@ -189,7 +207,8 @@ class PrivateSwarm:
         """ctfd-whale's way: one replicated replica, published port (mode=host here)."""
         args = ["service", "create", "--detach", "--no-resolve-image", "--name", name,
                 "--mode", "replicated", "--replicas", "1", "--restart-condition", "none",
-                "--publish", f"mode=host,published={port},target={internal},protocol=tcp"]
+                "--publish", f"mode=host,published={port},target={internal},protocol=tcp",
+                *SERVICE_LIMITS]
         for k, v in env.items():
             args += ["--env", f"{k}={v}"]
         for k, v in labels.items():
