@@ -119,8 +119,8 @@ static void launch(struct gen *g, double due)
     long u = g->next_u;
     g->next_u = g->next_u >= g->uhi ? g->ulo : g->next_u + 1;
     subst(p, sizeof(p), g->path, u);
-    int n = snprintf(c->req, sizeof(c->req), "%s %s HTTP/1.0\r\nHost: %s\r\n", g->method, p,
-                     g->addr);
+    int n =
+        snprintf(c->req, sizeof(c->req), "%s %s HTTP/1.0\r\nHost: %s\r\n", g->method, p, g->addr);
     for (int j = 0; j < g->nheaders && n < (int)sizeof(c->req); j++) {
         subst(h, sizeof(h), g->headers[j], u);
         n += snprintf(c->req + n, sizeof(c->req) - (size_t)n, "%s\r\n", h);
@@ -159,14 +159,30 @@ int main(int argc, char **argv)
     const char *samples_path = NULL;
     while ((opt = getopt(argc, argv, "a:p:d:r:c:w:u:m:H:o:")) != -1) {
         switch (opt) {
-        case 'a': g.addr = optarg; break;
-        case 'p': port = atoi(optarg); break;
-        case 'd': duration = atof(optarg); break;
-        case 'r': rate = atof(optarg); break;
-        case 'c': conc = atoi(optarg); break;
-        case 'w': warmup = atof(optarg); break;
-        case 'm': g.method = optarg; break;
-        case 'o': samples_path = optarg; break;
+        case 'a':
+            g.addr = optarg;
+            break;
+        case 'p':
+            port = atoi(optarg);
+            break;
+        case 'd':
+            duration = atof(optarg);
+            break;
+        case 'r':
+            rate = atof(optarg);
+            break;
+        case 'c':
+            conc = atoi(optarg);
+            break;
+        case 'w':
+            warmup = atof(optarg);
+            break;
+        case 'm':
+            g.method = optarg;
+            break;
+        case 'o':
+            samples_path = optarg;
+            break;
         case 'u':
             if (sscanf(optarg, "%ld:%ld", &g.ulo, &g.uhi) != 2 || g.uhi < g.ulo)
                 die("-u wants LO:HI");
@@ -176,7 +192,8 @@ int main(int argc, char **argv)
                 die("too many -H");
             g.headers[g.nheaders++] = optarg;
             break;
-        default: die(usage);
+        default:
+            die(usage);
         }
     }
     if (optind != argc - 1 || port <= 0 || duration <= 0 || (rate <= 0) == (conc <= 0) ||
