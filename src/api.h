@@ -55,6 +55,10 @@ void admin_page_flag(struct ctx *c);
 /* An error as an HTML page in the admin layout (for the router's 404/405). */
 void admin_page_error(struct ctx *c, const struct cc_error *err);
 
+/* GET /_ctfd_containers/ping: 200 and no work, no identity (api_container.c). The
+ * shipped nginx files do not route it; benchmarks measure the FastCGI floor with it. */
+void api_ping(struct ctx *c);
+
 /* Shared by both APIs (api_container.c): a container as JSON. */
 json_t *api_container_json(const struct instance *inst, int64_t max_renewals, int64_t now);
 void api_fail(struct ctx *c, const struct cc_error *err);

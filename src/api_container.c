@@ -688,3 +688,9 @@ void api_container_stop(struct ctx *c)
         return api_fail(c, &err);
     http_reply_json(c->resp, 200, json_object());
 }
+
+/* The FastCGI floor for benchmarks: no query, no identity, no database. */
+void api_ping(struct ctx *c)
+{
+    http_reply_json(c->resp, 200, NULL);
+}

@@ -3,6 +3,7 @@ nginx/ctfd-containers.conf), real MariaDB with CTFd 3.8.7's DDL, and a real
 Docker engine. Each refusal is checked to change nothing (tables + engine)."""
 import hashlib
 import hmac
+import json
 import os
 import sys
 import time
@@ -715,6 +716,57 @@ def auth_cache_on_tmpfs(site):
     eq(pwd.getpwuid(os.stat(found[0]).st_uid).pw_name, "www-data", "owner of the entry")
     on_disk = sh("grep", "-rl", probe, site.workdir, check=False).stdout.split()
     eq(on_disk, [], "files on disk (nginx's temp and log files, the app's) holding the key")
+
+
+# ---- the benchmark ping (make bench): answered by the app, never routed by the shipped nginx
+def fcgi_get(sock_path, path, params=None):
+    """One FastCGI GET straight to the app's socket (as nginx would send it); (status, body)."""
+    import socket as so
+    import struct
+
+    def record(kind, content):
+        return struct.pack(">BBHHBx", 1, kind, 1, len(content), 0) + content
+    env = {"REQUEST_METHOD": "GET", "DOCUMENT_URI": path, "QUERY_STRING": "", **(params or {})}
+    body = b""
+    for k, v in env.items():
+        k, v = k.encode(), v.encode()
+        body += bytes([len(k), len(v)]) + k + v
+    s = so.socket(so.AF_UNIX)
+    s.settimeout(10)
+    s.connect(sock_path)
+    s.sendall(record(1, struct.pack(">HB5x", 1, 0)) + record(4, body) + record(4, b"")
+              + record(5, b""))
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    out, i = b"", 0
+    while i + 8 <= len(data):
+        _, kind, _, n, pad = struct.unpack(">BBHHBx", data[i:i + 8])
+        if kind == 6:
+            out += data[i + 8:i + 8 + n]
+        i += 8 + n + pad
+    head, _, payload = out.partition(b"\r\n\r\n")
+    status = int(head.split(b"Status: ")[1].split(b" ")[0])
+    return status, payload.decode()
+
+
+@case
+def bench_ping(site):
+    """GET /_ctfd_containers/ping: 200 without identity from the app; not routed by the shipped nginx"""
+    status, body = fcgi_get(site.app.socket, "/_ctfd_containers/ping")
+    eq(status, 200, "ping status")
+    eq(json.loads(body), {"success": True, "data": {}}, "ping body")
+    status, body = fcgi_get(site.app.socket, "/_ctfd_containers/pingx")
+    eq(status, 404, "another path under the prefix")
+    r = site.client.call("GET", "/_ctfd_containers/ping")
+    eq(r.status, 404, "through the site's nginx")
+    check("CTFd stand-in" in r.raw, f"answered by the site's own location, not the app: {r!r}")
+    r = site.client.call("POST", "/_ctfd_containers/ping", raw="")
+    eq(r.status, 404, "POST through the site's nginx")
 
 
 @case
