@@ -296,9 +296,7 @@ static int whale_start(struct backend *b, arena_t *a, const struct backend_spec 
     json_decref(body);
     if (rc == 0 && (r.status != 200 || !json_is_true(json_object_get(r.json, "success"))))
         rc = whale_refusal("start", &r, err);
-    if (rc == 0)
-        json_decref(r.json);
-    else if (r.json)
+    if (rc == 0 || r.json)
         json_decref(r.json);
     if (rc == 0 && whale_finish(b, a, spec, hdr, out, err) < 0) {
         rc = -1; /* ctfd-whale made it: remove it (its admin API, by user) */

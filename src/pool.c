@@ -340,11 +340,10 @@ static void pool_drain(struct app *app, struct pool_entry *e, size_t ne,
     for (size_t i = 0; i < nm; i++) {
         struct pool_entry *pe = entry_for(e, ne, m[i].challenge_id);
         const char *why = NULL;
-        if (pe == NULL)
-            why = "warm pool drained";
-        else if (pe->key[0] == '\0' || strcmp(pe->key, m[i].spec) != 0)
+        if (pe != NULL && (pe->key[0] == '\0' || strcmp(pe->key, m[i].spec) != 0))
             why = "the challenge's settings changed";
-        else if (pe->kept >= pe->need->size || total >= app->cfg->warm_pool_max_total)
+        else if (pe == NULL || pe->kept >= pe->need->size ||
+                 total >= app->cfg->warm_pool_max_total)
             why = "warm pool drained";
         if (why == NULL || strcmp(m[i].state, "running") != 0) {
             if (pe)

@@ -224,14 +224,16 @@ static void lost(struct app *app, arena_t *a, const struct listing *ls, size_t n
         if (l->b->ops->inspect(l->b, a, inst.name, &obj, &found, &err) < 0 ||
             (found && obj.running))
             continue;
-        if (found)
-            l->b->ops->stop(l->b, inst.name, &err);
-        if (store_end(app->store, inst.id, "lost",
-                      found ? "its container stopped by itself" : "its container disappeared",
-                      time(NULL), &changed, &err) == 0 && changed) {
+        /* Stop is idempotent: it removes an exited container and, when the
+         * container is gone already, what it leaves (its own network). */
+        l->b->ops->stop(l->b, inst.name, &err);
+        const char *why = found ? "its container stopped by itself" : "its container disappeared";
+        if (store_end(app->store, inst.id, "lost", why, time(NULL), &changed, &err) == 0 &&
+            changed) {
             rep->lost++;
             note(&rep->lost_ids, inst.id);
-            log_warn("reconcile: container %lld lost (backend %s)", (long long)inst.id, l->name);
+            log_warn("reconcile: container %lld lost: %s (backend %s)", (long long)inst.id, why,
+                     l->name);
         }
     }
 }

@@ -18,7 +18,8 @@ import subprocess
 import tempfile
 import time
 
-from harness import (NGINX, SRCDIR, App, Client, Database, Skip, free_port, require_engine_and_images,
+from harness import (NGINX, SRCDIR, App, Client, Database, Skip, auth_cache_parent, free_port,
+                     http_conf, require_engine_and_images,
                      sh, wait_for)
 
 DOMAIN = "containers.test"
@@ -35,6 +36,7 @@ load_module {stream_module};
 events {{ worker_connections 2048; }}
 http {{
     include /etc/nginx/mime.types;
+    include {dir}/ctfd-containers-http.conf;
     access_log {dir}/nginx-access.log;
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
@@ -133,6 +135,11 @@ class ExposureSite:
 
     def _nginx(self):
         stream_conf(self.dir, self.tls_port, self.cert, self.key, self.mapfile)
+        # The shipped auth location caches CTFd's answers (decision 0014): its
+        # http-level zone, with the cache on a tmpfs of this site's own.
+        self.cache_parent = auth_cache_parent()
+        with open(os.path.join(self.dir, "ctfd-containers-http.conf"), "w") as fh:
+            fh.write(http_conf(os.path.join(self.cache_parent, "auth-cache")))
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as fh:
             fh.write(NGINX_CONF.format(dir=self.dir, stream_module=STREAM_MODULE,
@@ -169,6 +176,8 @@ class ExposureSite:
             except RuntimeError:
                 pass
             self.db.drop()
+        if getattr(self, "cache_parent", None):
+            shutil.rmtree(self.cache_parent, ignore_errors=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # ---- reaching containers
