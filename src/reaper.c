@@ -121,8 +121,8 @@ static bool listed(const struct backend_object *objs, size_t n, int64_t id)
     return false;
 }
 
-/* The live row ids, read once per pass (after the engine listing: every
- * listed object's row existed before the object did), sorted for lookups. */
+/* The live row ids, read around the engine listing (every listed object's
+ * row existed before the object did), sorted for lookups. */
 struct live_set {
     int64_t *ids;
     size_t n;
@@ -232,6 +232,20 @@ void reaper_save_report(struct app *app, const struct reconcile_report *r, int64
     json_decref(j);
 }
 
+/* An object is an orphan only if its row was live neither just before nor
+ * just after the listing: a row ended while the engine was listed (a player's
+ * stop racing the pass) still owns its object, whose stopper removes it; if
+ * it is left behind, the next pass finds it. */
+static struct live_set live_union(arena_t *a, const struct live_set *x, const struct live_set *y)
+{
+    struct live_set u = {arena_alloc(a, (x->n + y->n + 1) * sizeof(int64_t)), 0};
+    memcpy(u.ids, x->ids, x->n * sizeof(int64_t));
+    memcpy(u.ids + x->n, y->ids, y->n * sizeof(int64_t));
+    u.n = x->n + y->n;
+    qsort(u.ids, u.n, sizeof(int64_t), cmp_id);
+    return u;
+}
+
 int reaper_reconcile(struct app *app, arena_t *a, int64_t now, struct reconcile_report *rep)
 {
     struct backend_object *objs;
@@ -239,6 +253,11 @@ int reaper_reconcile(struct app *app, arena_t *a, int64_t now, struct reconcile_
     struct cc_error err = {0};
     stale(app, a, "starting", app->cfg->starting_grace_seconds, now, &rep->stale_starts, rep);
     stale(app, a, "stopping", app->cfg->stopping_grace_seconds, now, &rep->stale_stops, rep);
+    struct live_set before, live;
+    if (store_ids_live(app->store, a, &before.ids, &before.n, &err) < 0) {
+        rep->failures++;
+        return -1; /* database trouble: decide nothing */
+    }
     int64_t listed_at = time(NULL);
     if (app->backend->ops->list(app->backend, a, &objs, &n, &err) < 0) {
         log_warn("reconcile: engine listing failed (%s); nothing decided",
@@ -246,13 +265,13 @@ int reaper_reconcile(struct app *app, arena_t *a, int64_t now, struct reconcile_
         rep->failures++;
         return -1;
     }
-    struct live_set live;
     if (store_ids_live(app->store, a, &live.ids, &live.n, &err) < 0) {
         rep->failures++;
-        return -1; /* database trouble: decide nothing */
+        return -1;
     }
     qsort(live.ids, live.n, sizeof(int64_t), cmp_id);
-    orphans(app, objs, n, &live, now, rep);
+    struct live_set owned = live_union(a, &before, &live);
+    orphans(app, objs, n, &owned, now, rep);
     lost(app, a, objs, n, &live, listed_at, rep);
     ended_ports(app, a, objs, n, rep);
     return 0;
