@@ -151,9 +151,10 @@ static bool listed_running(const struct backend_object *objs, size_t n, int64_t 
     return false;
 }
 
-/* The live rows (id and the backend each recorded), read once per pass after
+/* The live rows (id and the backend each recorded), read before and after
  * the engine listings: every listed object's row existed before the object
- * did. Sorted by id (the store returns them so) for lookups. */
+ * did, and a row that ended between the two reads (a player's stop racing the
+ * pass) still owns its object. Sorted by id (the store returns them so). */
 struct live_set {
     int64_t *ids;
     const char **backends;
@@ -175,14 +176,16 @@ static const char *live_backend(const struct live_set *live, int64_t id)
 
 /* An object is an orphan when no live row claims it *in this backend*: a row
  * that fell back to another backend leaves the primary's leftover an orphan. */
-static void orphans(struct app *app, const struct listing *l, const struct live_set *live,
-                    int64_t now, struct reconcile_report *rep)
+static void orphans(struct app *app, const struct listing *l, const struct live_set *before,
+                    const struct live_set *live, int64_t now, struct reconcile_report *rep)
 {
     struct cc_error err = {0};
     for (size_t i = 0; i < l->n; i++) {
         const struct backend_object *o = &l->objs[i];
         const char *owner = o->instance_id > 0 ? live_backend(live, o->instance_id) : NULL;
-        if (owner != NULL && strcmp(owner, l->name) == 0)
+        const char *owner0 = o->instance_id > 0 ? live_backend(before, o->instance_id) : NULL;
+        if ((owner != NULL && strcmp(owner, l->name) == 0) ||
+            (owner0 != NULL && strcmp(owner0, l->name) == 0))
             continue;
         if (now - o->created < app->cfg->orphan_grace_seconds)
             continue;
@@ -327,12 +330,21 @@ void reaper_save_report(struct app *app, const struct reconcile_report *r, int64
     json_decref(j);
 }
 
+/* An object is an orphan only if its row was live neither just before nor
+ * just after the listing: a row ended while the engine was listed (a player's
+ * stop racing the pass) still owns its object, whose stopper removes it; if
+ * it is left behind, the next pass finds it. */
 int reaper_reconcile(struct app *app, arena_t *a, int64_t now, struct reconcile_report *rep)
 {
     struct listing ls[BACKEND_SET_MAX];
     struct cc_error err = {0};
     stale(app, a, "starting", app->cfg->starting_grace_seconds, now, &rep->stale_starts, rep);
     stale(app, a, "stopping", app->cfg->stopping_grace_seconds, now, &rep->stale_stops, rep);
+    struct live_set before, live;
+    if (store_live_backends(app->store, a, &before.ids, &before.backends, &before.n, &err) < 0) {
+        rep->failures++;
+        return -1; /* database trouble: decide nothing */
+    }
     size_t nl = backends_in_use(app, a, now, ls, rep);
     int64_t listed_at = time(NULL);
     size_t nok = 0;
@@ -348,14 +360,13 @@ int reaper_reconcile(struct app *app, arena_t *a, int64_t now, struct reconcile_
         ls[i].n = 0;
         rep->failures++;
     }
-    struct live_set live;
     if (store_live_backends(app->store, a, &live.ids, &live.backends, &live.n, &err) < 0) {
         rep->failures++;
-        return -1; /* database trouble: decide nothing */
+        return -1;
     }
     for (size_t i = 0; i < nl; i++)
         if (ls[i].ok)
-            orphans(app, &ls[i], &live, now, rep);
+            orphans(app, &ls[i], &before, &live, now, rep);
     lost(app, a, ls, nl, &live, listed_at, rep);
     ended_ports(app, a, ls, nl, rep);
     return nok == nl ? 0 : -1;

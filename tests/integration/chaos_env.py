@@ -145,6 +145,13 @@ class PrivateEngine:
 
     def close(self):
         try:
+            if self.proc and self.proc.poll() is not None:
+                # Stopped by a case that failed: with live restore its containers
+                # still run, and only the engine can remove them.
+                try:
+                    self.start()
+                except Exception:
+                    pass
             if self.proc and self.proc.poll() is None:
                 ids = self.docker("ps", "-aq", check=False).stdout.split()
                 if ids:
