@@ -7,6 +7,8 @@
 #include "backend.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -266,4 +268,26 @@ int backend_wait_ready(const char *host, int port, enum backend_proto proto, int
         return err_set(err, ERR_INTERNAL, "readiness probe cannot open a socket");
     return err_set(err, ERR_START_FAILED, "port %d did not answer within %d ms", port,
                    timeout_ms);
+}
+
+/* ---- what every engine backend puts on its objects ---- */
+
+static void label_int(json_t *labels, const char *key, int64_t value)
+{
+    char name[64], text[24];
+    snprintf(name, sizeof(name), "ctfd-containers.%s", key);
+    snprintf(text, sizeof(text), "%" PRId64, value);
+    json_object_set_new(labels, name, json_string(text));
+}
+
+json_t *backend_labels(const struct cc_config *cfg, const struct backend_spec *spec)
+{
+    json_t *labels = json_object();
+    json_object_set_new(labels, "ctfd-containers.site", json_string(cfg->site));
+    label_int(labels, "instance", spec->instance_id);
+    label_int(labels, "account", spec->account_id);
+    label_int(labels, "challenge", spec->challenge_id);
+    label_int(labels, "expires", spec->expires);
+    json_object_set_new(labels, "ctfd-containers.managed", json_string("1"));
+    return labels;
 }

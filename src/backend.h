@@ -136,6 +136,10 @@ struct backend {
     struct store *store;
 };
 
+/* Our labels on an engine object (ctfd-containers.site, .instance, .account,
+ * .challenge, .expires, .managed), as a new JSON object for the request body. */
+struct json_t *backend_labels(const struct cc_config *cfg, const struct backend_spec *spec);
+
 /* Open the backend named in cfg (or by name); one per process, after fork. */
 struct backend *backend_open(const char *name, const struct cc_config *cfg,
                              struct cc_error *err);

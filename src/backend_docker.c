@@ -20,6 +20,7 @@
 #include "config.h"
 #include "curlx.h"
 #include "log.h"
+#include "route.h"
 
 #define DOCKER_API "/v1.41"
 #define DOCKER_DEFAULT_ENDPOINT "unix:///var/run/docker.sock"
@@ -108,43 +109,14 @@ static void docker_remove_quietly(struct docker *d, arena_t *a, const char *name
 
 /* ---- the create request ------------------------------------------------------ */
 
-static void docker_label(json_t *labels, const char *key, int64_t value)
-{
-    char name[64], text[24];
-    snprintf(name, sizeof(name), DOCKER_LABEL "%s", key);
-    snprintf(text, sizeof(text), "%lld", (long long)value);
-    json_object_set_new(labels, name, json_string(text));
-}
-
-static json_t *docker_labels(const struct cc_config *cfg, const struct backend_spec *spec)
-{
-    json_t *labels = json_object();
-    json_object_set_new(labels, DOCKER_LABEL "site", json_string(cfg->site));
-    docker_label(labels, "instance", spec->instance_id);
-    docker_label(labels, "account", spec->account_id);
-    docker_label(labels, "challenge", spec->challenge_id);
-    docker_label(labels, "expires", spec->expires);
-    json_object_set_new(labels, DOCKER_LABEL "managed", json_string("1"));
-    return labels;
-}
-
 /* "CHOWN, SETUID" -> ["CHOWN","SETUID"]; blanks and empty items are skipped. */
 static json_t *docker_cap_add(const char *list)
 {
     json_t *caps = json_array();
-    const char *p = list != NULL ? list : "";
-    while (*p != '\0') {
-        while (*p == ',' || isspace((unsigned char)*p))
-            p++;
-        const char *start = p;
-        while (*p != '\0' && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && isspace((unsigned char)end[-1]))
-            end--;
-        if (end > start)
-            json_array_append_new(caps, json_stringn(start, (size_t)(end - start)));
-    }
+    const char *p = list, *item;
+    size_t n;
+    while (route_list_next(&p, &item, &n))
+        json_array_append_new(caps, json_stringn(item, n));
     return caps;
 }
 
@@ -227,7 +199,7 @@ static json_t *docker_create_body(arena_t *a, const struct cc_config *cfg,
         json_array_append_new(env, json_string(arena_printf(a, "%s=%s", spec->flag_env,
                                                             spec->flag)));
     json_object_set_new(body, "Env", env);
-    json_object_set_new(body, "Labels", docker_labels(cfg, spec));
+    json_object_set_new(body, "Labels", backend_labels(cfg, spec));
     json_object_set_new(body, "HostConfig", docker_host_config(cfg, spec, exposed));
     json_object_set_new(body, "ExposedPorts", exposed);
     return body;
@@ -277,7 +249,7 @@ static json_t *docker_network_body(arena_t *a, const struct cc_config *cfg,
     json_object_set_new(body, "Name", json_string(spec->name));
     json_object_set_new(body, "Driver", json_string("bridge"));
     json_object_set_new(body, "CheckDuplicate", json_true());
-    json_object_set_new(body, "Labels", docker_labels(cfg, spec));
+    json_object_set_new(body, "Labels", backend_labels(cfg, spec));
     json_object_set_new(body, "Options",
                         json_pack("{s:s, s:s, s:s}", "com.docker.network.bridge.name",
                                   docker_bridge_name(a, spec),

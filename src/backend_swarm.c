@@ -25,6 +25,7 @@
 #include "config.h"
 #include "curlx.h"
 #include "log.h"
+#include "route.h"
 #include "placement.h"
 
 #define SWARM_API "/v1.41"
@@ -168,46 +169,16 @@ static void swarm_remove_quietly(struct swarm *s, arena_t *a, const char *name, 
 
 /* ---- the service spec ------------------------------------------------------- */
 
-static void swarm_label(json_t *labels, const char *key, int64_t value)
-{
-    char name[64], text[24];
-    snprintf(name, sizeof(name), SWARM_LABEL "%s", key);
-    snprintf(text, sizeof(text), "%lld", (long long)value);
-    json_object_set_new(labels, name, json_string(text));
-}
-
-static json_t *swarm_labels(const struct cc_config *cfg, const struct backend_spec *spec)
-{
-    json_t *labels = json_object();
-    json_object_set_new(labels, SWARM_LABEL "site", json_string(cfg->site));
-    swarm_label(labels, "instance", spec->instance_id);
-    swarm_label(labels, "account", spec->account_id);
-    swarm_label(labels, "challenge", spec->challenge_id);
-    swarm_label(labels, "expires", spec->expires);
-    json_object_set_new(labels, SWARM_LABEL "managed", json_string("1"));
-    return labels;
-}
-
 /* "CHOWN, SETUID" -> ["CAP_CHOWN","CAP_SETUID"] (the swarm API wants the prefix). */
 static json_t *swarm_caps(const char *list)
 {
     json_t *caps = json_array();
-    const char *p = list != NULL ? list : "";
-    while (*p != '\0') {
-        while (*p == ',' || isspace((unsigned char)*p))
-            p++;
-        const char *start = p;
-        while (*p != '\0' && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && isspace((unsigned char)end[-1]))
-            end--;
-        if (end <= start)
-            continue;
-        int n = (int)(end - start);
+    const char *p = list, *item;
+    size_t n;
+    while (route_list_next(&p, &item, &n)) {
         char buf[80];
-        snprintf(buf, sizeof(buf), "%s%.*s", strncmp(start, "CAP_", 4) == 0 ? "" : "CAP_", n,
-                 start);
+        snprintf(buf, sizeof(buf), "%s%.*s", strncmp(item, "CAP_", 4) == 0 ? "" : "CAP_", (int)n,
+                 item);
         json_array_append_new(caps, json_string(buf));
     }
     return caps;
@@ -224,9 +195,9 @@ static json_t *swarm_container_spec(arena_t *a, const struct cc_config *cfg,
                               json_string(arena_printf(a, "%s=%s", spec->flag_env, spec->flag)));
     json_object_set_new(cs, "Env", env);
     /* The same labels on the container: a node's own `docker ps` shows whose it is. */
-    json_object_set_new(cs, "Labels", swarm_labels(cfg, spec));
+    json_object_set_new(cs, "Labels", backend_labels(cfg, spec));
     json_object_set_new(cs, "CapabilityDrop", json_pack("[s]", "ALL"));
-    json_object_set_new(cs, "CapabilityAdd", swarm_caps(cfg->cap_add));
+    json_object_set_new(cs, "CapabilityAdd", swarm_caps(spec->cap_add != NULL ? spec->cap_add : cfg->cap_add));
     json_object_set_new(cs, "Init", json_false());
     /* A challenge container needs no graceful stop: stop means kill, at once. */
     json_object_set_new(cs, "StopGracePeriod", json_integer(0));
@@ -286,7 +257,7 @@ static json_t *swarm_service_body(arena_t *a, const struct cc_config *cfg,
         json_object_set_new(task, "Networks", json_pack("[{s:s}]", "Target", spec->name));
     json_t *body = json_object();
     json_object_set_new(body, "Name", json_string(spec->name));
-    json_object_set_new(body, "Labels", swarm_labels(cfg, spec));
+    json_object_set_new(body, "Labels", backend_labels(cfg, spec));
     json_object_set_new(body, "TaskTemplate", task);
     json_object_set_new(body, "Mode", json_pack("{s:{s:i}}", "Replicated", "Replicas", 1));
     /* dnsrr: no virtual IP (IPVS) is needed for one replica reached by host port. */
@@ -303,7 +274,7 @@ static int swarm_network_create(struct swarm *s, arena_t *a, const struct cc_con
 {
     json_t *body =
         json_pack("{s:s, s:s, s:b, s:b, s:o}", "Name", spec->name, "Driver", "overlay",
-                  "Attachable", 1, "CheckDuplicate", 1, "Labels", swarm_labels(cfg, spec));
+                  "Attachable", 1, "CheckDuplicate", 1, "Labels", backend_labels(cfg, spec));
     struct curlx_reply r;
     int rc = swarm_call(s, a, "POST", "/networks/create", body, &r, err);
     json_decref(body);

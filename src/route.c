@@ -123,22 +123,39 @@ static bool cap_known(const char *s, size_t n)
     return false;
 }
 
-bool route_caps_allowed(const char *list, char *bad, size_t badlen)
+bool route_list_next(const char **p, const char **item, size_t *len)
 {
-    const char *p = list != NULL ? list : "";
-    if (bad != NULL && badlen > 0)
-        bad[0] = '\0';
-    while (*p != '\0') {
-        while (*p == ',' || isspace((unsigned char)*p))
-            p++;
-        const char *start = p;
-        while (*p != '\0' && *p != ',')
-            p++;
-        const char *end = p;
+    const char *q = *p != NULL ? *p : "";
+    for (;;) {
+        while (*q == ',' || isspace((unsigned char)*q))
+            q++;
+        if (*q == '\0') {
+            *p = q;
+            return false;
+        }
+        const char *start = q;
+        while (*q != '\0' && *q != ',')
+            q++;
+        const char *end = q;
         while (end > start && isspace((unsigned char)end[-1]))
             end--;
-        size_t n = (size_t)(end - start);
-        if (n > 0 && !cap_known(start, n)) {
+        if (end > start) {
+            *p = q;
+            *item = start;
+            *len = (size_t)(end - start);
+            return true;
+        }
+    }
+}
+
+bool route_caps_allowed(const char *list, char *bad, size_t badlen)
+{
+    const char *p = list, *start;
+    size_t n;
+    if (bad != NULL && badlen > 0)
+        bad[0] = '\0';
+    while (route_list_next(&p, &start, &n)) {
+        if (!cap_known(start, n)) {
             if (bad != NULL && badlen > 0) {
                 size_t k = n < badlen - 1 ? n : badlen - 1;
                 for (size_t i = 0; i < k; i++)

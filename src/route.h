@@ -37,6 +37,10 @@ int route_parse_host(const char *host, const char *domain, char *name, size_t na
  * with '-'? */
 bool route_domain_valid(const char *domain);
 
+/* Comma-separated lists ("CHOWN, SETUID"): the next item without its blanks,
+ * skipping empty ones. *p advances; false at the end of the list. */
+bool route_list_next(const char **p, const char **item, size_t *len);
+
 /* Hardening: is every capability of the comma-separated list (blanks allowed,
  * an optional CAP_ prefix, any case) on the allow-list (Docker's default set
  * minus nothing dangerous: never SYS_ADMIN, NET_ADMIN, SYS_PTRACE, SYS_MODULE,
