@@ -237,7 +237,7 @@ class E2E:
         diag(f"CTFd up in {time.monotonic() - t0:.1f} s (database {self.name}, Redis db {self.redis_db})")
 
     def start_app(self):
-        db = type("Db", (), {"name": self.name})()
+        db = type("Db", (), {"name": self.name, "socket": harness.MYSQL_SOCKET})()
         # Containers by name through the site's own nginx (docs/exposure.md): the port is
         # chosen now, so the URLs the app hands out carry it.
         self.port = harness.free_port()
