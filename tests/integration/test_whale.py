@@ -19,7 +19,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "whale"))
-from harness import (SRCDIR, App, Client, Database, Nginx, Skip, case, check, eq,  # noqa
+from harness import (MYSQL_SOCKET, SRCDIR, App, Client, Database, Nginx, Skip, case, check, eq,  # noqa
                      require_engine_and_images, run, sh, wait_for)
 
 CTFD_PATH = os.environ.get("CTFD_PATH")
@@ -31,6 +31,7 @@ class LabDb(Database):
 
     def __init__(self, name):
         self.name = name
+        self.socket = MYSQL_SOCKET
 
 
 class Lab:
