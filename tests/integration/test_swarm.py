@@ -368,8 +368,8 @@ def manager_down(site):
         r = site.client.start(users[2], contract.WEB)
         eq((r.status, r.code), (503, "ENGINE_UNAVAILABLE"), f"start with the manager down {r}")
         eq(site.db.live_count(), live, "no live row added")
-        mark = site.app.log().count("reconcile: engine listing failed")
-        wait_for(lambda: site.app.log().count("reconcile: engine listing failed") >= mark + 2,
+        mark = site.app.log().count("reconcile: swarm listing failed")
+        wait_for(lambda: site.app.log().count("reconcile: swarm listing failed") >= mark + 2,
                  timeout=30, what="two reconcile passes during the outage")
         for _, r in started:
             eq(row(site, r.data["id"])[0], "running", "nothing is declared lost while blind")
