@@ -48,6 +48,7 @@ def run(loadgen, merge, rate, seconds, rounds, engine_options, log):
     class Site(e2e.E2E):
         def start_app(self):
             db = type("Db", (), {"name": self.name, "socket": harness.MYSQL_SOCKET})()
+            self.port = harness.free_port()  # the site's nginx listens here (start_nginx)
             self.app = harness.App(self.workdir, db, site=self.site_name, workers=4,
                                    port_range="25950-25999", **engine_options)
             self.app.start()
