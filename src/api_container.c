@@ -326,23 +326,33 @@ static int claim_or_reserve(struct ctx *c, const struct ctfd_challenge *ch,
                                err);
 }
 
+struct admit_args {
+    struct ctx *c;
+    const struct ctfd_challenge *ch;
+    const struct lc_limits *l;
+    struct admission *ad;
+};
+
+static int admit_body(void *arg, struct cc_error *err)
+{
+    struct admit_args *x = arg;
+    return admit_locked(x->c, x->ch, x->l, x->ad, err) == 0 &&
+                   claim_or_reserve(x->c, x->ch, x->l, x->ad, err) == 0
+               ? 0
+               : -1;
+}
+
+static void admit_undo(void *arg)
+{
+    struct admission *ad = ((struct admit_args *)arg)->ad;
+    flag_wipe(ad->flag, sizeof(ad->flag));
+}
+
 static int admit(struct ctx *c, const struct ctfd_challenge *ch, const struct lc_limits *l,
                  struct admission *ad, struct cc_error *err)
 {
-    struct store *s = c->app->store;
-    for (int attempt = 0; attempt < 4; attempt++) {
-        if (store_begin(s, err) < 0)
-            return -1;
-        if (admit_locked(c, ch, l, ad, err) == 0 && claim_or_reserve(c, ch, l, ad, err) == 0 &&
-            store_commit(s, err) == 0)
-            return 0;
-        store_rollback(s);
-        flag_wipe(ad->flag, sizeof(ad->flag));
-        if (!store_retryable(s))
-            return -1;
-        err_clear(err);
-    }
-    return err_set(err, ERR_DATABASE_UNAVAILABLE, NULL);
+    struct admit_args x = {c, ch, l, ad};
+    return store_transaction(c->app->store, admit_body, admit_undo, &x, err);
 }
 
 static int check_spec(struct ctx *c, const struct ctfd_challenge *ch, struct admission *ad,
@@ -646,6 +656,19 @@ static int extend_locked(struct ctx *c, const struct lc_limits *l, int64_t cid,
 }
 
 
+struct extend_args {
+    struct ctx *c;
+    const struct lc_limits *l;
+    int64_t cid;
+    struct instance *inst;
+};
+
+static int extend_body(void *arg, struct cc_error *err)
+{
+    struct extend_args *x = arg;
+    return extend_locked(x->c, x->l, x->cid, x->inst, err);
+}
+
 void api_container_extend(struct ctx *c)
 {
     struct cc_error err = {0};
@@ -657,17 +680,9 @@ void api_container_extend(struct ctx *c)
         load_challenge(c, cid, &ch, &err) < 0)
         return api_fail(c, &err);
     struct lc_limits l = limits_for(c->app->cfg, &ch);
-    struct store *s = c->app->store;
-    for (int attempt = 0;; attempt++) {
-        if (store_begin(s, &err) < 0)
-            return api_fail(c, &err);
-        if (extend_locked(c, &l, cid, &inst, &err) == 0 && store_commit(s, &err) == 0)
-            break;
-        store_rollback(s);
-        if (!store_retryable(s) || attempt == 3)
-            return api_fail(c, &err);
-        err_clear(&err);
-    }
+    struct extend_args x = {c, &l, cid, &inst};
+    if (store_transaction(c->app->store, extend_body, NULL, &x, &err) < 0)
+        return api_fail(c, &err);
     ops_engine_extend(c->app, c->arena, &inst);
     http_reply_json(c->resp, 200, player_json(c, &inst, &l));
 }

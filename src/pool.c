@@ -179,28 +179,32 @@ static int pool_admit_locked(struct app *app, arena_t *a, struct pool_start *ps,
     return 0;
 }
 
+struct pool_admit_args {
+    struct app *app;
+    arena_t *a;
+    struct pool_start *ps;
+    int64_t now;
+    bool *admitted;
+};
+
+static int pool_admit_body(void *arg, struct cc_error *err)
+{
+    struct pool_admit_args *x = arg;
+    return pool_admit_locked(x->app, x->a, x->ps, x->now, x->admitted, err);
+}
+
+static void pool_admit_undo(void *arg)
+{
+    struct pool_start *ps = ((struct pool_admit_args *)arg)->ps;
+    flag_wipe(ps->flag, sizeof(ps->flag));
+}
+
+/* One transaction (nothing missing: it only read under the lock, and commits that). */
 static int pool_admit(struct app *app, arena_t *a, struct pool_start *ps, int64_t now,
                       bool *admitted, struct cc_error *err)
 {
-    struct store *s = app->store;
-    for (int attempt = 0; attempt < 4; attempt++) {
-        if (store_begin(s, err) < 0)
-            return -1;
-        if (pool_admit_locked(app, a, ps, now, admitted, err) == 0) {
-            if (!*admitted) {
-                store_rollback(s);
-                return 0;
-            }
-            if (store_commit(s, err) == 0)
-                return 0;
-        }
-        store_rollback(s);
-        flag_wipe(ps->flag, sizeof(ps->flag));
-        if (!store_retryable(s))
-            return -1;
-        err_clear(err);
-    }
-    return err_set(err, ERR_DATABASE_UNAVAILABLE, NULL);
+    struct pool_admit_args x = {app, a, ps, now, admitted};
+    return store_transaction(app->store, pool_admit_body, pool_admit_undo, &x, err);
 }
 
 static void pool_fill_spec(const struct cc_config *cfg, const struct pool_start *ps,

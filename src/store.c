@@ -558,6 +558,24 @@ bool store_retryable(const struct store *s)
     return s->last_errno == ER_LOCK_DEADLOCK || s->last_errno == ER_LOCK_WAIT_TIMEOUT;
 }
 
+int store_transaction(struct store *s, int (*body)(void *arg, struct cc_error *err),
+                      void (*undo)(void *arg), void *arg, struct cc_error *err)
+{
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (store_begin(s, err) < 0)
+            return -1;
+        if (body(arg, err) == 0 && store_commit(s, err) == 0)
+            return 0;
+        store_rollback(s);
+        if (undo != NULL)
+            undo(arg);
+        if (!store_retryable(s))
+            return -1;
+        err_clear(err);
+    }
+    return err_set(err, ERR_DATABASE_UNAVAILABLE, NULL);
+}
+
 int store_begin(struct store *s, struct cc_error *err)
 {
     s->last_errno = 0;

@@ -38,6 +38,12 @@ int store_begin(struct store *s, struct cc_error *err);
 int store_commit(struct store *s, struct cc_error *err);
 void store_rollback(struct store *s);
 bool store_retryable(const struct store *s);
+/* body() inside a transaction, committed when it returns 0. A deadlock or a lock
+ * wait timeout rolls back, calls undo(arg) (may be NULL: e.g. wipe a secret the
+ * body made) and runs body again, at most 4 times in all; then
+ * DATABASE_UNAVAILABLE. Any other failure rolls back, calls undo and returns -1. */
+int store_transaction(struct store *s, int (*body)(void *arg, struct cc_error *err),
+                      void (*undo)(void *arg), void *arg, struct cc_error *err);
 
 /* ---- CTFd's tables (read only) ---- */
 struct ctfd_user {
